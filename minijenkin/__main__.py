@@ -1,0 +1,3 @@
+from minijenkin.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP API: webhooks, REST endpoints, live logs and the dashboard."""

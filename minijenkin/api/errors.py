@@ -1,0 +1,91 @@
+"""Map domain errors to HTTP responses, in one place.
+
+Every error body is JSON with a `detail` message; errors about one input also
+carry `field`. Unexpected exceptions become a 500 that is logged once, with
+no internals in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from minijenkin.errors import (
+    AuthenticationError,
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    MiniJenkinError,
+    NotFoundError,
+    PermissionDeniedError,
+    PipelineError,
+)
+
+logger = logging.getLogger(__name__)
+
+_STATUS_BY_ERROR: list[tuple[type[MiniJenkinError], int]] = [
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (InvalidInputError, 422),
+    (PipelineError, 422),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (DatabaseUnavailableError, 503),
+]
+
+
+def status_for(exc: MiniJenkinError) -> int:
+    for error_class, status in _STATUS_BY_ERROR:
+        if isinstance(exc, error_class):
+            return status
+    return 500
+
+
+def _validation_message(error: dict) -> tuple[str, str | None]:
+    location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location) or None
+    message = error.get("msg", "invalid value")
+    return (f"{field}: {message}" if field else message), field
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MiniJenkinError)
+    async def _domain_error(request: Request, exc: MiniJenkinError) -> JSONResponse:
+        status = status_for(exc)
+        if status == 500:
+            logger.exception("request failed", exc_info=exc,
+                             extra={"action": "http_error", "path": request.url.path})
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        body: dict[str, object] = {"detail": str(exc)}
+        if exc.field:
+            body["field"] = exc.field
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [dict(error) for error in exc.errors()]
+        messages = [_validation_message(error) for error in errors]
+        detail = "; ".join(message for message, _ in messages) or "invalid request"
+        body: dict[str, object] = {
+            "detail": detail,
+            "errors": [{"field": field, "message": message} for message, field in messages],
+        }
+        if messages and messages[0][1]:
+            body["field"] = messages[0][1]
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error while serving a request", exc_info=exc,
+                         extra={"action": "http_error", "path": request.url.path})
+        return JSONResponse({"detail": "internal error"}, status_code=500)

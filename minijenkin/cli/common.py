@@ -1,0 +1,45 @@
+"""Helpers shared by CLI commands."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import psycopg
+from pydantic import ValidationError
+
+from minijenkin.config import Settings, load_settings
+from minijenkin.db import connect_async
+from minijenkin.errors import ConfigurationError
+from minijenkin.runtime import database_url
+
+T = TypeVar("T")
+
+
+def load_cli_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with the options the user passed (not None) on top."""
+    explicit = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return load_settings(**explicit)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
+def run_with_connection(action: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Open a connection to the configured database, run `action`, close it."""
+    settings = load_cli_settings()
+    conninfo = database_url(settings)
+
+    async def runner() -> T:
+        conn = await connect_async(conninfo, application_name="minijenkin-cli")
+        try:
+            return await action(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(runner())

@@ -1,0 +1,111 @@
+"""Database access: connections, pools and the mapping of driver errors.
+
+This package is the only place that configures psycopg. Code elsewhere gets
+connections from here and runs named queries from `minijenkin.sql.QUERIES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from minijenkin.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+)
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def with_application_name(conninfo: str, application_name: str) -> str:
+    """Return `conninfo` with `application_name` set, so pg_stat_activity names the component."""
+    params = conninfo_to_dict(conninfo)
+    params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
+    params["application_name"] = application_name
+    return make_conninfo("", **params)
+
+
+def connect(conninfo: str, *, application_name: str, autocommit: bool = True) -> psycopg.Connection:
+    """Open a synchronous connection with dict rows."""
+    try:
+        return psycopg.connect(
+            with_application_name(conninfo, application_name),
+            autocommit=autocommit,
+            row_factory=dict_row,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"cannot connect to the database: {exc}") from exc
+
+
+async def connect_async(
+    conninfo: str, *, application_name: str, autocommit: bool = True
+) -> psycopg.AsyncConnection:
+    """Open an asynchronous connection with dict rows."""
+    try:
+        return await psycopg.AsyncConnection.connect(
+            with_application_name(conninfo, application_name),
+            autocommit=autocommit,
+            row_factory=dict_row,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"cannot connect to the database: {exc}") from exc
+
+
+def create_pool(
+    conninfo: str, *, application_name: str, min_size: int = 1, max_size: int = 10
+) -> AsyncConnectionPool:
+    """Create (but do not open) an async pool whose connections are checked on checkout.
+
+    The check costs one round trip and lets every caller survive a database
+    restart: a dead connection is replaced instead of handed out.
+    """
+    return AsyncConnectionPool(
+        with_application_name(conninfo, application_name),
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+        name=application_name,
+        reconnect_timeout=300,
+    )
+
+
+def _translate(exc: psycopg.Error) -> Exception | None:
+    message = exc.diag.message_primary or str(exc)
+    if isinstance(exc, pg_errors.NoDataFound):
+        return NotFoundError(message)
+    if isinstance(exc, pg_errors.ObjectNotInPrerequisiteState | pg_errors.UniqueViolation):
+        return ConflictError(message, constraint=exc.diag.constraint_name)
+    if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.CheckViolation
+                  | pg_errors.StringDataRightTruncation | pg_errors.NumericValueOutOfRange
+                  | pg_errors.InvalidTextRepresentation | pg_errors.UntranslatableCharacter
+                  | pg_errors.CharacterNotInRepertoire):
+        return InvalidInputError(message, constraint=exc.diag.constraint_name)
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailableError(f"the database is unavailable: {message}")
+    return None
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise known driver errors as Mini-Jenkin errors (chained with `from`).
+
+    Works around awaited queries too: the block may contain `await`.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        translated = _translate(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+

@@ -1,0 +1,1 @@
+"""Job logs: storage layout, reading, live streaming and rendering."""

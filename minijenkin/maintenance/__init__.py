@@ -1,0 +1,105 @@
+"""Background loops run by API processes, each led by one process at a time.
+
+Every tick opens a transaction and tries a transaction-scoped advisory lock
+named `maintenance:<loop>`. The process that gets it does the work; the
+others skip the tick. The lock ends with the transaction, so a crashed
+leader never blocks the others for longer than one tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from minijenkin.config import Settings
+from minijenkin.sql import QUERIES
+
+logger = logging.getLogger(__name__)
+
+PARTITION_INTERVAL_SECONDS = 3600.0
+
+Tick = Callable[[psycopg.AsyncConnection], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Loop:
+    name: str
+    interval_seconds: float
+    tick: Tick
+
+
+async def run_tick_if_leader(pool: AsyncConnectionPool, loop: Loop) -> bool:
+    """Run one tick of `loop` if this process wins its lock; return whether it did."""
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(QUERIES["maintenance_lock_try"],
+                                    {"name": f"maintenance:{loop.name}"})
+        row = await cursor.fetchone()
+        if not row or not row["acquired"]:
+            return False
+        await loop.tick(conn)
+        return True
+
+
+async def run_loop(pool: AsyncConnectionPool, loop: Loop) -> None:
+    """Tick forever; a failed tick is logged and retried at the next interval."""
+    logger.info("maintenance loop started", extra={"action": "maintenance_start", "loop": loop.name})
+    failures = 0
+    while True:
+        try:
+            await run_tick_if_leader(pool, loop)
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            # One line per failure streak step keeps a long outage readable.
+            if failures == 1 or failures % 20 == 0:
+                logger.warning("maintenance tick failed", extra={
+                    "action": "maintenance_error", "loop": loop.name, "failures": failures,
+                    "error": f"{type(exc).__name__}: {exc}",
+                })
+        await asyncio.sleep(loop.interval_seconds)
+
+
+def make_loops(settings: Settings) -> list[Loop]:
+    async def reap(conn: psycopg.AsyncConnection) -> None:
+        cursor = await conn.execute(QUERIES["reap"], {
+            "lease_seconds": settings.worker_lease_seconds,
+            "backoff_base": settings.retry_backoff_seconds,
+            "backoff_max": settings.retry_backoff_max_seconds,
+        })
+        for row in await cursor.fetchall():
+            logger.warning("job of a lost worker recovered", extra={
+                "action": "reap", "job_id": row["job_id"], "run_id": row["run_id"],
+                "worker_id": str(row["worker_id"]), "attempt": row["attempt"],
+                "outcome": row["outcome"],
+            })
+
+    async def partitions(conn: psycopg.AsyncConnection) -> None:
+        cursor = await conn.execute(QUERIES["logs_ensure_partitions"])
+        created = (await cursor.fetchone() or {}).get("created")
+        cursor = await conn.execute(QUERIES["logs_drop_partitions"],
+                                    {"retention_days": settings.log_retention_days})
+        dropped = [row["dropped"] for row in await cursor.fetchall()]
+        if created or dropped:
+            logger.info("log partitions maintained", extra={
+                "action": "log_partitions", "partitions_created": created,
+                "partitions_dropped": ",".join(dropped),
+            })
+
+    return [
+        Loop("reaper", settings.maintenance_interval_seconds, reap),
+        Loop("log_partitions", PARTITION_INTERVAL_SECONDS, partitions),
+    ]
+
+
+async def run_maintenance(pool: AsyncConnectionPool, settings: Settings) -> None:
+    """Run every maintenance loop until cancelled."""
+    async with asyncio.TaskGroup() as group:
+        for loop in make_loops(settings):
+            group.create_task(run_loop(pool, loop), name=f"maintenance:{loop.name}")

@@ -1,0 +1,1 @@
+"""The PostgreSQL job queue: the worker's client and the claimed-job model."""

@@ -1,0 +1,109 @@
+"""A worker's calls into the queue's SQL functions.
+
+Each call is one statement on a pooled connection. Every state change names
+the job's lease token, so the database ignores results from an attempt that
+is no longer current (see mj_job_finish_v1).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from minijenkin.sql import QUERIES
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """One attempt of a job, as handed to the worker that claimed it."""
+
+    job_id: int
+    run_id: int
+    attempt: int
+    lease_token: uuid.UUID
+    kind: str
+    key: str
+    name: str
+    spec: dict[str, Any]
+    condition: str | None
+    timeout_seconds: int | None
+    context: dict[str, Any]
+
+    @property
+    def repo(self) -> dict[str, Any]:
+        return self.context["repo"]
+
+    @property
+    def run(self) -> dict[str, Any]:
+        return self.context["run"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float
+    max_seconds: float
+
+
+class QueueClient:
+    def __init__(self, pool: AsyncConnectionPool, worker_id: uuid.UUID, retry: RetryPolicy) -> None:
+        self.pool = pool
+        self.worker_id = worker_id
+        self.retry = retry
+
+    async def register(self, *, name: str, hostname: str, pid: int, labels: list[str],
+                       concurrency: int, version: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(QUERIES["worker_register"], {
+                "worker_id": self.worker_id, "name": name, "hostname": hostname, "pid": pid,
+                "labels": labels, "concurrency": concurrency, "version": version,
+            })
+
+    async def heartbeat(self, held: dict[int, uuid.UUID]) -> list[tuple[int, str]]:
+        """Record liveness; return (job_id, 'cancel' | 'abandon') for held jobs to stop."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["worker_heartbeat"], {
+                "worker_id": self.worker_id, "job_ids": list(held),
+                "lease_tokens": list(held.values()),
+            })
+            return [(row["job_id"], row["action"]) for row in await cursor.fetchall()]
+
+    async def claim(self, labels: list[str], limit: int) -> list[ClaimedJob]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["job_claim"], {
+                "worker_id": self.worker_id, "labels": labels, "limit": limit,
+            })
+            rows = await cursor.fetchall()
+        return [ClaimedJob(**row) for row in rows]
+
+    async def finish(self, job: ClaimedJob, *, status: str, exit_code: int | None,
+                     reason: str | None) -> str:
+        """Report the attempt's end; return 'finished', 'retrying' or 'stale'."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["job_finish"], {
+                "job_id": job.job_id, "lease_token": job.lease_token, "status": status,
+                "exit_code": exit_code, "reason": reason,
+                "backoff_base": self.retry.base_seconds, "backoff_max": self.retry.max_seconds,
+            })
+            row = await cursor.fetchone()
+        assert row is not None
+        return str(row["outcome"])
+
+    async def submit_plan(self, job: ClaimedJob, graph: list[dict[str, Any]]) -> str:
+        """Store the planned job graph; return 'finished', 'cancelled' or 'stale'."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["plan_submit"], {
+                "job_id": job.job_id, "lease_token": job.lease_token, "jobs": Jsonb(graph),
+            })
+            row = await cursor.fetchone()
+        assert row is not None
+        return str(row["outcome"])
+
+    async def stop(self) -> list[int]:
+        """Mark this worker stopped; return the ids of the jobs handed back to the queue."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["worker_stop"], {"worker_id": self.worker_id})
+            return [row["job_id"] for row in await cursor.fetchall()]

@@ -1,0 +1,46 @@
+-- Helpers shared by the queue, run and log functions.
+--
+-- Files in this folder are "repeatable": the migrator re-applies a file
+-- whenever its checksum changes, after the numbered migrations. Each file must
+-- therefore be safe to run again (CREATE OR REPLACE). A function whose
+-- behaviour changes incompatibly gets a new _vN name, so that workers of the
+-- previous release keep working during an upgrade.
+
+-- First key of every advisory lock this project takes (two-int form), so
+-- that our locks never collide with an application sharing the database.
+-- 1296714497 is 0x4D4A4B01, "MJK" plus a version byte.
+CREATE OR REPLACE FUNCTION mj_lock_namespace() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT 1296714497 $$;
+
+-- Every advisory-lock key is derived here. Names in use:
+--   migrations                 the migrator (session lock)
+--   maintenance:<loop>         leader of one maintenance loop (transaction lock)
+--   deploy:<environment>       the running deploy of an environment (session lock)
+CREATE OR REPLACE FUNCTION mj_lock_key(p_name text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT hashtext(p_name) $$;
+
+CREATE OR REPLACE FUNCTION mj_lock_try_xact_v1(p_name text) RETURNS boolean
+    LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_try_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(p_name)) $$;
+
+-- Statuses in which a job or run has not ended yet.
+CREATE OR REPLACE FUNCTION mj_status_is_active(p_status text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT p_status IN ('pending', 'queued', 'running') $$;
+
+-- Exponential backoff with "equal jitter": the delay for the Nth retry is
+-- uniformly drawn from [d/2, d] with d = min(max, base * 2^(N-1)), so retries
+-- of many jobs that failed together spread out instead of returning at once.
+CREATE OR REPLACE FUNCTION mj_backoff_v1(
+    p_retry_number integer,
+    p_base_seconds double precision,
+    p_max_seconds double precision
+) RETURNS interval
+    LANGUAGE sql VOLATILE
+    AS $$
+        SELECT make_interval(secs =>
+            least(p_max_seconds, p_base_seconds * power(2, greatest(p_retry_number, 1) - 1))
+            * (0.5 + random() * 0.5))
+    $$;

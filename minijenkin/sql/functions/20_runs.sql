@@ -1,0 +1,306 @@
+-- Run bookkeeping: moving jobs along the `needs` graph, closing runs,
+-- cancelling and re-running.
+--
+-- Locking order, everywhere: the pipeline_runs row first (FOR UPDATE), then
+-- job rows. Two jobs of one run that finish at once are thereby serialised,
+-- so exactly one of them sees the run's last active job end and closes it.
+
+-- Queue or skip every pending job whose needed jobs have all ended, repeat
+-- until nothing changes (a skip can unblock further jobs), then close the run
+-- if no job is active. The caller holds the run's row lock.
+CREATE OR REPLACE FUNCTION mj_run_advance_v1(p_run_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_changed integer;
+    v_queued integer := 0;
+    v_count integer;
+BEGIN
+    LOOP
+        WITH ready AS (
+            SELECT j.id,
+                   -- A job with its own condition is queued whatever its needs
+                   -- did; the worker evaluates the condition. Without one, a
+                   -- job runs only when every needed job succeeded.
+                   (j.condition IS NOT NULL OR NOT EXISTS (
+                        SELECT 1
+                        FROM job_dependencies d
+                        JOIN jobs n ON n.id = d.needs_job_id
+                        WHERE d.job_id = j.id
+                          AND NOT (n.status = 'succeeded'
+                                   OR (n.continue_on_error AND n.status IN ('failed', 'timed_out')))
+                   )) AS runnable
+            FROM jobs j
+            WHERE j.run_id = p_run_id
+              AND j.status = 'pending'
+              AND NOT EXISTS (
+                    SELECT 1
+                    FROM job_dependencies d
+                    JOIN jobs n ON n.id = d.needs_job_id
+                    WHERE d.job_id = j.id AND mj_status_is_active(n.status)
+              )
+        ),
+        changed AS (
+            UPDATE jobs j
+            SET status = CASE WHEN r.runnable THEN 'queued' ELSE 'skipped' END,
+                queued_at = CASE WHEN r.runnable THEN now() ELSE j.queued_at END,
+                run_after = now(),
+                finished_at = CASE WHEN r.runnable THEN NULL ELSE now() END,
+                reason = CASE WHEN r.runnable THEN NULL ELSE 'a needed job did not succeed' END
+            FROM ready r
+            WHERE j.id = r.id
+            RETURNING j.status
+        )
+        SELECT count(*), count(*) FILTER (WHERE status = 'queued') INTO v_changed, v_count FROM changed;
+
+        v_queued := v_queued + v_count;
+        EXIT WHEN v_changed = 0;
+    END LOOP;
+
+    IF v_queued > 0 THEN
+        PERFORM pg_notify('mj_jobs_v1', p_run_id::text);
+    END IF;
+
+    PERFORM mj_run_close_if_done_v1(p_run_id);
+END;
+$$;
+
+-- Set the run's final status once none of its jobs is active. The caller
+-- holds the run's row lock.
+CREATE OR REPLACE FUNCTION mj_run_close_if_done_v1(p_run_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_status text;
+    v_reason text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM jobs WHERE run_id = p_run_id AND mj_status_is_active(status)) THEN
+        RETURN;
+    END IF;
+
+    SELECT CASE
+               WHEN bool_or(status = 'cancelled') THEN 'cancelled'
+               WHEN bool_or(status IN ('failed', 'timed_out') AND NOT continue_on_error) THEN 'failed'
+               -- Only the plan job exists: no workflow matched the event.
+               WHEN bool_and(kind = 'plan') THEN 'skipped'
+               ELSE 'succeeded'
+           END
+    INTO v_status
+    FROM jobs
+    WHERE run_id = p_run_id;
+
+    -- The first job that ended badly explains the run's outcome.
+    SELECT CASE WHEN kind = 'plan' THEN reason ELSE format('job %s %s', name, replace(status, '_', ' ')) END
+    INTO v_reason
+    FROM jobs
+    WHERE run_id = p_run_id
+      AND ((v_status = 'failed' AND status IN ('failed', 'timed_out') AND NOT continue_on_error)
+           OR (v_status = 'cancelled' AND status = 'cancelled')
+           OR (v_status = 'skipped' AND kind = 'plan'))
+    ORDER BY finished_at NULLS LAST, id
+    LIMIT 1;
+
+    UPDATE pipeline_runs
+    SET status = coalesce(v_status, 'succeeded'),
+        reason = v_reason,
+        started_at = coalesce(started_at, now()),
+        finished_at = now()
+    WHERE id = p_run_id AND mj_status_is_active(status);
+
+    IF FOUND THEN
+        PERFORM pg_notify('mj_runs_v1', p_run_id::text);
+    END IF;
+END;
+$$;
+
+-- Record the end of a job's current attempt and move its run along. The
+-- caller holds the run and job row locks and has checked the lease.
+CREATE OR REPLACE FUNCTION mj_job_close_v1(
+    p_job_id bigint,
+    p_status text,
+    p_exit_code integer,
+    p_reason text
+) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_run_id bigint;
+BEGIN
+    UPDATE job_attempts a
+    SET status = p_status, exit_code = p_exit_code, reason = p_reason, finished_at = now()
+    FROM jobs j
+    WHERE j.id = p_job_id AND a.job_id = j.id AND a.attempt = j.attempt AND a.status = 'running';
+
+    UPDATE jobs
+    SET status = p_status,
+        exit_code = p_exit_code,
+        reason = p_reason,
+        lease_token = NULL,
+        finished_at = now()
+    WHERE id = p_job_id
+    RETURNING run_id INTO v_run_id;
+
+    PERFORM pg_notify('mj_runs_v1', v_run_id::text);
+    PERFORM mj_run_advance_v1(v_run_id);
+END;
+$$;
+
+-- Cancel one job. A pending or queued job ends at once; a running one is
+-- flagged and its worker is told through NOTIFY (the heartbeat reply repeats
+-- the request in case the notification is lost). Returns 'cancelled',
+-- 'cancel_requested' or 'already_finished'.
+CREATE OR REPLACE FUNCTION mj_job_cancel_v1(p_job_id bigint, p_reason text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_job jobs%ROWTYPE;
+BEGIN
+    PERFORM 1 FROM pipeline_runs WHERE id = (SELECT run_id FROM jobs WHERE id = p_job_id) FOR UPDATE;
+    SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', p_job_id USING ERRCODE = 'no_data_found';
+    END IF;
+
+    IF v_job.status IN ('pending', 'queued') THEN
+        UPDATE jobs
+        SET status = 'cancelled', reason = p_reason, finished_at = now(), cancel_requested_at = now()
+        WHERE id = p_job_id;
+        PERFORM pg_notify('mj_runs_v1', v_job.run_id::text);
+        PERFORM mj_run_advance_v1(v_job.run_id);
+        RETURN 'cancelled';
+    ELSIF v_job.status = 'running' THEN
+        UPDATE jobs
+        SET cancel_requested_at = coalesce(cancel_requested_at, now()),
+            reason = coalesce(reason, p_reason)
+        WHERE id = p_job_id;
+        PERFORM pg_notify('mj_cancel_v1', p_job_id::text);
+        RETURN 'cancel_requested';
+    END IF;
+    RETURN 'already_finished';
+END;
+$$;
+
+-- Cancel every active job of a run. Returns the number of jobs affected.
+CREATE OR REPLACE FUNCTION mj_run_cancel_v1(p_run_id bigint, p_reason text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_ended integer;
+    v_job_id bigint;
+    v_flagged integer := 0;
+BEGIN
+    PERFORM 1 FROM pipeline_runs WHERE id = p_run_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run % does not exist', p_run_id USING ERRCODE = 'no_data_found';
+    END IF;
+
+    UPDATE jobs
+    SET status = 'cancelled', reason = p_reason, finished_at = now(), cancel_requested_at = now()
+    WHERE run_id = p_run_id AND status IN ('pending', 'queued');
+    GET DIAGNOSTICS v_ended = ROW_COUNT;
+
+    FOR v_job_id IN
+        UPDATE jobs
+        SET cancel_requested_at = now(), reason = coalesce(reason, p_reason)
+        WHERE run_id = p_run_id AND status = 'running' AND cancel_requested_at IS NULL
+        RETURNING id
+    LOOP
+        PERFORM pg_notify('mj_cancel_v1', v_job_id::text);
+        v_flagged := v_flagged + 1;
+    END LOOP;
+
+    PERFORM pg_notify('mj_runs_v1', p_run_id::text);
+    PERFORM mj_run_advance_v1(p_run_id);
+    RETURN v_ended + v_flagged;
+END;
+$$;
+
+-- Re-run a finished run: all of its jobs, or with p_failed_only the jobs that
+-- did not succeed plus everything that depends on them. Each gets a new
+-- attempt with a fresh retry budget. Returns the number of jobs reset.
+CREATE OR REPLACE FUNCTION mj_run_rerun_v1(p_run_id bigint, p_failed_only boolean) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_count integer;
+    v_plan_status text;
+BEGIN
+    PERFORM 1 FROM pipeline_runs WHERE id = p_run_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run % does not exist', p_run_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jobs WHERE run_id = p_run_id AND mj_status_is_active(status)) THEN
+        RAISE EXCEPTION 'run % is still active; cancel it or wait for it to finish', p_run_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    SELECT status INTO v_plan_status FROM jobs WHERE run_id = p_run_id AND kind = 'plan';
+
+    IF v_plan_status IS DISTINCT FROM 'succeeded' THEN
+        -- The job graph was never built: plan again.
+        UPDATE jobs
+        SET status = 'queued', queued_at = now(), run_after = now(), attempt_base = attempt,
+            exit_code = NULL, reason = NULL, started_at = NULL, finished_at = NULL,
+            cancel_requested_at = NULL, worker_id = NULL, lease_token = NULL
+        WHERE run_id = p_run_id AND kind = 'plan';
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        PERFORM pg_notify('mj_jobs_v1', p_run_id::text);
+    ELSE
+        WITH RECURSIVE target AS (
+            SELECT id
+            FROM jobs
+            WHERE run_id = p_run_id
+              AND kind = 'script'
+              AND (NOT p_failed_only OR status <> 'succeeded')
+            UNION
+            SELECT d.job_id
+            FROM job_dependencies d
+            JOIN target t ON d.needs_job_id = t.id
+        )
+        UPDATE jobs
+        SET status = 'pending', attempt_base = attempt, exit_code = NULL, reason = NULL,
+            queued_at = NULL, started_at = NULL, finished_at = NULL, cancel_requested_at = NULL,
+            worker_id = NULL, lease_token = NULL
+        WHERE id IN (SELECT id FROM target);
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    END IF;
+
+    IF v_count > 0 THEN
+        UPDATE pipeline_runs SET status = 'running', reason = NULL, finished_at = NULL WHERE id = p_run_id;
+        PERFORM pg_notify('mj_runs_v1', p_run_id::text);
+        PERFORM mj_run_advance_v1(p_run_id);
+    END IF;
+    RETURN v_count;
+END;
+$$;
+
+-- Create a run and its plan job in one statement, and wake the workers.
+-- Every trigger (webhook, manual, API, schedule, poll) enters here.
+CREATE OR REPLACE FUNCTION mj_run_create_v1(
+    p_repo_id bigint,
+    p_event text,
+    p_ref text,
+    p_commit_sha text,
+    p_before_sha text,
+    p_message text,
+    p_author text,
+    p_trigger jsonb
+) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_run_id bigint;
+BEGIN
+    INSERT INTO pipeline_runs (repo_id, status, event, ref, commit_sha, before_sha, message, author, trigger)
+    VALUES (p_repo_id, 'queued', p_event, p_ref, p_commit_sha, p_before_sha, p_message, p_author,
+            coalesce(p_trigger, '{}'))
+    RETURNING id INTO v_run_id;
+
+    INSERT INTO jobs (run_id, repo_id, kind, key, name, status, queued_at, max_attempts)
+    VALUES (v_run_id, p_repo_id, 'plan', 'plan', 'plan', 'queued', now(), 3);
+
+    PERFORM pg_notify('mj_jobs_v1', v_run_id::text);
+    PERFORM pg_notify('mj_runs_v1', v_run_id::text);
+    RETURN v_run_id;
+END;
+$$;

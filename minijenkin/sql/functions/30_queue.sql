@@ -1,0 +1,439 @@
+-- The job queue as seen by workers: register, heartbeat, claim, finish,
+-- submit a plan, stop; and the reaper that recovers jobs of lost workers.
+--
+-- Fencing: each claim issues a fresh lease_token for the attempt. Every state
+-- change a worker asks for names the job and its lease token, and is ignored
+-- (returns 'stale') unless the job is still running under that token. A
+-- worker that was presumed dead therefore cannot overwrite the outcome of the
+-- attempt that replaced its own.
+
+CREATE OR REPLACE FUNCTION mj_worker_register_v1(
+    p_worker_id uuid,
+    p_name text,
+    p_hostname text,
+    p_pid integer,
+    p_labels text[],
+    p_concurrency integer,
+    p_version text
+) RETURNS timestamptz
+    LANGUAGE sql
+    AS $$
+        INSERT INTO workers (id, name, hostname, pid, labels, concurrency, version)
+        VALUES (p_worker_id, p_name, p_hostname, p_pid, coalesce(p_labels, '{}'), p_concurrency, p_version)
+        ON CONFLICT (id) DO UPDATE
+            SET status = 'active', heartbeat_at = now(), labels = excluded.labels,
+                concurrency = excluded.concurrency, stopped_at = NULL
+        RETURNING started_at
+    $$;
+
+-- Put a running job of this worker back in the queue without counting the
+-- attempt as a failure (it is recorded as handed_back). The attempt must
+-- still belong to p_worker_id. Takes the run and job locks itself.
+CREATE OR REPLACE FUNCTION mj_job_hand_back_v1(p_job_id bigint, p_worker_id uuid, p_reason text)
+RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_job jobs%ROWTYPE;
+BEGIN
+    PERFORM 1 FROM pipeline_runs WHERE id = (SELECT j.run_id FROM jobs j WHERE j.id = p_job_id) FOR UPDATE;
+    SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker_id IS DISTINCT FROM p_worker_id THEN
+        RETURN false;
+    END IF;
+
+    UPDATE job_attempts
+    SET status = 'handed_back', reason = p_reason, finished_at = now()
+    WHERE job_id = p_job_id AND attempt = v_job.attempt AND status = 'running';
+
+    IF v_job.cancel_requested_at IS NOT NULL THEN
+        PERFORM mj_job_close_v1(p_job_id, 'cancelled', NULL, coalesce(v_job.reason, 'cancelled'));
+    ELSE
+        UPDATE jobs
+        SET status = 'queued', worker_id = NULL, lease_token = NULL, queued_at = now(), run_after = now()
+        WHERE id = p_job_id;
+        PERFORM pg_notify('mj_jobs_v1', v_job.run_id::text);
+        PERFORM pg_notify('mj_runs_v1', v_job.run_id::text);
+    END IF;
+    RETURN true;
+END;
+$$;
+
+-- Record that the worker is alive and tell it which of the jobs it holds it
+-- must stop: 'cancel' (a cancel was requested) or 'abandon' (the lease is no
+-- longer its own, e.g. the reaper gave the job to another worker while this
+-- one was paused).
+--
+-- p_job_ids must list every job the worker runs: a running job assigned to
+-- this worker but missing from the list is a claim whose result never
+-- reached the worker (the connection broke mid-claim), and is handed back.
+-- Workers therefore never heartbeat while a claim is in flight.
+CREATE OR REPLACE FUNCTION mj_worker_heartbeat_v1(
+    p_worker_id uuid,
+    p_job_ids bigint[],
+    p_lease_tokens uuid[]
+) RETURNS TABLE (job_id bigint, action text)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_orphan bigint;
+BEGIN
+    UPDATE workers
+    SET heartbeat_at = now(),
+        -- A worker declared lost that turns out to be alive comes back;
+        -- its old jobs have been handed out again and are reported below.
+        status = CASE WHEN status = 'lost' THEN 'active' ELSE status END
+    WHERE id = p_worker_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'worker % is not registered', p_worker_id USING ERRCODE = 'no_data_found';
+    END IF;
+
+    FOR v_orphan IN
+        SELECT j.id
+        FROM jobs j
+        WHERE j.worker_id = p_worker_id AND j.status = 'running'
+          AND NOT (j.id = ANY (coalesce(p_job_ids, '{}')))
+        ORDER BY j.run_id, j.id
+    LOOP
+        PERFORM mj_job_hand_back_v1(v_orphan, p_worker_id, 'the claim did not reach the worker');
+    END LOOP;
+
+    RETURN QUERY
+        SELECT held.job_id,
+               CASE WHEN j.id IS NULL OR j.status <> 'running' OR j.lease_token IS DISTINCT FROM held.lease_token
+                    THEN 'abandon' ELSE 'cancel' END
+        FROM unnest(p_job_ids, p_lease_tokens) AS held (job_id, lease_token)
+        LEFT JOIN jobs j ON j.id = held.job_id
+        WHERE j.id IS NULL
+           OR j.status <> 'running'
+           OR j.lease_token IS DISTINCT FROM held.lease_token
+           OR j.cancel_requested_at IS NOT NULL;
+END;
+$$;
+
+-- Claim up to p_limit queued jobs whose labels are a subset of p_labels.
+--
+-- Fairness: candidates are taken per repository (the first p_limit of each),
+-- then interleaved by their rank within their repository, so one repository
+-- with 500 queued jobs cannot starve another's single job. Priority still
+-- comes first across repositories.
+CREATE OR REPLACE FUNCTION mj_job_claim_v1(p_worker_id uuid, p_labels text[], p_limit integer)
+RETURNS TABLE (
+    job_id bigint,
+    run_id bigint,
+    attempt integer,
+    lease_token uuid,
+    kind text,
+    key text,
+    name text,
+    spec jsonb,
+    condition text,
+    timeout_seconds integer,
+    context jsonb
+)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF p_limit < 1 THEN
+        RETURN;
+    END IF;
+    -- A worker the reaper declared lost claims nothing until its heartbeat
+    -- revives it, so its reaped jobs cannot flow straight back to it.
+    PERFORM 1 FROM workers w WHERE w.id = p_worker_id AND w.status = 'active';
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH candidates AS (
+        SELECT c.id, c.repo_id, c.priority
+        FROM repositories r
+        CROSS JOIN LATERAL (
+            SELECT q.id, q.repo_id, q.priority
+            FROM jobs q
+            WHERE q.repo_id = r.id
+              AND q.status = 'queued'
+              AND q.run_after <= now()
+              AND q.labels <@ coalesce(p_labels, '{}')
+            ORDER BY q.priority DESC, q.id
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        ) c
+    ),
+    chosen AS (
+        SELECT ranked.id
+        FROM (
+            SELECT cand.id, cand.priority,
+                   row_number() OVER (PARTITION BY cand.repo_id ORDER BY cand.priority DESC, cand.id) AS repo_rank
+            FROM candidates cand
+        ) ranked
+        ORDER BY ranked.priority DESC, ranked.repo_rank, ranked.id
+        LIMIT p_limit
+    ),
+    claimed AS (
+        UPDATE jobs j
+        SET status = 'running',
+            attempt = j.attempt + 1,
+            worker_id = p_worker_id,
+            lease_token = gen_random_uuid(),
+            started_at = now(),
+            finished_at = NULL,
+            exit_code = NULL,
+            reason = NULL
+        FROM chosen
+        WHERE j.id = chosen.id
+        RETURNING j.*
+    ),
+    recorded AS (
+        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, queued_at, started_at)
+        SELECT c.id, c.attempt, c.worker_id, c.lease_token, c.queued_at, c.started_at
+        FROM claimed c
+    ),
+    runs_started AS (
+        -- SKIP LOCKED: a run being cancelled or closed right now holds its
+        -- row lock; waiting for it here could deadlock with that transaction,
+        -- and the status it is about to set wins anyway.
+        UPDATE pipeline_runs pr
+        SET status = 'running', started_at = coalesce(pr.started_at, now())
+        WHERE pr.id IN (
+            SELECT locked.id
+            FROM pipeline_runs locked
+            WHERE locked.id IN (SELECT c.run_id FROM claimed c) AND locked.status = 'queued'
+            FOR UPDATE SKIP LOCKED
+        )
+    )
+    SELECT c.id, c.run_id, c.attempt, c.lease_token, c.kind, c.key, c.name, c.spec, c.condition,
+           c.timeout_seconds,
+           jsonb_build_object(
+               'repo', jsonb_build_object('id', r.id, 'name', r.name, 'url', r.url),
+               'run', jsonb_build_object(
+                   'id', pr.id, 'event', pr.event, 'ref', pr.ref, 'commit', pr.commit_sha,
+                   'before', pr.before_sha, 'message', pr.message, 'author', pr.author,
+                   'trigger', pr.trigger),
+               'needs', (
+                   SELECT coalesce(jsonb_object_agg(n.key, n.status), '{}')
+                   FROM job_dependencies d JOIN jobs n ON n.id = d.needs_job_id
+                   WHERE d.job_id = c.id)
+           )
+    FROM claimed c
+    JOIN pipeline_runs pr ON pr.id = c.run_id
+    JOIN repositories r ON r.id = c.repo_id;
+END;
+$$;
+
+-- Whether the retry policy of a job allows another attempt after a failure
+-- of the given class ('script', 'timeout' or 'infra'). p_attempt counts the
+-- attempts since the last manual re-run, the failed one included.
+CREATE OR REPLACE FUNCTION mj_retry_allows_v1(
+    p_retry jsonb,
+    p_class text,
+    p_exit_code integer,
+    p_attempt integer
+) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+        SELECT p_attempt <= coalesce((p_retry ->> 'max')::integer, 0)
+           AND coalesce((p_retry ->> p_class)::boolean, true)
+           AND (p_class <> 'script'
+                OR jsonb_typeof(p_retry -> 'exit_codes') IS DISTINCT FROM 'array'
+                OR (p_retry -> 'exit_codes') @> to_jsonb(p_exit_code))
+    $$;
+
+-- Report the end of an attempt. p_status is the attempt's outcome:
+-- succeeded, failed, timed_out, cancelled or skipped (condition false).
+-- Returns 'finished', 'retrying' (queued again after a backoff) or 'stale'
+-- (the lease is no longer valid; nothing was changed).
+CREATE OR REPLACE FUNCTION mj_job_finish_v1(
+    p_job_id bigint,
+    p_lease_token uuid,
+    p_status text,
+    p_exit_code integer,
+    p_reason text,
+    p_backoff_base_seconds double precision,
+    p_backoff_max_seconds double precision
+) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_job jobs%ROWTYPE;
+    v_class text;
+BEGIN
+    IF p_status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped') THEN
+        RAISE EXCEPTION 'invalid final status "%"', p_status USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    PERFORM 1 FROM pipeline_runs WHERE id = (SELECT j.run_id FROM jobs j WHERE j.id = p_job_id) FOR UPDATE;
+    SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND OR v_job.status <> 'running' OR v_job.lease_token IS DISTINCT FROM p_lease_token THEN
+        RETURN 'stale';
+    END IF;
+
+    v_class := CASE p_status WHEN 'failed' THEN 'script' WHEN 'timed_out' THEN 'timeout' END;
+    IF v_class IS NOT NULL
+       AND v_job.cancel_requested_at IS NULL
+       AND mj_retry_allows_v1(v_job.retry, v_class, p_exit_code, v_job.attempt - v_job.attempt_base)
+    THEN
+        UPDATE job_attempts
+        SET status = p_status, exit_code = p_exit_code, reason = p_reason, finished_at = now()
+        WHERE job_id = p_job_id AND attempt = v_job.attempt;
+
+        UPDATE jobs
+        SET status = 'queued', worker_id = NULL, lease_token = NULL, exit_code = p_exit_code,
+            reason = p_reason, queued_at = now(),
+            run_after = now() + mj_backoff_v1(v_job.attempt - v_job.attempt_base,
+                                              p_backoff_base_seconds, p_backoff_max_seconds)
+        WHERE id = p_job_id;
+        PERFORM pg_notify('mj_runs_v1', v_job.run_id::text);
+        RETURN 'retrying';
+    END IF;
+
+    PERFORM mj_job_close_v1(p_job_id, p_status, p_exit_code, p_reason);
+    RETURN 'finished';
+END;
+$$;
+
+-- Store the job graph computed by a plan job and finish the plan. p_jobs is
+-- a JSON array of objects with key, name, needs (keys), labels, spec,
+-- condition, continue_on_error, timeout_seconds, max_attempts, retry and
+-- priority. Returns 'finished', 'cancelled' or 'stale'.
+CREATE OR REPLACE FUNCTION mj_plan_submit_v1(p_job_id bigint, p_lease_token uuid, p_jobs jsonb)
+RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_job jobs%ROWTYPE;
+    v_missing text;
+BEGIN
+    PERFORM 1 FROM pipeline_runs WHERE id = (SELECT j.run_id FROM jobs j WHERE j.id = p_job_id) FOR UPDATE;
+    SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND OR v_job.kind <> 'plan' OR v_job.status <> 'running'
+       OR v_job.lease_token IS DISTINCT FROM p_lease_token THEN
+        RETURN 'stale';
+    END IF;
+    IF v_job.cancel_requested_at IS NOT NULL THEN
+        PERFORM mj_job_close_v1(p_job_id, 'cancelled', NULL, v_job.reason);
+        RETURN 'cancelled';
+    END IF;
+    IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'the job graph must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    INSERT INTO jobs (run_id, repo_id, kind, key, name, status, spec, labels, priority, condition,
+                      continue_on_error, timeout_seconds, max_attempts, retry)
+    SELECT v_job.run_id, v_job.repo_id, 'script', e ->> 'key', coalesce(e ->> 'name', e ->> 'key'),
+           'pending', coalesce(e -> 'spec', '{}'),
+           coalesce(ARRAY(SELECT jsonb_array_elements_text(e -> 'labels')), '{}'),
+           coalesce((e ->> 'priority')::smallint, 0),
+           e ->> 'condition',
+           coalesce((e ->> 'continue_on_error')::boolean, false),
+           (e ->> 'timeout_seconds')::integer,
+           coalesce((e ->> 'max_attempts')::integer, 3),
+           coalesce(e -> 'retry', '{}')
+    FROM jsonb_array_elements(p_jobs) AS e;
+
+    SELECT need.key INTO v_missing
+    FROM jsonb_array_elements(p_jobs) AS e
+    CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(e -> 'needs', '[]')) AS need (key)
+    WHERE NOT EXISTS (SELECT 1 FROM jobs n WHERE n.run_id = v_job.run_id AND n.key = need.key AND n.kind = 'script')
+    LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'the job graph needs unknown job "%"', v_missing USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    INSERT INTO job_dependencies (job_id, needs_job_id)
+    SELECT j.id, n.id
+    FROM jsonb_array_elements(p_jobs) AS e
+    CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(e -> 'needs', '[]')) AS need (key)
+    JOIN jobs j ON j.run_id = v_job.run_id AND j.key = e ->> 'key'
+    JOIN jobs n ON n.run_id = v_job.run_id AND n.key = need.key;
+
+    PERFORM mj_job_close_v1(p_job_id, 'succeeded', 0,
+        CASE WHEN jsonb_array_length(p_jobs) = 0 THEN 'no workflow matches this event' END);
+    RETURN 'finished';
+END;
+$$;
+
+-- Stop a worker: hand its running jobs back to the queue at once and mark
+-- the worker stopped. Returns the ids of the jobs handed back.
+CREATE OR REPLACE FUNCTION mj_worker_stop_v1(p_worker_id uuid) RETURNS SETOF bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_job_id bigint;
+BEGIN
+    UPDATE workers SET status = 'stopped', stopped_at = now() WHERE id = p_worker_id;
+
+    FOR v_job_id IN
+        SELECT id FROM jobs WHERE worker_id = p_worker_id AND status = 'running' ORDER BY run_id, id
+    LOOP
+        IF mj_job_hand_back_v1(v_job_id, p_worker_id, 'worker stopped') THEN
+            RETURN NEXT v_job_id;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Declare workers lost whose last heartbeat is older than the lease, and
+-- recover their running jobs: a new attempt after a backoff while the
+-- infrastructure retry budget (max_attempts) lasts, otherwise failed with
+-- the reason "worker lost". Run by the maintenance leader only.
+CREATE OR REPLACE FUNCTION mj_reap_v1(
+    p_lease_seconds double precision,
+    p_backoff_base_seconds double precision,
+    p_backoff_max_seconds double precision
+) RETURNS TABLE (job_id bigint, run_id bigint, worker_id uuid, attempt integer, outcome text)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_candidate record;
+    v_job jobs%ROWTYPE;
+    v_attempts integer;
+BEGIN
+    UPDATE workers w
+    SET status = 'lost'
+    WHERE w.status IN ('active', 'stopping')
+      AND w.heartbeat_at < now() - make_interval(secs => p_lease_seconds);
+
+    FOR v_candidate IN
+        SELECT j.id, j.run_id
+        FROM jobs j
+        LEFT JOIN workers w ON w.id = j.worker_id
+        WHERE j.status = 'running' AND (w.id IS NULL OR w.status IN ('lost', 'stopped'))
+        ORDER BY j.run_id, j.id
+    LOOP
+        PERFORM 1 FROM pipeline_runs pr WHERE pr.id = v_candidate.run_id FOR UPDATE;
+        SELECT * INTO v_job FROM jobs j WHERE j.id = v_candidate.id FOR UPDATE;
+        CONTINUE WHEN v_job.status <> 'running';
+        -- The worker may have come back between the scan and the lock.
+        PERFORM 1 FROM workers w WHERE w.id = v_job.worker_id AND w.status IN ('active', 'stopping');
+        CONTINUE WHEN FOUND;
+
+        job_id := v_job.id;
+        run_id := v_job.run_id;
+        worker_id := v_job.worker_id;
+        attempt := v_job.attempt;
+        v_attempts := v_job.attempt - v_job.attempt_base;
+
+        UPDATE job_attempts a
+        SET status = 'lost', reason = 'worker lost', finished_at = now()
+        WHERE a.job_id = v_job.id AND a.attempt = v_job.attempt AND a.status = 'running';
+
+        IF v_job.cancel_requested_at IS NOT NULL THEN
+            PERFORM mj_job_close_v1(v_job.id, 'cancelled', NULL, coalesce(v_job.reason, 'cancelled'));
+            outcome := 'cancelled';
+        ELSIF v_attempts < v_job.max_attempts AND coalesce((v_job.retry ->> 'infra')::boolean, true) THEN
+            UPDATE jobs j
+            SET status = 'queued', worker_id = NULL, lease_token = NULL, reason = 'worker lost',
+                queued_at = now(),
+                run_after = now() + mj_backoff_v1(v_attempts, p_backoff_base_seconds, p_backoff_max_seconds)
+            WHERE j.id = v_job.id;
+            PERFORM pg_notify('mj_runs_v1', v_job.run_id::text);
+            outcome := 'retrying';
+        ELSE
+            PERFORM mj_job_close_v1(v_job.id, 'failed', NULL, 'worker lost');
+            outcome := 'failed';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;

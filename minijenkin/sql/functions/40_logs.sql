@@ -1,0 +1,128 @@
+-- Job log storage: daily partitions and the fenced, idempotent batch insert.
+
+CREATE OR REPLACE FUNCTION mj_logs_partition_name(p_day date) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT 'job_logs_p' || to_char(p_day, 'YYYYMMDD') $$;
+
+-- Create the daily partitions of job_logs for every day in [p_from, p_to]
+-- that lacks one. Returns the number created.
+CREATE OR REPLACE FUNCTION mj_logs_ensure_partitions_v1(p_from date, p_to date) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_day date;
+    v_created integer := 0;
+BEGIN
+    FOR v_day IN SELECT generate_series(p_from, p_to, interval '1 day')::date LOOP
+        IF to_regclass(mj_logs_partition_name(v_day)) IS NULL THEN
+            EXECUTE format(
+                'CREATE TABLE IF NOT EXISTS %I PARTITION OF job_logs FOR VALUES FROM (%L) TO (%L)',
+                mj_logs_partition_name(v_day), v_day, v_day + 1);
+            v_created := v_created + 1;
+        END IF;
+    END LOOP;
+    RETURN v_created;
+END;
+$$;
+
+-- Drop whole daily partitions that end on or before p_before. Returns the
+-- names of the dropped partitions.
+CREATE OR REPLACE FUNCTION mj_logs_drop_partitions_v1(p_before date) RETURNS SETOF text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_name text;
+BEGIN
+    FOR v_name IN
+        SELECT c.relname::text
+        FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'job_logs'::regclass
+          AND c.relname ~ '^job_logs_p[0-9]{8}$'
+          AND to_date(substring(c.relname from 11), 'YYYYMMDD') + 1 <= p_before
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('DROP TABLE %I', v_name);
+        RETURN NEXT v_name;
+    END LOOP;
+END;
+$$;
+
+-- Move the lines staged in this session's temporary table mj_log_batch into
+-- job_logs. The worker fills mj_log_batch with COPY and calls this function
+-- in the same transaction; the table is ON COMMIT DELETE ROWS.
+--
+-- Lines whose (job, attempt, lease token) no longer match a running attempt
+-- are dropped: they come from a worker presumed dead. A line already stored
+-- (same job, attempt and seq, e.g. a batch re-sent after a lost connection)
+-- is ignored, so each line is stored exactly once. Sends one NOTIFY per
+-- attempt carrying ids and the last sequence number, never log text.
+CREATE OR REPLACE FUNCTION mj_logs_flush_v1()
+RETURNS TABLE (job_id bigint, attempt integer, stored bigint, last_seq integer)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_results jsonb;
+    v_row record;
+BEGIN
+    BEGIN
+        v_results := mj_logs_insert_batch_v1();
+    EXCEPTION WHEN check_violation THEN
+        -- No partition for the day yet (the maintenance loop has not run):
+        -- create the missing ones and try once more.
+        PERFORM mj_logs_ensure_partitions_v1(min(day), max(day))
+        FROM (SELECT (j.started_at AT TIME ZONE 'UTC')::date AS day
+              FROM (SELECT DISTINCT b.job_id FROM pg_temp.mj_log_batch b) staged
+              JOIN jobs j ON j.id = staged.job_id) days;
+        v_results := mj_logs_insert_batch_v1();
+    END;
+
+    FOR v_row IN
+        SELECT * FROM jsonb_to_recordset(v_results) AS r (job_id bigint, attempt integer, stored bigint, last_seq integer)
+    LOOP
+        PERFORM pg_notify('mj_logs_v1', format('%s:%s:%s', v_row.job_id, v_row.attempt, v_row.last_seq));
+        job_id := v_row.job_id;
+        attempt := v_row.attempt;
+        stored := v_row.stored;
+        last_seq := v_row.last_seq;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION mj_logs_insert_batch_v1() RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_results jsonb;
+BEGIN
+    WITH valid AS (
+        SELECT staged.job_id, staged.attempt, (j.started_at AT TIME ZONE 'UTC')::date AS day
+        FROM (SELECT DISTINCT b.job_id, b.attempt, b.lease_token FROM pg_temp.mj_log_batch b) staged
+        JOIN jobs j
+          ON j.id = staged.job_id
+         AND j.attempt = staged.attempt
+         AND j.lease_token = staged.lease_token
+         AND j.status = 'running'
+    ),
+    inserted AS (
+        INSERT INTO job_logs (job_id, attempt, seq, day, stream, ts, line)
+        SELECT b.job_id, b.attempt, b.seq, v.day, b.stream, b.ts, b.line
+        FROM pg_temp.mj_log_batch b
+        JOIN valid v ON v.job_id = b.job_id AND v.attempt = b.attempt
+        ON CONFLICT DO NOTHING
+        RETURNING job_logs.job_id, job_logs.attempt, job_logs.seq
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'job_id', per_attempt.job_id, 'attempt', per_attempt.attempt,
+               'stored', per_attempt.stored, 'last_seq', per_attempt.last_seq)), '[]')
+    INTO v_results
+    FROM (
+        SELECT i.job_id, i.attempt, count(*) AS stored, max(i.seq) AS last_seq
+        FROM inserted i
+        GROUP BY i.job_id, i.attempt
+    ) per_attempt;
+    RETURN v_results;
+END;
+$$;

@@ -1,0 +1,45 @@
+-- name: job_claim
+-- Claim up to `limit` queued jobs this worker's labels satisfy (fair across repositories).
+SELECT job_id, run_id, attempt, lease_token, kind, key, name, spec, condition, timeout_seconds,
+       context
+FROM mj_job_claim_v1(%(worker_id)s::uuid, %(labels)s::text[], %(limit)s::integer);
+
+-- name: job_finish
+-- Report the end of an attempt, fenced by its lease token.
+SELECT mj_job_finish_v1(%(job_id)s::bigint, %(lease_token)s::uuid, %(status)s::text,
+                        %(exit_code)s::integer, %(reason)s::text,
+                        %(backoff_base)s::float8, %(backoff_max)s::float8) AS outcome;
+
+-- name: log_batch_create
+-- Create this session's staging table for COPY-ed log lines (emptied at every commit).
+CREATE TEMP TABLE IF NOT EXISTS mj_log_batch (
+    job_id bigint, attempt integer, lease_token uuid, seq integer, stream smallint,
+    ts timestamptz, line text
+) ON COMMIT DELETE ROWS;
+
+-- name: log_batch_copy
+-- Stream log lines into the staging table.
+COPY mj_log_batch (job_id, attempt, lease_token, seq, stream, ts, line) FROM STDIN;
+
+-- name: log_batch_flush
+-- Move staged lines into job_logs (fenced, idempotent) and notify viewers.
+SELECT job_id, attempt, stored, last_seq FROM mj_logs_flush_v1();
+
+-- name: plan_submit
+-- Store the job graph a plan job computed and finish the plan, fenced by its lease token.
+SELECT mj_plan_submit_v1(%(job_id)s::bigint, %(lease_token)s::uuid, %(jobs)s::jsonb) AS outcome;
+
+-- name: worker_heartbeat
+-- Record liveness; returns held jobs to cancel or abandon.
+SELECT job_id, action
+FROM mj_worker_heartbeat_v1(%(worker_id)s::uuid, %(job_ids)s::bigint[], %(lease_tokens)s::uuid[]);
+
+-- name: worker_register
+-- Register (or re-register) this worker process.
+SELECT mj_worker_register_v1(%(worker_id)s::uuid, %(name)s::text, %(hostname)s::text,
+                             %(pid)s::integer, %(labels)s::text[], %(concurrency)s::integer,
+                             %(version)s::text) AS started_at;
+
+-- name: worker_stop
+-- Mark the worker stopped and hand its running jobs back to the queue.
+SELECT mj_worker_stop_v1(%(worker_id)s::uuid) AS job_id;

@@ -1,0 +1,127 @@
+"""`minijenkin up`: database, migrations, API and local workers in one process tree.
+
+The API (with the maintenance loops) runs in this process; each worker is a
+child process (`python -m minijenkin worker`) restarted if it dies. Ctrl-C
+stops the API, then the workers (SIGTERM, so they finish or hand back their
+jobs), then the embedded database if this process started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+
+from minijenkin.api.app import create_app
+from minijenkin.config import Settings
+from minijenkin.db.embedded import EmbeddedPostgres
+from minijenkin.db.migrate import migrate
+
+logger = logging.getLogger(__name__)
+
+WORKER_RESTART_DELAY_SECONDS = 2.0
+WORKER_STOP_EXTRA_SECONDS = 10.0
+
+
+class WorkerProcesses:
+    """Local worker child processes, restarted when they exit unexpectedly."""
+
+    def __init__(self, count: int, env: dict[str, str]) -> None:
+        self.count = count
+        self.env = env
+        self.processes: list[asyncio.subprocess.Process] = []
+        self.stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for index in range(self.count):
+            self._tasks.append(asyncio.create_task(self._keep_running(index)))
+
+    async def _keep_running(self, index: int) -> None:
+        while not self.stopping:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "minijenkin", "worker", env=self.env)
+            self.processes.append(process)
+            code = await process.wait()
+            self.processes.remove(process)
+            if self.stopping:
+                return
+            logger.warning("worker process exited; restarting", extra={
+                "action": "worker_restart", "index": index, "exit_code": code})
+            await asyncio.sleep(WORKER_RESTART_DELAY_SECONDS)
+
+    async def stop(self, grace_seconds: float) -> None:
+        self.stopping = True
+        for process in list(self.processes):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = grace_seconds + WORKER_STOP_EXTRA_SECONDS
+        for process in list(self.processes):
+            try:
+                await asyncio.wait_for(process.wait(), timeout=deadline)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    workers: int,
+    after_start: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Run everything until interrupted; `after_start(api_url)` runs once the API listens."""
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_url:
+        conninfo = settings.database_url
+    else:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        conninfo = await asyncio.to_thread(embedded.start)
+        logger.info("embedded PostgreSQL ready", extra={
+            "action": "embedded_ready", "data_dir": str(settings.data_dir)})
+    try:
+        await asyncio.to_thread(migrate, conninfo)
+        env = {**os.environ, "MINIJENKIN_DATABASE_URL": conninfo,
+               "MINIJENKIN_DATA_DIR": str(settings.data_dir)}
+        env.pop("DATABASE_URL", None)
+        worker_processes = WorkerProcesses(workers, env)
+        await worker_processes.start()
+
+        app = create_app(settings, conninfo)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_config=None, access_log=False))
+        api_url = f"http://{settings.host}:{settings.port}"
+
+        async def announce() -> None:
+            while not server.started:
+                if server.should_exit:
+                    return
+                await asyncio.sleep(0.05)
+            logger.info("Mini-Jenkin is up", extra={"action": "up", "url": api_url,
+                                                    "workers": workers})
+            if after_start is not None:
+                try:
+                    await after_start(api_url)
+                except Exception:
+                    logger.exception("start-up task failed", extra={"action": "after_start"})
+
+        announcer = asyncio.create_task(announce())
+        try:
+            await server.serve()
+        finally:
+            announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcer
+            await worker_processes.stop(settings.worker_shutdown_grace_seconds)
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

@@ -1,0 +1,92 @@
+"""The environment a step runs with, built from scratch.
+
+Nothing of the worker's own environment reaches a step (no database URL, no
+MINIJENKIN_* settings, no PG* variables). Event text that the pusher
+controls, such as branch names and commit messages, reaches steps only here,
+as variables, never spliced into the script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minijenkin.queue.client import ClaimedJob
+
+
+def ref_parts(ref: str) -> tuple[str, str]:
+    """(ref name, ref type) of a full ref, as GitHub Actions names them."""
+    if ref.startswith("refs/heads/"):
+        return ref.removeprefix("refs/heads/"), "branch"
+    if ref.startswith("refs/tags/"):
+        return ref.removeprefix("refs/tags/"), "tag"
+    if ref.startswith("refs/pull/"):
+        return ref.removeprefix("refs/"), "branch"
+    return ref, "branch"
+
+
+def job_environment(
+    job: ClaimedJob, *, workspace: Path, home: Path, tmp: Path, step_path: str, worker_name: str,
+) -> dict[str, str]:
+    """Variables every step of the job gets, before the pipeline's own `env`."""
+    run = job.run
+    repo = job.repo
+    ref_name, ref_type = ref_parts(run["ref"])
+    trigger = run.get("trigger") or {}
+    pull_request = trigger.get("pull_request") or {}
+    event = run["event"]
+    github_event = {"tag": "push", "manual": "workflow_dispatch"}.get(event, event)
+
+    env = {
+        "PATH": step_path,
+        "HOME": str(home),
+        "TMPDIR": str(tmp),
+        "LANG": "C.UTF-8",
+        "SHELL": "/bin/bash",
+        "CI": "true",
+        # Names GitHub Actions scripts expect.
+        "GITHUB_SHA": run["commit"],
+        "GITHUB_REF": run["ref"],
+        "GITHUB_REF_NAME": ref_name,
+        "GITHUB_REF_TYPE": ref_type,
+        "GITHUB_EVENT_NAME": github_event,
+        "GITHUB_REPOSITORY": repo["name"],
+        "GITHUB_RUN_ID": str(run["id"]),
+        "GITHUB_RUN_ATTEMPT": str(job.attempt),
+        "GITHUB_JOB": job.key,
+        "GITHUB_WORKSPACE": str(workspace),
+        "RUNNER_TEMP": str(tmp),
+        # The same facts under our own prefix.
+        "MINIJENKIN": "true",
+        "MINIJENKIN_COMMIT": run["commit"],
+        "MINIJENKIN_REF": run["ref"],
+        "MINIJENKIN_REF_NAME": ref_name,
+        "MINIJENKIN_REF_TYPE": ref_type,
+        "MINIJENKIN_EVENT": event,
+        "MINIJENKIN_REPOSITORY": repo["name"],
+        "MINIJENKIN_RUN_ID": str(run["id"]),
+        "MINIJENKIN_JOB_ID": str(job.job_id),
+        "MINIJENKIN_JOB_KEY": job.key,
+        "MINIJENKIN_JOB_NAME": job.name,
+        "MINIJENKIN_ATTEMPT": str(job.attempt),
+        "MINIJENKIN_WORKSPACE": str(workspace),
+        "MINIJENKIN_WORKER": worker_name,
+        "MINIJENKIN_COMMIT_MESSAGE": run.get("message") or "",
+        "MINIJENKIN_COMMIT_AUTHOR": run.get("author") or "",
+    }
+    if ref_type == "branch" and not run["ref"].startswith("refs/pull/"):
+        env["MINIJENKIN_BRANCH"] = ref_name
+    if ref_type == "tag":
+        env["MINIJENKIN_TAG"] = ref_name
+    if pull_request:
+        env["GITHUB_HEAD_REF"] = str(pull_request.get("head_ref") or "")
+        env["GITHUB_BASE_REF"] = str(pull_request.get("base_ref") or "")
+        env["MINIJENKIN_PULL_REQUEST"] = str(pull_request.get("number") or "")
+    return env
+
+
+def step_environment(base: dict[str, str], *layers: dict[str, str]) -> dict[str, str]:
+    """`base` overlaid with each layer (pipeline, job, step env) in order."""
+    env = dict(base)
+    for layer in layers:
+        env.update(layer)
+    return env

@@ -1,0 +1,338 @@
+"""The worker process: claims jobs, runs them, heartbeats, listens for wake-ups.
+
+One process runs up to `worker_concurrency` jobs as asyncio tasks over a
+fixed set of database connections: a pool of at most two for queue calls,
+one for log shipping and one for LISTEN. Connection use therefore grows with
+worker processes, not with job slots.
+
+Start-up: a fresh instance id (uuid4) is registered, so a worker restarted
+under the same host name never inherits its predecessor's jobs; those are
+recovered by the reaper once the old instance's heartbeat expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql as pg_sql
+from psycopg_pool import PoolTimeout
+
+from minijenkin import __version__
+from minijenkin.config import Settings
+from minijenkin.db import connect_async, create_pool
+from minijenkin.errors import DatabaseUnavailableError
+from minijenkin.queue.client import ClaimedJob, QueueClient, RetryPolicy
+from minijenkin.worker.executor import ABANDONED, CANCELLED, HANDED_BACK, JobExecution, Outcome
+from minijenkin.worker.shipper import LogShipper
+
+logger = logging.getLogger(__name__)
+
+JOB_CHANNEL = "mj_jobs_v1"
+CANCEL_CHANNEL = "mj_cancel_v1"
+# How often the LISTEN connection proves it is alive when no notification comes.
+LISTEN_CHECK_SECONDS = 5.0
+RECONNECT_DELAY_MAX_SECONDS = 5.0
+_DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
+              DatabaseUnavailableError)
+
+
+class Worker:
+    def __init__(self, settings: Settings, conninfo: str) -> None:
+        self.settings = settings
+        self.conninfo = conninfo
+        self.id = uuid.uuid4()
+        self.hostname = socket.gethostname()
+        self.name = f"{self.hostname}:{os.getpid()}"
+        self.labels = list(settings.worker_labels)
+        self.concurrency = settings.worker_concurrency
+        self.data_dir = settings.data_dir
+        self.work_root = Path(self.data_dir) / "work"
+        self.log_cap_bytes = settings.log_max_bytes_per_job
+        self.pool = create_pool(conninfo, application_name="minijenkin-worker", min_size=1,
+                                max_size=2)
+        self.client = QueueClient(self.pool, self.id, RetryPolicy(
+            settings.retry_backoff_seconds, settings.retry_backoff_max_seconds))
+        self.shipper = LogShipper(conninfo)
+        self.executions: dict[int, JobExecution] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.stop_now = asyncio.Event()
+        # Claims and heartbeats never overlap: the heartbeat must list every
+        # job this worker holds (see mj_worker_heartbeat_v1).
+        self.claim_lock = asyncio.Lock()
+        self.last_heartbeat = time.monotonic()
+
+    @property
+    def log_extra(self) -> dict[str, str]:
+        return {"worker_id": str(self.id), "worker": self.name}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop gracefully."""
+        self._install_signal_handlers()
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        await self.pool.open(wait=False)
+        await self.shipper.start()
+        if not await self._register():
+            await self._close()
+            return
+        logger.info("worker started", extra={
+            **self.log_extra, "action": "worker_start", "labels": ",".join(self.labels) or "-",
+            "concurrency": self.concurrency, "version": __version__})
+        background = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._listen_loop(), name="listen"),
+        ]
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._close()
+        logger.info("worker stopped", extra={**self.log_extra, "action": "worker_stop"})
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def request_stop(self) -> None:
+        """First call: stop claiming and let jobs finish. Second call: hand them back now."""
+        if self.stopping.is_set():
+            logger.info("second stop signal: handing running jobs back now",
+                        extra={**self.log_extra, "action": "worker_stop_now"})
+            self.stop_now.set()
+        else:
+            logger.info("stop signal: finishing running jobs", extra={
+                **self.log_extra, "action": "worker_stopping", "running": len(self.executions),
+                "grace_seconds": self.settings.worker_shutdown_grace_seconds})
+        self.stopping.set()
+        self.wake.set()
+
+    async def _register(self) -> bool:
+        delay = 0.2
+        while not self.stopping.is_set():
+            try:
+                await self.client.register(
+                    name=self.name, hostname=self.hostname, pid=os.getpid(), labels=self.labels,
+                    concurrency=self.concurrency, version=__version__)
+                self.last_heartbeat = time.monotonic()
+                return True
+            except _DB_ERRORS as exc:
+                logger.warning("cannot register with the database; retrying", extra={
+                    **self.log_extra, "action": "worker_register_retry", "error": str(exc)})
+                await self._sleep_unless_stopping(delay)
+                delay = min(delay * 2, RECONNECT_DELAY_MAX_SECONDS)
+        return False
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period, then hand the rest back."""
+        if self.tasks:
+            grace = self.settings.worker_shutdown_grace_seconds
+            waiter = asyncio.ensure_future(asyncio.wait(set(self.tasks), timeout=grace))
+            stop_now = asyncio.ensure_future(self.stop_now.wait())
+            await asyncio.wait({waiter, stop_now}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stop_now.cancel()
+        if self.executions:
+            for execution in list(self.executions.values()):
+                execution.request_stop(HANDED_BACK)
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.shipper.flush()
+        try:
+            handed_back = await self.client.stop()
+        except _DB_ERRORS as exc:
+            logger.error("could not mark the worker stopped; the reaper will recover its jobs",
+                         extra={**self.log_extra, "action": "worker_stop_error", "error": str(exc)})
+            return
+        if handed_back:
+            logger.info("jobs handed back to the queue", extra={
+                **self.log_extra, "action": "worker_hand_back",
+                "job_ids": ",".join(map(str, handed_back))})
+
+    async def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.shipper.close()
+        await self.pool.close()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+
+    # -- claiming -------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        delay = 0.2
+        while not self.stopping.is_set():
+            self.wake.clear()
+            free = self.concurrency - len(self.executions)
+            claimed: list[ClaimedJob] = []
+            if free > 0:
+                try:
+                    async with self.claim_lock:
+                        claimed = await self.client.claim(self.labels, free)
+                        for job in claimed:
+                            self._start(job)
+                    delay = 0.2
+                except _DB_ERRORS as exc:
+                    logger.warning("claim failed; retrying", extra={
+                        **self.log_extra, "action": "claim_retry", "error": str(exc)})
+                    await self._sleep_unless_stopping(delay)
+                    delay = min(delay * 2, RECONNECT_DELAY_MAX_SECONDS)
+                    continue
+            if claimed and len(claimed) == free:
+                # Every free slot was filled; more work may be waiting for the next free slot.
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.worker_poll_seconds)
+
+    def _start(self, job: ClaimedJob) -> None:
+        execution = JobExecution(self, job)
+        self.executions[job.job_id] = execution
+        task = asyncio.create_task(self._execute(execution), name=f"job-{job.job_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        logger.info("job claimed", extra={
+            **self.log_extra, "action": "job_claim", "job_id": job.job_id, "run_id": job.run_id,
+            "attempt": job.attempt, "kind": job.kind, "job": job.key})
+
+    async def _execute(self, execution: JobExecution) -> None:
+        job = execution.job
+        try:
+            outcome = await execution.run()
+            await self.shipper.flush()
+            if outcome is not None:
+                await self._report(execution, outcome)
+        finally:
+            self.executions.pop(job.job_id, None)
+            self.wake.set()
+
+    async def _report(self, execution: JobExecution, outcome: Outcome) -> None:
+        job = execution.job
+        delay = 0.2
+        deadline = time.monotonic() + 2 * self.settings.worker_lease_seconds
+        while True:
+            try:
+                result = await self.client.finish(job, status=outcome.status,
+                                                  exit_code=outcome.exit_code, reason=outcome.reason)
+                break
+            except _DB_ERRORS as exc:
+                if time.monotonic() > deadline:
+                    logger.error("could not report the job's result; the reaper will retry it",
+                                 extra={**execution.log_extra, "action": "job_report_error",
+                                        "error": str(exc)})
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_DELAY_MAX_SECONDS)
+        extra = {**execution.log_extra, "status": outcome.status, "exit_code": outcome.exit_code}
+        if result == "stale":
+            logger.warning("result ignored: the attempt's lease is no longer valid",
+                           extra={**extra, "action": "job_result_stale"})
+        elif result == "retrying":
+            logger.info("job failed; a retry is queued", extra={**extra, "action": "job_retry"})
+        else:
+            logger.info("job finished", extra={**extra, "action": "job_finish"})
+
+    # -- heartbeat and notifications ----------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        failures = 0
+        while True:
+            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
+            try:
+                async with self.claim_lock:
+                    held = {job_id: execution.job.lease_token
+                            for job_id, execution in self.executions.items()}
+                    actions = await self.client.heartbeat(held)
+                self.last_heartbeat = time.monotonic()
+                failures = 0
+            except psycopg.errors.NoDataFound:
+                logger.warning("worker row missing; registering again",
+                               extra={**self.log_extra, "action": "worker_reregister"})
+                await self._register()
+                continue
+            except _DB_ERRORS as exc:
+                failures += 1
+                silent_for = time.monotonic() - self.last_heartbeat
+                if failures == 1 or failures % 10 == 0:
+                    logger.warning("heartbeat failed", extra={
+                        **self.log_extra, "action": "heartbeat_retry", "failures": failures,
+                        "error": str(exc)})
+                if silent_for > self.settings.worker_lease_seconds and self.executions:
+                    # Presumed dead by now: the reaper hands these jobs to
+                    # other workers, so running on would run them twice.
+                    logger.error("no heartbeat for longer than the lease; stopping all jobs",
+                                 extra={**self.log_extra, "action": "worker_self_fence",
+                                        "jobs": len(self.executions)})
+                    for execution in list(self.executions.values()):
+                        execution.request_stop(ABANDONED)
+                continue
+            for job_id, action in actions:
+                execution = self.executions.get(job_id)
+                if execution is None:
+                    continue
+                execution.request_stop(CANCELLED if action == "cancel" else ABANDONED)
+
+    async def _listen_loop(self) -> None:
+        delay = 0.2
+        while True:
+            conn: psycopg.AsyncConnection | None = None
+            try:
+                conn = await connect_async(self.conninfo,
+                                           application_name="minijenkin-worker-listen")
+                for channel in (JOB_CHANNEL, CANCEL_CHANNEL):
+                    await conn.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(channel)))
+                delay = 0.2
+                # Notifications sent while we were not listening are lost:
+                # claim once now to catch up.
+                self.wake.set()
+                await self._consume_notifications(conn)
+            except asyncio.CancelledError:
+                raise
+            except (*_DB_ERRORS, TimeoutError) as exc:
+                logger.warning("LISTEN connection lost; reconnecting", extra={
+                    **self.log_extra, "action": "listen_reconnect", "error": str(exc) or "timeout"})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_DELAY_MAX_SECONDS)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def _consume_notifications(self, conn: psycopg.AsyncConnection) -> None:
+        while True:
+            async for notify in conn.notifies(timeout=LISTEN_CHECK_SECONDS):
+                if notify.channel == JOB_CHANNEL:
+                    self.wake.set()
+                elif notify.channel == CANCEL_CHANNEL:
+                    self._on_cancel(notify.payload)
+            # No notification for a while: prove the connection still works.
+            await asyncio.wait_for(conn.execute("SELECT 1"), timeout=LISTEN_CHECK_SECONDS)
+
+    def _on_cancel(self, payload: str) -> None:
+        try:
+            job_id = int(payload)
+        except ValueError:
+            return
+        execution = self.executions.get(job_id)
+        if execution is not None:
+            execution.request_stop(CANCELLED)
+
+
+async def run_worker(settings: Settings, conninfo: str) -> None:
+    await Worker(settings, conninfo).run()
