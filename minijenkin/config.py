@@ -63,6 +63,14 @@ class Settings(BaseSettings):
         default=None, description="Key that encrypts stored secrets (base64, 32 bytes)."
     )
 
+    admin_token: str | None = Field(
+        default=None,
+        description="A token accepted with admin scope, for bootstrapping automation.",
+    )
+    anonymous_read: bool = Field(
+        default=False, description="Let callers without a token read runs, jobs and logs."
+    )
+
     worker_labels: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated labels this worker offers to `runs-on`.",

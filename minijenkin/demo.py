@@ -129,7 +129,9 @@ async def run_demo(api_url: str, data_dir: Path, console: Console | None = None)
     root = data_dir / "demo"
     root.mkdir(parents=True, exist_ok=True)
     repo, before, after = await asyncio.to_thread(prepare_repository, root)
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+    token = (data_dir / "admin-token").read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as client:
         secret = await _ensure_repo(client, root, repo.resolve().as_uri())
         body = json.dumps(github_push_payload(repo, DEMO_REPO_NAME, before, after)).encode()
         response = await client.post("/hooks/github", content=body, headers={
@@ -146,9 +148,11 @@ async def run_demo(api_url: str, data_dir: Path, console: Console | None = None)
         status = await follow_run(client, run_id, console)
     console.print()
     console.print(f"[bold]demo run {run_id} {status}[/]")
-    console.print(f"  run:   {api_url}/api/runs/{run_id}")
-    console.print(f"  jobs:  {api_url}/api/jobs/<id>/logs   (ids listed in the run)")
-    console.print(f"  API:   {api_url}/docs")
+    token_file = data_dir / "admin-token"
+    console.print(f"  API docs:  {api_url}/docs")
+    console.print(f"  this run:  curl -H \"Authorization: Bearer $(cat {token_file})\" "
+                  f"{api_url}/api/runs/{run_id}")
+    console.print(f"  job logs:  {api_url}/api/jobs/<job id>/logs (same header)")
     console.print("  The API stays up; press Ctrl-C to stop Mini-Jenkin.")
     return status
 

@@ -15,18 +15,50 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import uvicorn
 
 from minijenkin.api.app import create_app
+from minijenkin.auth import hash_token, new_token_value
 from minijenkin.config import Settings
+from minijenkin.db import connect
 from minijenkin.db.embedded import EmbeddedPostgres
 from minijenkin.db.migrate import migrate
+from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
 
 WORKER_RESTART_DELAY_SECONDS = 2.0
 WORKER_STOP_EXTRA_SECONDS = 10.0
+LOCAL_TOKEN_FILE = "admin-token"  # noqa: S105 (a file name)
+LOCAL_TOKEN_NAME = "local admin (minijenkin up)"  # noqa: S105 (a label)
+
+
+def ensure_local_admin_token(conninfo: str, data_dir: Path) -> Path:
+    """Keep an admin token for this machine's user in `<data_dir>/admin-token` (mode 0600).
+
+    The file is reused while its token is valid, so repeated `up` runs do
+    not pile up tokens.
+    """
+    path = data_dir / LOCAL_TOKEN_FILE
+    with connect(conninfo, application_name="minijenkin-up") as conn:
+        if path.exists():
+            value = path.read_text().strip()
+            found = conn.execute(QUERIES["token_find_by_hash"],
+                                 {"token_hash": hash_token(value)}).fetchone()
+            if found is not None:
+                return path
+        value = new_token_value()
+        conn.execute(QUERIES["token_insert"], {
+            "name": LOCAL_TOKEN_NAME, "token_hash": hash_token(value), "scope": "admin",
+            "expires_at": None})
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value + "\n")
+    temporary.replace(path)
+    return path
 
 
 class WorkerProcesses:
@@ -90,6 +122,9 @@ async def serve(
             "action": "embedded_ready", "data_dir": str(settings.data_dir)})
     try:
         await asyncio.to_thread(migrate, conninfo)
+        token_path = await asyncio.to_thread(ensure_local_admin_token, conninfo, settings.data_dir)
+        logger.info("admin token for this machine stored", extra={
+            "action": "local_token", "path": str(token_path)})
         env = {**os.environ, "MINIJENKIN_DATABASE_URL": conninfo,
                "MINIJENKIN_DATA_DIR": str(settings.data_dir)}
         env.pop("DATABASE_URL", None)

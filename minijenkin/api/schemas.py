@@ -190,3 +190,9 @@ class Health(BaseModel):
 class ErrorBody(BaseModel):
     detail: str
     field: str | None = None
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "Missing, unknown, revoked or expired token."},
+    403: {"model": ErrorBody, "description": "The token's scope is too low."},
+}

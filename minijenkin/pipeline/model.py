@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_TIMEOUT_MINUTES = 360
 
@@ -31,6 +32,8 @@ class JobDefinition:
     runs_on: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES
+    # Normalised retry policy (see minijenkin.pipeline.retry).
+    retry: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
 
 

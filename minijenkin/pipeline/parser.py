@@ -22,9 +22,10 @@ from minijenkin.pipeline.loader import (
     value_position,
 )
 from minijenkin.pipeline.model import DEFAULT_TIMEOUT_MINUTES, JobDefinition, Pipeline, Step
+from minijenkin.pipeline.retry import parse_retry
 
 PIPELINE_KEYS = ("name", "on", "env", "jobs")
-JOB_KEYS = ("name", "needs", "runs-on", "steps", "env", "timeout-minutes")
+JOB_KEYS = ("name", "needs", "runs-on", "steps", "env", "timeout-minutes", "retry")
 STEP_KEYS = ("name", "run", "env")
 
 JOB_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -179,6 +180,10 @@ def _job(errors: _Collector, job_id: str, raw: Any, jobs_node: Mapping[Any, Any]
         runs_on=_string_list(errors, raw, "runs-on", path),
         env=_env(errors, raw, path),
         timeout_minutes=_timeout(errors, raw, path),
+        retry=parse_retry(
+            raw.get("retry"),
+            lambda message: errors.add(message, value_position(raw, "retry"), path),
+        ),
         line=position.line if position else None,
     )
 

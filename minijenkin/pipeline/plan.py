@@ -6,8 +6,7 @@ import math
 from typing import Any
 
 from minijenkin.pipeline.model import Pipeline
-
-DEFAULT_MAX_ATTEMPTS = 3
+from minijenkin.pipeline.retry import max_attempts
 
 
 def build_graph(pipeline: Pipeline) -> list[dict[str, Any]]:
@@ -20,8 +19,8 @@ def build_graph(pipeline: Pipeline) -> list[dict[str, Any]]:
             "needs": list(job.needs),
             "labels": sorted(set(job.runs_on)),
             "timeout_seconds": max(1, math.ceil(job.timeout_minutes * 60)),
-            "max_attempts": DEFAULT_MAX_ATTEMPTS,
-            "retry": {},
+            "max_attempts": max_attempts(job.retry),
+            "retry": job.retry,
             "spec": {
                 "env": {**pipeline.env, **job.env},
                 "steps": [

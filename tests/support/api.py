@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 
@@ -15,7 +16,11 @@ START_TIMEOUT_SECONDS = 15
 
 
 class ApiServer:
+    """The API with an admin token that `client()` sends unless told otherwise."""
+
     def __init__(self, settings: Settings, conninfo: str, *, maintenance: bool = True) -> None:
+        self.admin_token = settings.admin_token or "mjt_test_" + secrets.token_urlsafe(16)
+        settings = settings.model_copy(update={"admin_token": self.admin_token})
         app = create_app(settings, conninfo, maintenance=maintenance)
         self.server = uvicorn.Server(uvicorn.Config(
             app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"))
@@ -33,8 +38,13 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{port}"
         return self
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+    def client(self, token: str | None = "admin") -> httpx.Client:
+        """An HTTP client with the admin token, another `token`, or none (token=None)."""
+        headers = {}
+        if token is not None:
+            value = self.admin_token if token == "admin" else token
+            headers["Authorization"] = f"Bearer {value}"
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
 
     def stop(self) -> None:
         self.server.should_exit = True

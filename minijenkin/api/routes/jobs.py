@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Query
 
 from minijenkin import runs
 from minijenkin.api import convert, schemas
+from minijenkin.api.auth import ReadAccess, TriggerAccess
 from minijenkin.api.deps import db_connection
 from minijenkin.logs import store
 
-router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=schemas.AUTH_RESPONSES)
 
 Conn = Annotated[psycopg.AsyncConnection, Depends(db_connection)]
 LOG_PAGE_MAX = 10_000
@@ -20,14 +21,14 @@ LOG_PAGE_MAX = 10_000
 
 @router.get("/{job_id}", response_model=schemas.Job,
             responses={404: {"model": schemas.ErrorBody}})
-async def get_job(job_id: int, conn: Conn) -> schemas.Job:
+async def get_job(job_id: int, conn: Conn, _: ReadAccess) -> schemas.Job:
     """Fetch a job with all of its attempts."""
     return convert.job_detail(await runs.get_job(conn, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=schemas.CancelResult,
              responses={404: {"model": schemas.ErrorBody}})
-async def cancel_job(job_id: int, conn: Conn) -> schemas.CancelResult:
+async def cancel_job(job_id: int, conn: Conn, _: TriggerAccess) -> schemas.CancelResult:
     """Cancel one job; the jobs that need it are skipped."""
     outcome = await runs.cancel_job(conn, job_id, reason="cancelled by a user")
     return schemas.CancelResult(outcome=outcome)
@@ -38,6 +39,7 @@ async def cancel_job(job_id: int, conn: Conn) -> schemas.CancelResult:
 async def get_logs(
     job_id: int,
     conn: Conn,
+    _: ReadAccess,
     attempt: Annotated[int | None, Query(ge=1, description="Default: the latest attempt.")] = None,
     after: Annotated[int, Query(ge=0, description="Return lines with a larger seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=LOG_PAGE_MAX)] = 1000,

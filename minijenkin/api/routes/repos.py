@@ -9,16 +9,17 @@ from fastapi import APIRouter, Depends, Query
 
 from minijenkin import repos
 from minijenkin.api import schemas
+from minijenkin.api.auth import AdminAccess, ReadAccess
 from minijenkin.api.deps import db_connection
 
-router = APIRouter(prefix="/api/repos", tags=["repositories"])
+router = APIRouter(prefix="/api/repos", tags=["repositories"], responses=schemas.AUTH_RESPONSES)
 
 Conn = Annotated[psycopg.AsyncConnection, Depends(db_connection)]
 
 
 @router.post("", status_code=201, response_model=schemas.Repo,
              responses={409: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}})
-async def create_repo(body: schemas.RepoCreate, conn: Conn) -> schemas.Repo:
+async def create_repo(body: schemas.RepoCreate, conn: Conn, _: AdminAccess) -> schemas.Repo:
     """Register a repository that webhooks and triggers can start runs for."""
     row = await repos.create_repo(
         conn, name=body.name, url=body.url, webhook_secret=body.webhook_secret
@@ -29,6 +30,7 @@ async def create_repo(body: schemas.RepoCreate, conn: Conn) -> schemas.Repo:
 @router.get("", response_model=schemas.RepoList)
 async def list_repos(
     conn: Conn,
+    _: ReadAccess,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> schemas.RepoList:
@@ -39,6 +41,6 @@ async def list_repos(
 
 @router.get("/{repo_id}", response_model=schemas.Repo,
             responses={404: {"model": schemas.ErrorBody}})
-async def get_repo(repo_id: int, conn: Conn) -> schemas.Repo:
+async def get_repo(repo_id: int, conn: Conn, _: ReadAccess) -> schemas.Repo:
     """Fetch one repository."""
     return schemas.Repo(**await repos.get_repo(conn, repo_id))

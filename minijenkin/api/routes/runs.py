@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query
 
 from minijenkin import runs
 from minijenkin.api import convert, schemas
+from minijenkin.api.auth import ReadAccess, TriggerAccess
 from minijenkin.api.deps import db_connection
 
-router = APIRouter(prefix="/api/runs", tags=["runs"])
+router = APIRouter(prefix="/api/runs", tags=["runs"], responses=schemas.AUTH_RESPONSES)
 
 Conn = Annotated[psycopg.AsyncConnection, Depends(db_connection)]
 RUN_PAGE_MAX = 200
@@ -20,6 +21,7 @@ RUN_PAGE_MAX = 200
 @router.get("", response_model=schemas.RunList)
 async def list_runs(
     conn: Conn,
+    _: ReadAccess,
     repo: Annotated[str | None, Query(max_length=200, description="Repository name.")] = None,
     status: Annotated[schemas.RunStatus | None, Query()] = None,
     event: Annotated[str | None, Query(max_length=32)] = None,
@@ -37,14 +39,14 @@ async def list_runs(
 
 @router.get("/{run_id}", response_model=schemas.Run,
             responses={404: {"model": schemas.ErrorBody}})
-async def get_run(run_id: int, conn: Conn) -> schemas.Run:
+async def get_run(run_id: int, conn: Conn, _: ReadAccess) -> schemas.Run:
     """Fetch a run with its jobs."""
     return convert.run_detail(await runs.get_run(conn, run_id))
 
 
 @router.post("/{run_id}/cancel", response_model=schemas.CancelResult,
              responses={404: {"model": schemas.ErrorBody}})
-async def cancel_run(run_id: int, conn: Conn) -> schemas.CancelResult:
+async def cancel_run(run_id: int, conn: Conn, _: TriggerAccess) -> schemas.CancelResult:
     """Cancel the run's jobs that have not ended; running steps are stopped by their worker."""
     affected = await runs.cancel_run(conn, run_id, reason="cancelled by a user")
     return schemas.CancelResult(affected=affected)
@@ -55,6 +57,7 @@ async def cancel_run(run_id: int, conn: Conn) -> schemas.CancelResult:
 async def rerun_run(
     run_id: int,
     conn: Conn,
+    _: TriggerAccess,
     failed_only: Annotated[bool, Query(description="Only jobs that did not succeed, "
                                                    "and the jobs that need them.")] = False,
 ) -> schemas.RerunResult:

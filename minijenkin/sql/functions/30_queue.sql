@@ -222,17 +222,22 @@ END;
 $$;
 
 -- Whether the retry policy of a job allows another attempt after a failure
--- of the given class ('script', 'timeout' or 'infra'). p_attempt counts the
--- attempts since the last manual re-run, the failed one included.
+-- of the given class ('script' or 'timeout'). p_failures counts the failed
+-- or timed-out attempts since the last manual re-run, the current one
+-- included; attempts lost with their worker or handed back do not count.
+--
+-- Policy (normalised by the pipeline parser): {"max": N} retries every
+-- class; with "script"/"timeout" flags only those classes; "exit_codes"
+-- restricts script retries to those exit codes.
 CREATE OR REPLACE FUNCTION mj_retry_allows_v1(
     p_retry jsonb,
     p_class text,
     p_exit_code integer,
-    p_attempt integer
+    p_failures integer
 ) RETURNS boolean
     LANGUAGE sql IMMUTABLE
     AS $$
-        SELECT p_attempt <= coalesce((p_retry ->> 'max')::integer, 0)
+        SELECT p_failures <= coalesce((p_retry ->> 'max')::integer, 0)
            AND coalesce((p_retry ->> p_class)::boolean, true)
            AND (p_class <> 'script'
                 OR jsonb_typeof(p_retry -> 'exit_codes') IS DISTINCT FROM 'array'
@@ -257,6 +262,7 @@ CREATE OR REPLACE FUNCTION mj_job_finish_v1(
 DECLARE
     v_job jobs%ROWTYPE;
     v_class text;
+    v_failures integer;
 BEGIN
     IF p_status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped') THEN
         RAISE EXCEPTION 'invalid final status "%"', p_status USING ERRCODE = 'invalid_parameter_value';
@@ -268,23 +274,26 @@ BEGIN
         RETURN 'stale';
     END IF;
 
-    v_class := CASE p_status WHEN 'failed' THEN 'script' WHEN 'timed_out' THEN 'timeout' END;
-    IF v_class IS NOT NULL
-       AND v_job.cancel_requested_at IS NULL
-       AND mj_retry_allows_v1(v_job.retry, v_class, p_exit_code, v_job.attempt - v_job.attempt_base)
-    THEN
-        UPDATE job_attempts
-        SET status = p_status, exit_code = p_exit_code, reason = p_reason, finished_at = now()
-        WHERE job_id = p_job_id AND attempt = v_job.attempt;
+    UPDATE job_attempts
+    SET status = p_status, exit_code = p_exit_code, reason = p_reason, finished_at = now()
+    WHERE job_id = p_job_id AND attempt = v_job.attempt;
 
-        UPDATE jobs
-        SET status = 'queued', worker_id = NULL, lease_token = NULL, exit_code = p_exit_code,
-            reason = p_reason, queued_at = now(),
-            run_after = now() + mj_backoff_v1(v_job.attempt - v_job.attempt_base,
-                                              p_backoff_base_seconds, p_backoff_max_seconds)
-        WHERE id = p_job_id;
-        PERFORM pg_notify('mj_runs_v1', v_job.run_id::text);
-        RETURN 'retrying';
+    v_class := CASE p_status WHEN 'failed' THEN 'script' WHEN 'timed_out' THEN 'timeout' END;
+    IF v_class IS NOT NULL AND v_job.cancel_requested_at IS NULL THEN
+        SELECT count(*) INTO v_failures
+        FROM job_attempts
+        WHERE job_id = p_job_id AND attempt > v_job.attempt_base AND status IN ('failed', 'timed_out');
+
+        IF mj_retry_allows_v1(v_job.retry, v_class, p_exit_code, v_failures) THEN
+            UPDATE jobs
+            SET status = 'queued', worker_id = NULL, lease_token = NULL, exit_code = p_exit_code,
+                reason = p_reason, queued_at = now(),
+                run_after = now() + mj_backoff_v1(v_failures, p_backoff_base_seconds,
+                                                  p_backoff_max_seconds)
+            WHERE id = p_job_id;
+            PERFORM pg_notify('mj_runs_v1', v_job.run_id::text);
+            RETURN 'retrying';
+        END IF;
     END IF;
 
     PERFORM mj_job_close_v1(p_job_id, p_status, p_exit_code, p_reason);
@@ -374,9 +383,11 @@ END;
 $$;
 
 -- Declare workers lost whose last heartbeat is older than the lease, and
--- recover their running jobs: a new attempt after a backoff while the
--- infrastructure retry budget (max_attempts) lasts, otherwise failed with
--- the reason "worker lost". Run by the maintenance leader only.
+-- recover their running jobs: a new attempt after a backoff while fewer than
+-- max_attempts attempts (since the last manual re-run) were lost with their
+-- worker and the retry policy does not exclude infrastructure failures
+-- ("infra": false), otherwise failed with the reason "worker lost". Run by
+-- the maintenance leader only.
 CREATE OR REPLACE FUNCTION mj_reap_v1(
     p_lease_seconds double precision,
     p_backoff_base_seconds double precision,
@@ -387,7 +398,7 @@ CREATE OR REPLACE FUNCTION mj_reap_v1(
 DECLARE
     v_candidate record;
     v_job jobs%ROWTYPE;
-    v_attempts integer;
+    v_lost integer;
 BEGIN
     UPDATE workers w
     SET status = 'lost'
@@ -412,20 +423,23 @@ BEGIN
         run_id := v_job.run_id;
         worker_id := v_job.worker_id;
         attempt := v_job.attempt;
-        v_attempts := v_job.attempt - v_job.attempt_base;
 
         UPDATE job_attempts a
         SET status = 'lost', reason = 'worker lost', finished_at = now()
         WHERE a.job_id = v_job.id AND a.attempt = v_job.attempt AND a.status = 'running';
 
+        SELECT count(*) INTO v_lost
+        FROM job_attempts a
+        WHERE a.job_id = v_job.id AND a.attempt > v_job.attempt_base AND a.status = 'lost';
+
         IF v_job.cancel_requested_at IS NOT NULL THEN
             PERFORM mj_job_close_v1(v_job.id, 'cancelled', NULL, coalesce(v_job.reason, 'cancelled'));
             outcome := 'cancelled';
-        ELSIF v_attempts < v_job.max_attempts AND coalesce((v_job.retry ->> 'infra')::boolean, true) THEN
+        ELSIF v_lost < v_job.max_attempts AND coalesce((v_job.retry ->> 'infra')::boolean, true) THEN
             UPDATE jobs j
             SET status = 'queued', worker_id = NULL, lease_token = NULL, reason = 'worker lost',
                 queued_at = now(),
-                run_after = now() + mj_backoff_v1(v_attempts, p_backoff_base_seconds, p_backoff_max_seconds)
+                run_after = now() + mj_backoff_v1(v_lost, p_backoff_base_seconds, p_backoff_max_seconds)
             WHERE j.id = v_job.id;
             PERFORM pg_notify('mj_runs_v1', v_job.run_id::text);
             outcome := 'retrying';
