@@ -113,10 +113,13 @@ $$;
 
 -- Claim up to p_limit queued jobs whose labels are a subset of p_labels.
 --
--- Fairness: candidates are taken per repository (the first p_limit of each),
--- then interleaved by their rank within their repository, so one repository
--- with 500 queued jobs cannot starve another's single job. Priority still
--- comes first across repositories.
+-- Fairness: candidates are taken per repository (the first p_limit of each)
+-- and ordered by the number of jobs their repository already runs plus their
+-- rank within the repository. A repository with 500 queued jobs and some of
+-- them running therefore yields the next free slot to another repository's
+-- single job. Ranking within candidates alone would not: its first job would
+-- tie with the other repository's and win on its older id at every claim.
+-- Priority still comes first across repositories.
 CREATE OR REPLACE FUNCTION mj_job_claim_v1(p_worker_id uuid, p_labels text[], p_limit integer)
 RETURNS TABLE (
     job_id bigint,
@@ -146,7 +149,7 @@ BEGIN
 
     RETURN QUERY
     WITH candidates AS (
-        SELECT c.id, c.repo_id, c.priority
+        SELECT c.id, c.repo_id, c.priority, busy.running
         FROM repositories r
         CROSS JOIN LATERAL (
             SELECT q.id, q.repo_id, q.priority
@@ -159,15 +162,22 @@ BEGIN
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
         ) c
+        -- Evaluated only for repositories that have a candidate.
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS running
+            FROM jobs rj
+            WHERE rj.repo_id = r.id AND rj.status = 'running'
+        ) busy
     ),
     chosen AS (
         SELECT ranked.id
         FROM (
             SELECT cand.id, cand.priority,
-                   row_number() OVER (PARTITION BY cand.repo_id ORDER BY cand.priority DESC, cand.id) AS repo_rank
+                   cand.running + row_number() OVER (
+                       PARTITION BY cand.repo_id ORDER BY cand.priority DESC, cand.id) AS share
             FROM candidates cand
         ) ranked
-        ORDER BY ranked.priority DESC, ranked.repo_rank, ranked.id
+        ORDER BY ranked.priority DESC, ranked.share, ranked.id
         LIMIT p_limit
     ),
     claimed AS (
