@@ -273,6 +273,7 @@ DECLARE
     v_job jobs%ROWTYPE;
     v_class text;
     v_failures integer;
+    v_reason text := p_reason;
 BEGIN
     IF p_status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped') THEN
         RAISE EXCEPTION 'invalid final status "%"', p_status USING ERRCODE = 'invalid_parameter_value';
@@ -283,9 +284,14 @@ BEGIN
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.lease_token IS DISTINCT FROM p_lease_token THEN
         RETURN 'stale';
     END IF;
+    -- A cancelled job keeps the reason given with the cancel request (who
+    -- cancelled it) rather than the worker's generic one.
+    IF p_status = 'cancelled' AND v_job.cancel_requested_at IS NOT NULL THEN
+        v_reason := coalesce(v_job.reason, p_reason);
+    END IF;
 
     UPDATE job_attempts
-    SET status = p_status, exit_code = p_exit_code, reason = p_reason, finished_at = now()
+    SET status = p_status, exit_code = p_exit_code, reason = v_reason, finished_at = now()
     WHERE job_id = p_job_id AND attempt = v_job.attempt;
 
     v_class := CASE p_status WHEN 'failed' THEN 'script' WHEN 'timed_out' THEN 'timeout' END;
@@ -306,7 +312,7 @@ BEGIN
         END IF;
     END IF;
 
-    PERFORM mj_job_close_v1(p_job_id, p_status, p_exit_code, p_reason);
+    PERFORM mj_job_close_v1(p_job_id, p_status, p_exit_code, v_reason);
     RETURN 'finished';
 END;
 $$;
