@@ -202,6 +202,9 @@ class Worker:
                         claimed = await self.client.claim(self.labels, free)
                         for job in claimed:
                             self._start(job, reason)
+                    logger.debug("claim finished", extra={
+                        **self.log_extra, "action": "claim", "wake": reason, "free": free,
+                        "claimed": len(claimed)})
                     delay = 0.2
                 except _DB_ERRORS as exc:
                     logger.warning("claim failed; retrying", extra={
