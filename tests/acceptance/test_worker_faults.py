@@ -19,6 +19,7 @@ from minijenkin.db.migrate import migrate
 from tests.support.api import ApiServer
 from tests.support.factories import create_repo, create_run
 from tests.support.gitrepo import GitRepo
+from tests.support.postgres import server_directory
 from tests.support.proxy import PgProxy
 from tests.support.queue import add_repo, plan_run, run_finished, script_job
 from tests.support.waiting import wait_for
@@ -95,10 +96,13 @@ def _attempt_rows(url: str) -> list[dict[str, object]]:
             "WHERE j.kind = 'script' ORDER BY j.id, a.attempt").fetchall()
 
 
-def test_postgres_restart_mid_run(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
-                                  git_repo: GitRepo) -> None:
+def test_postgres_restart_mid_run(tmp_path: Path, git_repo: GitRepo) -> None:
     # This test owns its server: restarting a shared one would break other tests.
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("restart-pg"))
+    with server_directory("restart-pg") as directory:
+        _restart_mid_run(EmbeddedPostgres(directory), tmp_path, git_repo)
+
+
+def _restart_mid_run(server: EmbeddedPostgres, tmp_path: Path, git_repo: GitRepo) -> None:
     url = server.start()
     migrate(url)
     data_dir = tmp_path / "data"
