@@ -23,6 +23,8 @@ HEARTBEAT_SECONDS_MIN = 0.2
 LEASE_SECONDS_DEFAULT = 30.0
 POLL_SECONDS_DEFAULT = 5.0
 POLL_SECONDS_MIN = 0.05
+LISTEN_CHECK_SECONDS_DEFAULT = 5.0
+LISTEN_CHECK_SECONDS_MIN = 0.1
 LOG_RETENTION_DAYS_DEFAULT = 90
 
 
@@ -90,6 +92,12 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         default=POLL_SECONDS_DEFAULT, ge=POLL_SECONDS_MIN,
         description="Seconds between queue polls when no notification arrives.",
+    )
+    worker_listen_check_seconds: float = Field(
+        default=LISTEN_CHECK_SECONDS_DEFAULT, ge=LISTEN_CHECK_SECONDS_MIN,
+        description="Seconds without a notification after which the worker tests its LISTEN "
+                    "connection with a query, and how long that query may take before the "
+                    "connection is replaced.",
     )
     worker_shutdown_grace_seconds: float = Field(
         default=30.0, ge=0,

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from minijenkin.config import Settings, load_settings
 from tests.support.api import ApiServer
 from tests.support.gitrepo import GitRepo
-from tests.support.postgres import PgServer, embedded_server, system_server
+from tests.support.postgres import PgServer, embedded_server, server_directory, system_server
 from tests.support.workers import FAST_WORKER_ENV, WorkerProcess
 
 SERVERS = [name.strip() for name in
@@ -37,12 +37,12 @@ def _clean_environment() -> None:
 
 
 @pytest.fixture(scope="session", params=SERVERS)
-def pg_server(request: pytest.FixtureRequest,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
     if request.param == "system":
         yield from system_server()
     elif request.param == "embedded":
-        yield from embedded_server(tmp_path_factory.mktemp("embedded-pg"))
+        with server_directory("embedded-pg") as directory:
+            yield from embedded_server(directory)
     else:
         raise ValueError(f"unknown test server {request.param!r}: use system or embedded")
 

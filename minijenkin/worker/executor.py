@@ -153,7 +153,13 @@ class JobExecution:
             if not self.settings.keep_workspaces and self.directory is not None:
                 await asyncio.to_thread(shutil.rmtree, self.directory, True)
 
-        if self.stop_reason in (ABANDONED, HANDED_BACK):
+        if self.stop_reason == ABANDONED:
+            logger.warning("attempt abandoned: its lease is no longer this worker's, so its "
+                           "result is discarded", extra={
+                               **self.log_extra, "action": "job_abandon",
+                               "status": outcome.status if outcome else None})
+            return None
+        if self.stop_reason == HANDED_BACK:
             return None
         return outcome
 
@@ -264,7 +270,7 @@ class JobExecution:
     async def _run_step(self, script: Path, cwd: Path, env: dict[str, str],
                         deadline: float | None) -> int:
         process = await asyncio.create_subprocess_exec(
-            "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script),
+            *_PARENT_DEATH_KILL, "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script),
             cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
@@ -315,6 +321,17 @@ class JobExecution:
                 await self.emit(code, line, ts)
         for line in splitter.finish():
             await self.emit(code, line)
+
+
+# Ask the kernel to SIGKILL the step's shell when the worker process dies
+# (kill -9, OOM killer), so that a job whose worker is presumed lost does not
+# run on beside its next attempt. setpriv (util-linux) sets PR_SET_PDEATHSIG
+# and then executes bash, so the shell keeps the process id the worker
+# signals. NOTE: only the shell gets the signal; a process it started in the
+# background keeps running until it exits. Without setpriv, steps outlive a
+# killed worker.
+_SETPRIV = shutil.which("setpriv")
+_PARENT_DEATH_KILL: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "SIGKILL", "--") if _SETPRIV else ()
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:

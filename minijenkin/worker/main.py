@@ -38,9 +38,15 @@ logger = logging.getLogger(__name__)
 
 JOB_CHANNEL = "mj_jobs_v1"
 CANCEL_CHANNEL = "mj_cancel_v1"
-# How often the LISTEN connection proves it is alive when no notification comes.
-LISTEN_CHECK_SECONDS = 5.0
 RECONNECT_DELAY_MAX_SECONDS = 5.0
+
+# Why the claim loop ran a claim; logged with every claimed job.
+WAKE_START = "start"
+WAKE_NOTIFY = "notify"          # a NOTIFY on mj_jobs_v1
+WAKE_CATCH_UP = "catch_up"      # the LISTEN connection was (re)established
+WAKE_SLOT_FREE = "slot_free"    # a job of this worker ended
+WAKE_BACKLOG = "backlog"        # the previous claim filled every free slot
+WAKE_POLL = "poll"              # worker_poll_seconds passed without a wake-up
 _DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
               DatabaseUnavailableError)
 
@@ -65,6 +71,7 @@ class Worker:
         self.executions: dict[int, JobExecution] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
+        self.wake_reason = WAKE_START
         self.stopping = asyncio.Event()
         self.stop_now = asyncio.Event()
         # Claims and heartbeats never overlap: the heartbeat must list every
@@ -124,6 +131,12 @@ class Worker:
         self.stopping.set()
         self.wake.set()
 
+    def _wake(self, reason: str) -> None:
+        """Wake the claim loop; the first reason since its last claim is the one logged."""
+        if not self.wake.is_set():
+            self.wake_reason = reason
+        self.wake.set()
+
     async def _register(self) -> bool:
         delay = 0.2
         while not self.stopping.is_set():
@@ -179,6 +192,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         delay = 0.2
         while not self.stopping.is_set():
+            reason = self.wake_reason
             self.wake.clear()
             free = self.concurrency - len(self.executions)
             claimed: list[ClaimedJob] = []
@@ -187,7 +201,10 @@ class Worker:
                     async with self.claim_lock:
                         claimed = await self.client.claim(self.labels, free)
                         for job in claimed:
-                            self._start(job)
+                            self._start(job, reason)
+                    logger.debug("claim finished", extra={
+                        **self.log_extra, "action": "claim", "wake": reason, "free": free,
+                        "claimed": len(claimed)})
                     delay = 0.2
                 except _DB_ERRORS as exc:
                     logger.warning("claim failed; retrying", extra={
@@ -197,11 +214,14 @@ class Worker:
                     continue
             if claimed and len(claimed) == free:
                 # Every free slot was filled; more work may be waiting for the next free slot.
+                self.wake_reason = WAKE_BACKLOG
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.settings.worker_poll_seconds)
+            except TimeoutError:
+                self.wake_reason = WAKE_POLL
 
-    def _start(self, job: ClaimedJob) -> None:
+    def _start(self, job: ClaimedJob, wake: str) -> None:
         execution = JobExecution(self, job)
         self.executions[job.job_id] = execution
         task = asyncio.create_task(self._execute(execution), name=f"job-{job.job_id}")
@@ -209,18 +229,27 @@ class Worker:
         task.add_done_callback(self.tasks.discard)
         logger.info("job claimed", extra={
             **self.log_extra, "action": "job_claim", "job_id": job.job_id, "run_id": job.run_id,
-            "attempt": job.attempt, "kind": job.kind, "job": job.key})
+            "attempt": job.attempt, "kind": job.kind, "job": job.key, "wake": wake})
 
     async def _execute(self, execution: JobExecution) -> None:
         job = execution.job
         try:
-            outcome = await execution.run()
-            await self.shipper.flush()
+            outcome = await self._run_execution(execution)
             if outcome is not None:
                 await self._report(execution, outcome)
         finally:
             self.executions.pop(job.job_id, None)
-            self.wake.set()
+            self._wake(WAKE_SLOT_FREE)
+
+    async def _run_execution(self, execution: JobExecution) -> Outcome | None:
+        """Run the attempt and ship its log; return the outcome to report, if any.
+
+        The queue benchmark (bench/queue.py) overrides this to measure the
+        queue without running steps.
+        """
+        outcome = await execution.run()
+        await self.shipper.flush()
+        return outcome
 
     async def _report(self, execution: JobExecution, outcome: Outcome) -> None:
         job = execution.job
@@ -298,9 +327,11 @@ class Worker:
                 for channel in (JOB_CHANNEL, CANCEL_CHANNEL):
                     await conn.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(channel)))
                 delay = 0.2
+                logger.info("listening for notifications", extra={
+                    **self.log_extra, "action": "listen_start"})
                 # Notifications sent while we were not listening are lost:
                 # claim once now to catch up.
-                self.wake.set()
+                self._wake(WAKE_CATCH_UP)
                 await self._consume_notifications(conn)
             except asyncio.CancelledError:
                 raise
@@ -315,14 +346,17 @@ class Worker:
                         await conn.close()
 
     async def _consume_notifications(self, conn: psycopg.AsyncConnection) -> None:
+        check_seconds = self.settings.worker_listen_check_seconds
         while True:
-            async for notify in conn.notifies(timeout=LISTEN_CHECK_SECONDS):
+            async for notify in conn.notifies(timeout=check_seconds):
                 if notify.channel == JOB_CHANNEL:
-                    self.wake.set()
+                    self._wake(WAKE_NOTIFY)
                 elif notify.channel == CANCEL_CHANNEL:
                     self._on_cancel(notify.payload)
-            # No notification for a while: prove the connection still works.
-            await asyncio.wait_for(conn.execute("SELECT 1"), timeout=LISTEN_CHECK_SECONDS)
+            # No notification for a while: a connection that broke without
+            # an error (a dropped network path) would go on delivering
+            # nothing, so prove that a query still gets through.
+            await asyncio.wait_for(conn.execute("SELECT 1"), timeout=check_seconds)
 
     def _on_cancel(self, payload: str) -> None:
         try:

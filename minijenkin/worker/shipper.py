@@ -23,6 +23,7 @@ import uuid
 import psycopg
 
 from minijenkin.db import connect_async
+from minijenkin.errors import DatabaseUnavailableError
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,8 @@ class LogShipper:
                     logger.info("log shipping resumed", extra={
                         "action": "log_ship_resume", "lines": len(rows), "failures": failures})
                 return
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError,
+                    DatabaseUnavailableError) as exc:
                 failures += 1
                 if self._conn is not None:
                     await self._conn.close()

@@ -6,7 +6,10 @@ applied once) and every test that needs a database gets a fresh clone of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +78,23 @@ def system_server() -> Iterator[PgServer]:
         yield PgServer("system", SYSTEM_SERVER_URL, template, version)
     finally:
         _drop_template(SYSTEM_SERVER_URL, template)
+
+
+@contextlib.contextmanager
+def server_directory(prefix: str) -> Iterator[Path]:
+    """A fresh directory for an embedded server, outside pytest's temporary root.
+
+    pytest sets /tmp/pytest-of-<user> to mode 0700 whenever a session starts,
+    on this machine or in a parallel run. The unprivileged user that runs an
+    embedded server under root then loses access to its own data directory
+    and the server stops, so the cluster lives in its own directory under
+    the system temporary directory instead.
+    """
+    path = Path(tempfile.mkdtemp(prefix=f"mj-{prefix}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def embedded_server(data_dir: Path) -> Iterator[PgServer]:

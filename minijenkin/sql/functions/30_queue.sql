@@ -113,10 +113,13 @@ $$;
 
 -- Claim up to p_limit queued jobs whose labels are a subset of p_labels.
 --
--- Fairness: candidates are taken per repository (the first p_limit of each),
--- then interleaved by their rank within their repository, so one repository
--- with 500 queued jobs cannot starve another's single job. Priority still
--- comes first across repositories.
+-- Fairness: candidates are taken per repository (the first p_limit of each)
+-- and ordered by the number of jobs their repository already runs plus their
+-- rank within the repository. A repository with 500 queued jobs and some of
+-- them running therefore yields the next free slot to another repository's
+-- single job. Ranking within candidates alone would not: its first job would
+-- tie with the other repository's and win on its older id at every claim.
+-- Priority still comes first across repositories.
 CREATE OR REPLACE FUNCTION mj_job_claim_v1(p_worker_id uuid, p_labels text[], p_limit integer)
 RETURNS TABLE (
     job_id bigint,
@@ -146,7 +149,7 @@ BEGIN
 
     RETURN QUERY
     WITH candidates AS (
-        SELECT c.id, c.repo_id, c.priority
+        SELECT c.id, c.repo_id, c.priority, busy.running
         FROM repositories r
         CROSS JOIN LATERAL (
             SELECT q.id, q.repo_id, q.priority
@@ -159,15 +162,22 @@ BEGIN
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
         ) c
+        -- Evaluated only for repositories that have a candidate.
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS running
+            FROM jobs rj
+            WHERE rj.repo_id = r.id AND rj.status = 'running'
+        ) busy
     ),
     chosen AS (
         SELECT ranked.id
         FROM (
             SELECT cand.id, cand.priority,
-                   row_number() OVER (PARTITION BY cand.repo_id ORDER BY cand.priority DESC, cand.id) AS repo_rank
+                   cand.running + row_number() OVER (
+                       PARTITION BY cand.repo_id ORDER BY cand.priority DESC, cand.id) AS share
             FROM candidates cand
         ) ranked
-        ORDER BY ranked.priority DESC, ranked.repo_rank, ranked.id
+        ORDER BY ranked.priority DESC, ranked.share, ranked.id
         LIMIT p_limit
     ),
     claimed AS (
@@ -263,6 +273,7 @@ DECLARE
     v_job jobs%ROWTYPE;
     v_class text;
     v_failures integer;
+    v_reason text := p_reason;
 BEGIN
     IF p_status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped') THEN
         RAISE EXCEPTION 'invalid final status "%"', p_status USING ERRCODE = 'invalid_parameter_value';
@@ -273,9 +284,14 @@ BEGIN
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.lease_token IS DISTINCT FROM p_lease_token THEN
         RETURN 'stale';
     END IF;
+    -- A cancelled job keeps the reason given with the cancel request (who
+    -- cancelled it) rather than the worker's generic one.
+    IF p_status = 'cancelled' AND v_job.cancel_requested_at IS NOT NULL THEN
+        v_reason := coalesce(v_job.reason, p_reason);
+    END IF;
 
     UPDATE job_attempts
-    SET status = p_status, exit_code = p_exit_code, reason = p_reason, finished_at = now()
+    SET status = p_status, exit_code = p_exit_code, reason = v_reason, finished_at = now()
     WHERE job_id = p_job_id AND attempt = v_job.attempt;
 
     v_class := CASE p_status WHEN 'failed' THEN 'script' WHEN 'timed_out' THEN 'timeout' END;
@@ -296,7 +312,7 @@ BEGIN
         END IF;
     END IF;
 
-    PERFORM mj_job_close_v1(p_job_id, p_status, p_exit_code, p_reason);
+    PERFORM mj_job_close_v1(p_job_id, p_status, p_exit_code, v_reason);
     RETURN 'finished';
 END;
 $$;

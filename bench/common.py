@@ -1,0 +1,80 @@
+"""Helpers shared by bench/queue.py (project environment) and bench/competitors.py.
+
+Only the standard library and psycopg are used here, because both
+environments have them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+# Drained-queue checks while a throughput run is on; the error this adds to
+# the measured time is at most one interval.
+DRAIN_POLL_SECONDS = 0.02
+
+
+def with_database(conninfo: str, database: str) -> str:
+    params = conninfo_to_dict(conninfo)
+    params["dbname"] = database
+    return make_conninfo("", **params)
+
+
+def create_database(admin_url: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def wait_drained(url: str, remaining_sql: str, *, timeout: float) -> float:
+    """Poll until `remaining_sql` returns 0; return the time.monotonic() of that moment."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute(remaining_sql).fetchone()
+            now = time.monotonic()
+            if row is not None and row[0] == 0:
+                return now
+            if now > deadline:
+                raise TimeoutError(f"{row[0] if row else '?'} jobs left after {timeout} s")
+            time.sleep(DRAIN_POLL_SECONDS)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_summary(latencies_seconds: list[float]) -> dict[str, float]:
+    milliseconds = [value * 1000 for value in latencies_seconds]
+    return {"p50_ms": percentile(milliseconds, 0.50), "p95_ms": percentile(milliseconds, 0.95),
+            "p99_ms": percentile(milliseconds, 0.99), "count": float(len(milliseconds))}
+
+
+def enqueue_spaced(count: int, interval: float, enqueue: Callable[[int], None]) -> dict[int, float]:
+    """Call enqueue(i) every `interval` seconds; return {i: time.time() before the call}."""
+    started: dict[int, float] = {}
+    next_at = time.monotonic()
+    for index in range(count):
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        started[index] = time.time()
+        enqueue(index)
+        next_at += interval
+    return started
