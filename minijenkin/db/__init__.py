@@ -60,19 +60,22 @@ async def connect_async(
 
 
 def create_pool(
-    conninfo: str, *, application_name: str, min_size: int = 1, max_size: int = 10
+    conninfo: str, *, application_name: str, min_size: int = 1, max_size: int = 10,
+    check_on_checkout: bool = True,
 ) -> AsyncConnectionPool:
-    """Create (but do not open) an async pool whose connections are checked on checkout.
+    """Create (but do not open) an async pool.
 
-    The check costs one round trip and lets every caller survive a database
-    restart: a dead connection is replaced instead of handed out.
+    With `check_on_checkout`, every checkout first proves the connection is
+    alive, which costs one round trip and spares callers a failed query after
+    a database restart. Callers that retry failed queries anyway (the worker)
+    turn it off; a broken connection is discarded when it is returned.
     """
     return AsyncConnectionPool(
         with_application_name(conninfo, application_name),
         min_size=min_size,
         max_size=max_size,
         kwargs={"autocommit": True, "row_factory": dict_row},
-        check=AsyncConnectionPool.check_connection,
+        check=AsyncConnectionPool.check_connection if check_on_checkout else None,
         open=False,
         name=application_name,
         reconnect_timeout=300,

@@ -43,6 +43,16 @@ class ClaimedJob:
 
 
 @dataclass(frozen=True)
+class FinishItem:
+    """One attempt's end, as reported to mj_job_finish_v1."""
+
+    job: ClaimedJob
+    status: str
+    exit_code: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     base_seconds: float
     max_seconds: float
@@ -91,6 +101,20 @@ class QueueClient:
             row = await cursor.fetchone()
         assert row is not None
         return str(row["outcome"])
+
+    async def finish_many(self, items: list[FinishItem]) -> dict[int, str]:
+        """Report several attempts' ends in one transaction; return job id -> outcome."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["job_finish_many"], {
+                "job_ids": [item.job.job_id for item in items],
+                "lease_tokens": [item.job.lease_token for item in items],
+                "statuses": [item.status for item in items],
+                "exit_codes": [item.exit_code for item in items],
+                "reasons": [item.reason for item in items],
+                "backoff_base": self.retry.base_seconds, "backoff_max": self.retry.max_seconds,
+            })
+            rows = await cursor.fetchall()
+        return {row["job_id"]: str(row["outcome"]) for row in rows}
 
     async def submit_plan(self, job: ClaimedJob, graph: list[dict[str, Any]]) -> str:
         """Store the planned job graph; return 'finished', 'cancelled' or 'stale'."""

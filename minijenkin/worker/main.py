@@ -30,7 +30,8 @@ from minijenkin import __version__
 from minijenkin.config import Settings
 from minijenkin.db import connect_async, create_pool
 from minijenkin.errors import DatabaseUnavailableError
-from minijenkin.queue.client import ClaimedJob, QueueClient, RetryPolicy
+from minijenkin.queue.batcher import FinishBatcher
+from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
 from minijenkin.worker.executor import ABANDONED, CANCELLED, HANDED_BACK, JobExecution, Outcome
 from minijenkin.worker.shipper import LogShipper
 
@@ -64,11 +65,17 @@ class Worker:
         self.work_root = Path(self.data_dir) / "work"
         self.log_cap_bytes = settings.log_max_bytes_per_job
         self.pool = create_pool(conninfo, application_name="minijenkin-worker", min_size=1,
-                                max_size=2)
+                                max_size=2, check_on_checkout=False)
         self.client = QueueClient(self.pool, self.id, RetryPolicy(
             settings.retry_backoff_seconds, settings.retry_backoff_max_seconds))
+        self.finisher = FinishBatcher(self.client)
         self.shipper = LogShipper(conninfo)
+        # Jobs whose steps run now; their number is bounded by `concurrency`.
         self.executions: dict[int, JobExecution] = {}
+        # Jobs whose steps have ended but whose result is still being
+        # reported. They no longer take a slot, but their leases are still
+        # this worker's, so heartbeats must keep listing them.
+        self.reporting: dict[int, JobExecution] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
         self.wake_reason = WAKE_START
@@ -235,11 +242,20 @@ class Worker:
         job = execution.job
         try:
             outcome = await self._run_execution(execution)
+        except BaseException:
+            self.executions.pop(job.job_id, None)
+            self._wake(WAKE_SLOT_FREE)
+            raise
+        # The slot is free as soon as the steps end, so the next claim
+        # overlaps with reporting this result.
+        self.reporting[job.job_id] = execution
+        self.executions.pop(job.job_id, None)
+        self._wake(WAKE_SLOT_FREE)
+        try:
             if outcome is not None:
                 await self._report(execution, outcome)
         finally:
-            self.executions.pop(job.job_id, None)
-            self._wake(WAKE_SLOT_FREE)
+            self.reporting.pop(job.job_id, None)
 
     async def _run_execution(self, execution: JobExecution) -> Outcome | None:
         """Run the attempt and ship its log; return the outcome to report, if any.
@@ -257,8 +273,9 @@ class Worker:
         deadline = time.monotonic() + 2 * self.settings.worker_lease_seconds
         while True:
             try:
-                result = await self.client.finish(job, status=outcome.status,
-                                                  exit_code=outcome.exit_code, reason=outcome.reason)
+                result = await self.finisher.finish(FinishItem(
+                    job=job, status=outcome.status, exit_code=outcome.exit_code,
+                    reason=outcome.reason))
                 break
             except _DB_ERRORS as exc:
                 if time.monotonic() > deadline:
@@ -286,7 +303,8 @@ class Worker:
             try:
                 async with self.claim_lock:
                     held = {job_id: execution.job.lease_token
-                            for job_id, execution in self.executions.items()}
+                            for job_id, execution in (*self.executions.items(),
+                                                      *self.reporting.items())}
                     actions = await self.client.heartbeat(held)
                 self.last_heartbeat = time.monotonic()
                 failures = 0

@@ -141,7 +141,13 @@ BEGIN
     RETURNING run_id INTO v_run_id;
 
     PERFORM pg_notify('mj_runs_v1', v_run_id::text);
-    PERFORM mj_run_advance_v1(v_run_id);
+    -- Only jobs that need this one can become ready now; without any, the
+    -- run can at most be closed, which skips the scan of pending jobs.
+    IF EXISTS (SELECT 1 FROM job_dependencies d WHERE d.needs_job_id = p_job_id) THEN
+        PERFORM mj_run_advance_v1(v_run_id);
+    ELSE
+        PERFORM mj_run_close_if_done_v1(v_run_id);
+    END IF;
 END;
 $$;
 

@@ -467,3 +467,117 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- Report the ends of several attempts in one transaction (one commit).
+-- Outcomes are those of mj_job_finish_v1. Failures whose job has a retry
+-- policy go through mj_job_finish_v1 one by one; every other result is
+-- applied set-wise (one UPDATE of jobs and one of job_attempts for the
+-- batch), and each affected run is advanced or closed once. Runs are locked
+-- in id order first, so two batches cannot deadlock. Returns one outcome per
+-- job id.
+CREATE OR REPLACE FUNCTION mj_job_finish_many_v1(
+    p_job_ids bigint[],
+    p_lease_tokens uuid[],
+    p_statuses text[],
+    p_exit_codes integer[],
+    p_reasons text[],
+    p_backoff_base_seconds double precision,
+    p_backoff_max_seconds double precision
+) RETURNS TABLE (job_id bigint, outcome text)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_item record;
+    v_closed bigint[];
+    v_run record;
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(p_statuses) AS given (status)
+               WHERE given.status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')) THEN
+        RAISE EXCEPTION 'invalid final status in %', p_statuses USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    PERFORM 1
+    FROM pipeline_runs pr
+    WHERE pr.id IN (SELECT j.run_id FROM jobs j WHERE j.id = ANY (p_job_ids))
+    ORDER BY pr.id
+    FOR UPDATE;
+
+    -- Failures that a retry policy may requeue: the policy needs the job's
+    -- failure count, so these take the single-result path.
+    FOR v_item IN
+        SELECT item.job_id, item.lease_token, item.status, item.exit_code, item.reason
+        FROM unnest(p_job_ids, p_lease_tokens, p_statuses, p_exit_codes, p_reasons)
+             AS item (job_id, lease_token, status, exit_code, reason)
+        JOIN jobs j ON j.id = item.job_id
+        WHERE item.status IN ('failed', 'timed_out') AND j.retry <> '{}'::jsonb
+        ORDER BY j.run_id, item.job_id
+    LOOP
+        job_id := v_item.job_id;
+        outcome := mj_job_finish_v1(v_item.job_id, v_item.lease_token, v_item.status,
+                                    v_item.exit_code, v_item.reason,
+                                    p_backoff_base_seconds, p_backoff_max_seconds);
+        RETURN NEXT;
+    END LOOP;
+
+    WITH item AS (
+        SELECT given.job_id, given.lease_token, given.status, given.exit_code, given.reason
+        FROM unnest(p_job_ids, p_lease_tokens, p_statuses, p_exit_codes, p_reasons)
+             AS given (job_id, lease_token, status, exit_code, reason)
+    ),
+    closed AS (
+        UPDATE jobs j
+        SET status = item.status,
+            exit_code = item.exit_code,
+            -- A cancelled job keeps the reason given with the cancel request.
+            reason = CASE WHEN item.status = 'cancelled' AND j.cancel_requested_at IS NOT NULL
+                          THEN coalesce(j.reason, item.reason) ELSE item.reason END,
+            lease_token = NULL,
+            finished_at = now()
+        FROM item
+        WHERE j.id = item.job_id
+          AND j.status = 'running'
+          AND j.lease_token = item.lease_token
+          AND NOT (item.status IN ('failed', 'timed_out') AND j.retry <> '{}'::jsonb)
+        RETURNING j.id, j.attempt, j.status, j.exit_code, j.reason
+    ),
+    recorded AS (
+        UPDATE job_attempts a
+        SET status = closed.status, exit_code = closed.exit_code, reason = closed.reason,
+            finished_at = now()
+        FROM closed
+        WHERE a.job_id = closed.id AND a.attempt = closed.attempt
+    )
+    SELECT coalesce(array_agg(closed.id), '{}') INTO v_closed FROM closed;
+
+    -- Each run once: advance it when a closed job has dependents (they may
+    -- be ready now), otherwise only check whether the run has ended.
+    FOR v_run IN
+        SELECT j.run_id,
+               bool_or(EXISTS (SELECT 1 FROM job_dependencies d WHERE d.needs_job_id = j.id))
+                   AS has_dependents
+        FROM jobs j
+        WHERE j.id = ANY (v_closed)
+        GROUP BY j.run_id
+        ORDER BY j.run_id
+    LOOP
+        PERFORM pg_notify('mj_runs_v1', v_run.run_id::text);
+        IF v_run.has_dependents THEN
+            PERFORM mj_run_advance_v1(v_run.run_id);
+        ELSE
+            PERFORM mj_run_close_if_done_v1(v_run.run_id);
+        END IF;
+    END LOOP;
+
+    RETURN QUERY
+        SELECT item.job_id, CASE WHEN item.job_id = ANY (v_closed) THEN 'finished' ELSE 'stale' END
+        FROM unnest(p_job_ids, p_statuses) AS item (job_id, status)
+        JOIN jobs j ON j.id = item.job_id
+        WHERE NOT (item.status IN ('failed', 'timed_out') AND j.retry <> '{}'::jsonb)
+        UNION ALL
+        -- Unknown job ids.
+        SELECT item.job_id, 'stale'
+        FROM unnest(p_job_ids) AS item (job_id)
+        WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = item.job_id);
+END;
+$$;

@@ -43,3 +43,10 @@ SELECT mj_worker_register_v1(%(worker_id)s::uuid, %(name)s::text, %(hostname)s::
 -- name: worker_stop
 -- Mark the worker stopped and hand its running jobs back to the queue.
 SELECT mj_worker_stop_v1(%(worker_id)s::uuid) AS job_id;
+
+-- name: job_finish_many
+-- Report the ends of several attempts in one transaction (one commit), each fenced by its lease token.
+SELECT job_id, outcome
+FROM mj_job_finish_many_v1(%(job_ids)s::bigint[], %(lease_tokens)s::uuid[], %(statuses)s::text[],
+                           %(exit_codes)s::integer[], %(reasons)s::text[],
+                           %(backoff_base)s::float8, %(backoff_max)s::float8);
