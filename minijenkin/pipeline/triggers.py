@@ -28,7 +28,7 @@ from minijenkin.pipeline import globs
 from minijenkin.pipeline.diagnostics import Collector, check_keys, suggestion
 from minijenkin.pipeline.events import Event
 from minijenkin.pipeline.inputs import InputSpec, parse_inputs
-from minijenkin.pipeline.loader import item_position, key_position, value_position
+from minijenkin.pipeline.loader import Position, item_position, key_position, value_position
 
 EVENTS = ("push", "pull_request", "schedule", "workflow_dispatch")
 PUSH_KEYS = ("branches", "branches-ignore", "tags", "tags-ignore", "paths", "paths-ignore")
@@ -115,22 +115,22 @@ def parse_triggers(errors: Collector, document: Mapping[Any, Any], *, lenient: b
             else:
                 names[item] = None
         events: Mapping[Any, Any] = names
-        return _triggers(errors, events, raw, lenient=lenient, from_list=True)
+        return _triggers(errors, events, raw, lenient=lenient, from_list=True, fallback=position)
     elif not isinstance(raw, Mapping) or not raw:
         errors.add("'on' must be an event name, a list of them, or a mapping of events to filters",
                    position, "on")
         return Triggers(declared=True)
-    return _triggers(errors, raw, document["on"], lenient=lenient, from_list=False)
+    return _triggers(errors, raw, document["on"], lenient=lenient, from_list=False, fallback=position)
 
 
 def _triggers(errors: Collector, events: Mapping[Any, Any], node: Any, *, lenient: bool,
-              from_list: bool) -> Triggers:
+              from_list: bool, fallback: Position | None) -> Triggers:
     push = pull_request = None
     schedules: tuple[Schedule, ...] = ()
     dispatch: tuple[InputSpec, ...] | None = None
     others: list[str] = []
     for index, (name, config) in enumerate(events.items()):
-        position = item_position(node, index) if from_list else key_position(node, name)
+        position = (item_position(node, index) if from_list else key_position(node, name)) or fallback
         path = f"on.{name}"
         if name == "push":
             push = _filters(errors, config, PUSH_KEYS, path, node, name)
