@@ -41,7 +41,12 @@ class Step:
             return f"Run {self.uses}"
         script = (self.run or "").strip()
         first_line = script.splitlines()[0] if script else ""
-        return f"Run {first_line[:60]}"
+        shown = first_line[:60]
+        # Never cut an expression in half: the name is rendered like a template.
+        opening = shown.rfind("${{")
+        if opening >= 0 and "}}" not in shown[opening:]:
+            shown = shown[:opening].rstrip()
+        return f"Run {shown}"
 
 
 @dataclass(frozen=True)
