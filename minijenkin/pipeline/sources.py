@@ -13,6 +13,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from minijenkin.errors import PipelineError
@@ -49,6 +50,16 @@ def is_workflow_file(path: str) -> bool:
 def workflow_paths(names: Iterable[str]) -> list[str]:
     """The workflow files among the names of `.github/workflows`, sorted."""
     return sorted(f"{WORKFLOWS_DIR}/{name}" for name in names if name.endswith(WORKFLOW_SUFFIXES))
+
+
+def read_local_files(root: Path) -> list[SourceFile]:
+    """`.minijenkin.yml` of a directory on disk, or else its GitHub Actions workflow files."""
+    pipeline = root / PIPELINE_FILE
+    if pipeline.is_file():
+        return [SourceFile(PIPELINE_FILE, pipeline.read_bytes())]
+    workflows = root / WORKFLOWS_DIR
+    names = [entry.name for entry in workflows.iterdir() if entry.is_file()] if workflows.is_dir() else []
+    return [SourceFile(path, (root / path).read_bytes()) for path in workflow_paths(names)]
 
 
 def parse_sources(files: list[SourceFile]) -> list[ParseResult]:
