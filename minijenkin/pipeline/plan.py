@@ -143,6 +143,23 @@ class _Planner:
         return {"group": group, "cancel_in_progress": cancel}
 
 
+    def workflow_concurrency(self) -> dict[str, Any] | None:
+        """The top-level `concurrency`, evaluated without a job or matrix."""
+        concurrency = self.pipeline.concurrency
+        if concurrency is None:
+            return None
+        scope = Scope(contexts=plan_contexts(self.pipeline, self.event, self.inputs, "", None))
+        try:
+            group = render_text(concurrency.group, scope).strip()
+            cancel = concurrency.cancel_in_progress
+            if isinstance(cancel, str):
+                cancel = is_truthy(evaluate_value(cancel, scope))
+        except ExpressionError as exc:
+            raise PipelineError(f"concurrency: {exc.message}", file=self.pipeline.file,
+                                path="concurrency") from exc
+        return {"group": group, "cancel_in_progress": cancel} if group else None
+
+
 def _make_keys_unique(jobs: list[ExpandedJob]) -> None:
     seen: dict[str, int] = {}
     for index, job in enumerate(jobs):
@@ -183,7 +200,8 @@ def _step_entry(step: Step) -> dict[str, Any]:
     return entry
 
 
-def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str, Any]) -> list[dict[str, Any]]:
+def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str, Any],
+                  workflow_concurrency: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The JSON entries mj_plan_submit_v1 stores, one per expanded job."""
     by_key = {job.key: job for job in jobs}
     by_definition: dict[str, list[str]] = {}
@@ -218,6 +236,8 @@ def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str,
             spec["environment"] = job.environment
         if job.concurrency is not None:
             spec["concurrency"] = job.concurrency
+        if workflow_concurrency is not None:
+            spec["workflow_concurrency"] = workflow_concurrency
         entries.append({
             "key": job.key,
             "name": job.name,
@@ -243,4 +263,5 @@ def build_graph(pipeline: Pipeline, event: Event | None = None,
     """
     event = event or Event(kind="push", ref="refs/heads/main", commit="0" * 40)
     inputs = inputs or {}
-    return graph_entries(pipeline, expand_jobs(pipeline, event, inputs), inputs)
+    concurrency = _Planner(pipeline, event, inputs).workflow_concurrency()
+    return graph_entries(pipeline, expand_jobs(pipeline, event, inputs), inputs, concurrency)
