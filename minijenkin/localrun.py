@@ -192,14 +192,15 @@ class LogFollower:
         self.console.print()
         for job in run["jobs"]:
             status = job["status"]
-            line = Text(f"  {job['name']:<{self.width}} ") + Text(status, style=STATUS_COLOURS.get(status, ""))
+            line = Text(f"  {job['name']:<{self.width}} ")
+            line += Text(status, style=STATUS_COLOURS.get(status, ""))
             if job["reason"] and status != "succeeded":
                 line += Text(f"  {job['reason']}", style="dim")
             self.console.print(line, soft_wrap=True, highlight=False)
         colour = STATUS_COLOURS.get(run["status"], "")
         reason = f": {run['reason']}" if run["reason"] else ""
-        self.console.print(Text(f"run {run['id']} ", style="bold") + Text(run["status"], style=f"bold {colour}")
-                           + Text(reason), soft_wrap=True, highlight=False)
+        line = Text(f"run {run['id']} ", style="bold") + Text(run["status"], style=f"bold {colour}")
+        self.console.print(line + Text(reason), soft_wrap=True, highlight=False)
 
 
 async def _ensure_repo(conn: psycopg.AsyncConnection, snapshot: Snapshot) -> int:

@@ -131,7 +131,8 @@ def validate(
     if not plan.graph:
         console.print(f"valid; no job runs for {event} {ref}")
         return
-    console.print(Text(f"valid; {len(plan.graph)} job{'s' if len(plan.graph) != 1 else ''} for {event} {ref}:",
+    count = len(plan.graph)
+    console.print(Text(f"valid; {count} job{'s' if count != 1 else ''} for {event} {ref}:",
                        style="green"))
     _print_graph(console, plan.graph)
 

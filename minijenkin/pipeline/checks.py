@@ -1,8 +1,9 @@
 """Static checks of `${{ }}` expressions: known contexts and keys, and no event text in scripts.
 
-Every expression of a file is parsed while the file is validated, so a
-syntax error, a misspelt context or a `needs` reference to a job the job
-does not need is reported with its line and column before anything runs.
+Every expression of a file is parsed while the file is validated. A
+syntax error, a misspelt context or a `needs` reference to a job that is
+not needed is therefore reported with its line and column before anything
+runs.
 
 Scripts get a stricter check. A `run:` value is shell text, so a `${{ }}`
 in it must not produce text that whoever pushes controls (a branch name
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from minijenkin.pipeline import events
 from minijenkin.pipeline.diagnostics import Collector, suggestion
@@ -58,7 +58,7 @@ PositionAt = Callable[[int], Position | None]
 
 @dataclass
 class Scope:
-    """What the expressions of one field may refer to."""
+    """The contexts, matrix keys, inputs, needs and step ids the expressions of one field may use."""
 
     contexts: tuple[str, ...]
     matrix_keys: tuple[str, ...] | None = None
@@ -90,7 +90,7 @@ def _describe_untrusted(path: tuple[str | None, ...]) -> str:
 
 
 def is_trusted(path: tuple[str | None, ...], scope: Scope) -> bool:
-    """Whether the value at `path` may be spliced into a shell script."""
+    """Return whether the value at `path` may be spliced into a shell script."""
     context = (path[0] or "").lower()
     key = path[1] if len(path) > 1 else None
     if context in ("matrix", "secrets", "runner"):
@@ -230,7 +230,7 @@ def check_condition(errors: Collector, text: str, scope: Scope, where: str, posi
 
 
 def template_is_tainted(text: str, scope: Scope) -> bool:
-    """Whether event text can reach the value of a template (used for environment variables)."""
+    """Return whether event text can reach the value of a template (used for environment variables)."""
     try:
         template = parse_template(text)
     except ExpressionError:
@@ -245,14 +245,10 @@ def template_is_tainted(text: str, scope: Scope) -> bool:
 
 
 def whole_expression(text: str) -> bool:
-    """Whether `text` is exactly one `${{ }}` and nothing else."""
+    """Return whether `text` is exactly one `${{ }}` and nothing else."""
     try:
         template = parse_template(text.strip())
     except ExpressionError:
         return False
     return len(template.parts) == 1 and not isinstance(template.parts[0], str)
 
-
-def expression_values(value: Any) -> str | None:
-    """A string to check as a template, or None for a literal of another type."""
-    return value if isinstance(value, str) else None

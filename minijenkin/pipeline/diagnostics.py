@@ -126,7 +126,7 @@ def plain(value: Any) -> Any:
 
 
 def scalar_text(value: Any) -> str | None:
-    """A YAML scalar as the string an expression or environment sees, or None for other nodes."""
+    """Convert a YAML scalar to the string expressions and environments get; None for other nodes."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float | str):

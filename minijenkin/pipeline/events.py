@@ -30,7 +30,7 @@ def ref_parts(ref: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Event:
-    """What triggered a run: its kind, ref, commit and the forge's details."""
+    """The trigger of a run: its kind, ref, commit and the forge's details."""
 
     kind: str  # push, tag, pull_request, manual, schedule, api
     ref: str
@@ -177,7 +177,7 @@ TRUSTED_GITHUB_KEYS = frozenset({
 })
 TRUSTED_MINIJENKIN_KEYS = frozenset({"event", "commit", "before", "repository", "run_id"})
 
-# Where a script finds an untrusted value instead, for error messages.
+# The environment variable that holds each untrusted value, named in error messages.
 ENVIRONMENT_EQUIVALENTS = {
     ("github", "ref"): "GITHUB_REF",
     ("github", "ref_name"): "GITHUB_REF_NAME",

@@ -695,7 +695,7 @@ def _format(template: str, arguments: list[Any], offset: int) -> str:
 
 @dataclass
 class Scope:
-    """What an expression can read: contexts by name, and the job or step status."""
+    """The contexts an expression reads, by name, and the job or step status."""
 
     contexts: Mapping[str, Any] = field(default_factory=dict)
     # Values of success(), failure() and cancelled(); always() is always true.

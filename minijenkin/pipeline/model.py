@@ -1,9 +1,9 @@
 """The validated pipeline, as plain frozen dataclasses.
 
-String fields marked "template" may contain `${{ }}` expressions; they are
-kept as written and evaluated when the plan job expands the graph (job
-names, labels, environments) or when the worker runs the job (scripts,
-environment values, conditions).
+String fields marked "template" may contain `${{ }}` expressions, kept as
+written. The plan job evaluates job names, labels and environments when it
+expands the graph; the worker evaluates scripts, environment values and
+conditions when it runs the job.
 """
 
 from __future__ import annotations

@@ -153,7 +153,8 @@ class _FileParser:
                                   self.at(document, "run-name"))
         env = self._env(document, "", checks.WORKFLOW_ENV_CONTEXTS)
         scope = self._scope(checks.WORKFLOW_ENV_CONTEXTS)
-        self.workflow_env_taint = {key: checks.template_is_tainted(value, scope) for key, value in env.items()}
+        self.workflow_env_taint = {key: checks.template_is_tainted(value, scope)
+                                   for key, value in env.items()}
         self.default_directory = self._defaults(document, "")
         concurrency = self._concurrency(document, "", checks.WORKFLOW_CONTEXTS)
 
@@ -260,7 +261,8 @@ class _FileParser:
             return None
         defaults_path = f"{path}.defaults" if path else "defaults"
         if not isinstance(raw, Mapping):
-            self.add("'defaults' must be a mapping with 'run'", value_position(node, "defaults"), path or None)
+            self.add("'defaults' must be a mapping with 'run'", value_position(node, "defaults"),
+                     path or None)
             return None
         check_keys(self.errors, raw, DEFAULTS_KEYS, defaults_path)
         run = raw.get("run")
@@ -429,7 +431,8 @@ class _FileParser:
 
     # -- steps ----------------------------------------------------------------
 
-    def _steps(self, job: Mapping[Any, Any], path: str, scope: Any, env_taint: dict[str, bool]) -> tuple[Step, ...]:
+    def _steps(self, job: Mapping[Any, Any], path: str, scope: Any,
+               env_taint: dict[str, bool]) -> tuple[Step, ...]:
         raw = job.get("steps")
         if raw is None:
             self.add("missing required key 'steps'", node_position(job), path)
@@ -496,7 +499,7 @@ class _FileParser:
         if name is not None:
             checks.check_template(self.errors, name, step_scope, f"{path}.name", self.at(item, "name"))
         env = self._env(item, path, checks.STEP_CONTEXTS, step_scope=step_scope)
-        # The script sees the step's own variables too.
+        # The script also gets the step's own variables.
         script_scope = scope(checks.STEP_CONTEXTS, step_ids=earlier_ids)
         script_scope.env = {**env_taint, **{key: checks.template_is_tainted(value, step_scope)
                                             for key, value in env.items()}}

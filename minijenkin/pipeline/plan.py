@@ -116,7 +116,8 @@ class _Planner:
             except ValueError:
                 number = math.nan
         if not (0 < number <= 7 * 24 * 60):
-            raise self.fail(job, "timeout-minutes", f"the expression gave {value!r}; expected minutes above 0")
+            raise self.fail(job, "timeout-minutes",
+                            f"the expression gave {value!r}; expected minutes above 0")
         return number
 
     def _flag(self, job: JobDefinition, field_name: str, value: bool | str, scope: Scope) -> bool:

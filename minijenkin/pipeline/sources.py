@@ -3,9 +3,9 @@
 A repository with `.minijenkin.yml` uses that file only. Without it, each
 GitHub Actions workflow in `.github/workflows/*.yml` (or `.yaml`) whose `on`
 matches the event is planned, so a project moving from GitHub Actions runs
-its workflows unchanged. Problems in `.minijenkin.yml` always fail the run;
-problems in a workflow fail it only when the workflow matches the event (or
-its `on` is itself invalid), since GitHub runs other workflows as well.
+its workflows unchanged. Problems in `.minijenkin.yml` always fail the run.
+Problems in a workflow fail it only when the workflow matches the event, or
+when its `on` is itself invalid, because GitHub runs the other workflows.
 """
 
 from __future__ import annotations

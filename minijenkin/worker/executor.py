@@ -62,7 +62,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class StepEnd:
-    """How a step ended: the job must stop now (with `outcome`), or goes on, maybe after a `failure`."""
+    """The end of a step: stop the job now (with `outcome`), or go on, maybe after a `failure`."""
 
     stop: bool = False
     outcome: Outcome | None = None
@@ -267,10 +267,14 @@ class JobExecution:
                 holds = state.condition_holds()
             except ExpressionError as exc:
                 message = f"the job's condition cannot be evaluated: {exc.message}"
+                logger.warning("job condition failed", extra={
+                    **self.log_extra, "action": "job_condition_error", "error": exc.message})
                 await self.system(message)
                 return Outcome("failed", None, message)
             if not holds:
                 message = f"skipped: the condition {self.job.condition!r} is false"
+                logger.info("job skipped by its condition", extra={
+                    **self.log_extra, "action": "job_condition_false"})
                 await self.system(f"Job {message}")
                 return Outcome("skipped", None, message)
 
@@ -291,6 +295,8 @@ class JobExecution:
         try:
             state.evaluate_job_env()
         except StepError as exc:
+            logger.warning("job environment cannot be evaluated", extra={
+                **self.log_extra, "action": "job_env_error", "error": str(exc)})
             await self.system(str(exc))
             return Outcome("failed", None, str(exc))
         first_failure: Outcome | None = None
@@ -301,8 +307,11 @@ class JobExecution:
             try:
                 prepared = state.prepare(index, step)
             except StepError as exc:
+                logger.warning("step fields cannot be evaluated", extra={
+                    **self.log_extra, "action": "step_expression_error", "step": index + 1,
+                    "error": str(exc)})
                 await self.system(f"step {index + 1} failed: {exc}")
-                state.record(None, step.get("id"), "failure")
+                state.record(step.get("id"), "failure")
                 first_failure = first_failure or Outcome("failed", None, f"step {index + 1} failed: {exc}")
                 continue
             for name in unknown_secrets:
@@ -310,13 +319,13 @@ class JobExecution:
             unknown_secrets.clear()
             if not prepared.run_it:
                 await self.system(f"⏭ {prepared.name} (skipped: its condition is false)")
-                state.record(prepared, prepared.id, "skipped")
+                state.record(prepared.id, "skipped")
                 continue
             await self.system(f"▶ {prepared.name}")
             if prepared.script is None:
                 await self.system(f"{prepared.uses}: the workspace already holds commit "
                                   f"{self.job.run['commit'][:12]}")
-                state.record(prepared, prepared.id, "success")
+                state.record(prepared.id, "success")
                 continue
             end = await self._run_prepared(prepared, state, base_env, steps_dir, deadline)
             if end.stop and end.outcome is not None:
@@ -335,7 +344,9 @@ class JobExecution:
         env["PATH"] = state.path_variable(base_env["PATH"])
         script = steps_dir / f"{prepared.index + 1}.sh"
         script.write_text(prepared.script or "", encoding="utf-8")
-        step_deadline = None if prepared.timeout_seconds is None else time.monotonic() + prepared.timeout_seconds
+        step_deadline = None
+        if prepared.timeout_seconds is not None:
+            step_deadline = time.monotonic() + prepared.timeout_seconds
         self.step_timed_out = False
         exit_code = await self._run_step(script, prepared.cwd, env, deadline, step_deadline)
         name = prepared.name
@@ -347,13 +358,13 @@ class JobExecution:
         for problem in problems:
             await self.system(problem)
         if exit_code == 0:
-            state.record(prepared, prepared.id, "success", outputs=outputs)
+            state.record(prepared.id, "success", outputs=outputs)
             return StepEnd()
         if self.step_timed_out:
             message = f"step {name!r} timed out after {prepared.timeout_seconds / 60:g} minutes"
         else:
             message = f"step {name!r} failed with exit code {exit_code}"
-        state.record(prepared, prepared.id, "failure", continue_on_error=prepared.continue_on_error,
+        state.record(prepared.id, "failure", continue_on_error=prepared.continue_on_error,
                      outputs=outputs)
         if prepared.continue_on_error:
             await self.system(f"{message}; the job goes on (continue-on-error)")

@@ -39,12 +39,13 @@ _HEREDOC = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)<<(.+)$")
 
 
 class StepError(Exception):
-    """A step's fields could not be evaluated; the message says which and why."""
+    """A step's fields could not be evaluated; the message names the field and the reason."""
 
 
 def runner_arch() -> str:
     machine = platform.machine().lower()
-    return {"x86_64": "X64", "amd64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}.get(machine, machine.upper())
+    names = {"x86_64": "X64", "amd64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}
+    return names.get(machine, machine.upper())
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,6 @@ def summarise_needs(job: ClaimedJob) -> NeedsSummary:
             result = "failure"
         elif "cancelled" in outcomes:
             result = "cancelled"
-        elif outcomes and all(outcome == "skipped" for outcome in outcomes):
-            result = "skipped"
         elif "skipped" in outcomes:
             result = "skipped"
         else:
@@ -265,8 +264,8 @@ class JobRun:
             raise StepError(f"{label}.working-directory: {directory!r} is not a directory in the workspace")
         return path
 
-    def record(self, step: PreparedStep | None, step_id: str | None, outcome: str, *,
-               continue_on_error: bool = False, outputs: dict[str, str] | None = None) -> None:
+    def record(self, step_id: str | None, outcome: str, *, continue_on_error: bool = False,
+               outputs: dict[str, str] | None = None) -> None:
         """Remember a step's result; a failure without continue-on-error fails the job."""
         conclusion = "success" if outcome == "failure" and continue_on_error else outcome
         if outcome == "failure" and not continue_on_error:

@@ -80,7 +80,8 @@ def test_validate_reports_every_error(tmp_path: Path) -> None:
     workflows.mkdir(parents=True)
     (workflows / "ci.yml").write_text(
         "on: [push, release]\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n"
-        "      - uses: actions/cache@v4\n      - run: echo ${{ github.head_ref }}\n        timeout-minutes: -1\n")
+        "      - uses: actions/cache@v4\n      - run: echo ${{ github.head_ref }}\n"
+        "        timeout-minutes: -1\n")
 
     result = minijenkin("validate", cwd=tmp_path)
 

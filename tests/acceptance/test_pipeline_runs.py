@@ -140,7 +140,8 @@ def test_github_workflow_runs_unchanged(
         "plan": "succeeded", "test (3.11)": "succeeded", "test (3.12, true)": "succeeded",
         "package": "succeeded"}
     assert {key: job["name"] for key, job in jobs.items()} == {
-        "plan": "plan", "test (3.11)": "test (3.11)", "test (3.12, true)": "test (3.12)", "package": "package"}
+        "plan": "plan", "test (3.11)": "test (3.11)", "test (3.12, true)": "test (3.12)",
+        "package": "package"}
     assert jobs["package"]["needs"] == ["test (3.11)", "test (3.12, true)"]
     assert (".github/workflows/release.yml: not run: the pipeline has no 'on.push'"
             in [text for _stream, text in job_logs["plan"]])
@@ -431,7 +432,7 @@ def test_unsupported_action_fails_with_its_name_and_line(
 
     assert run["status"] == "failed"
     assert run["reason"] == (
-        ".github/workflows/node.yaml:7:15: jobs.build.steps[1]: the action 'actions/setup-node@v4' cannot run "
-        "here: Mini-Jenkin runs 'run:' steps only, and treats actions/checkout as already done; replace this "
-        "step with a 'run:' step that does the same")
+        ".github/workflows/node.yaml:7:15: jobs.build.steps[1]: the action 'actions/setup-node@v4' "
+        "cannot run here: Mini-Jenkin runs 'run:' steps only, and treats actions/checkout as already "
+        "done; replace this step with a 'run:' step that does the same")
     assert [job["key"] for job in run["jobs"]] == ["plan"]

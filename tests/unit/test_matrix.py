@@ -37,8 +37,9 @@ def test_include_follows_github_rules() -> None:
     # The example of GitHub's documentation on expanding matrix configurations.
     matrix = Matrix(
         axes=(("fruit", ("apple", "pear")), ("animal", ("cat", "dog"))),
-        include=({"color": "green"}, {"color": "pink", "animal": "cat"}, {"fruit": "apple", "shape": "circle"},
-                 {"fruit": "banana"}, {"fruit": "banana", "animal": "cat"}),
+        include=({"color": "green"}, {"color": "pink", "animal": "cat"},
+                 {"fruit": "apple", "shape": "circle"}, {"fruit": "banana"},
+                 {"fruit": "banana", "animal": "cat"}),
     )
     assert expand(matrix) == [
         {"fruit": "apple", "animal": "cat", "color": "pink", "shape": "circle"},
@@ -195,7 +196,7 @@ def test_max_parallel_never_exceeds_limit(numbers: list[int], parallel: int) -> 
     ready = [entry for entry in graph if not entry["needs"]]
     assert len(ready) == min(parallel, len(numbers))
     chains = {entry["key"]: entry["needs"] for entry in graph}
-    for key, needs in chains.items():
+    for needs in chains.values():
         assert len(needs) <= 1
         assert all(need in chains for need in needs)
     assert len(list(itertools.chain.from_iterable(chains.values()))) == max(0, len(numbers) - parallel)
