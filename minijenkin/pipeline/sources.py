@@ -137,6 +137,19 @@ def _prefixed(result: ParseResult, graph: list[dict[str, Any]]) -> list[dict[str
     return prefixed
 
 
+def schedules(files: list[SourceFile]) -> list[tuple[str, triggers.Schedule]]:
+    """Return the (file, schedule) pairs of the files a run would use, for the cron scheduler.
+
+    Files whose `on` is invalid contribute nothing; their errors show up in
+    the plan of any run of the commit.
+    """
+    found = []
+    for result in parse_sources(files):
+        if result.triggers is not None:
+            found.extend((result.file, schedule) for schedule in result.triggers.schedules)
+    return found
+
+
 def missing_message(commit: str) -> str:
     return (f"{PIPELINE_FILE}: the pipeline file does not exist at commit {commit[:12]}, "
             f"and {WORKFLOWS_DIR} holds no workflow (*.yml)")

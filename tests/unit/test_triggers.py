@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minijenkin.pipeline import globs
+from minijenkin.pipeline import globs, sources
 from minijenkin.pipeline.events import Event
 from minijenkin.pipeline.inputs import resolve_inputs
 from minijenkin.pipeline.parser import PipelineValidationError, parse_pipeline
@@ -224,3 +224,13 @@ def test_inputs_invalid_values() -> None:
         "ci.yml:8:7: inputs.dry-run: expected true or false, got 'maybe'",
         "ci.yml:10:7: inputs.count: this input is required and has no default",
     ]
+
+
+def test_schedules_of_workflow_files() -> None:
+    files = [
+        sources.SourceFile(".github/workflows/nightly.yml",
+                           b"on:\n  schedule:\n    - cron: '0 2 * * *'\njobs:\n  a:\n    steps: [{run: x}]\n"),
+        sources.SourceFile(".github/workflows/ci.yml", b"on: push\njobs:\n  a:\n    steps: [{run: x}]\n"),
+        sources.SourceFile(".github/workflows/broken.yml", b"on:\n  schedule: nightly\njobs: {}\n"),
+    ]
+    assert sources.schedules(files) == [(".github/workflows/nightly.yml", Schedule("0 2 * * *", None, 3))]
