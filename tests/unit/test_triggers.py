@@ -229,7 +229,8 @@ def test_inputs_invalid_values() -> None:
 def test_schedules_of_workflow_files() -> None:
     files = [
         sources.SourceFile(".github/workflows/nightly.yml",
-                           b"on:\n  schedule:\n    - cron: '0 2 * * *'\njobs:\n  a:\n    steps: [{run: x}]\n"),
+                           b"on:\n  schedule:\n    - cron: '0 2 * * *'\n"
+                           b"jobs:\n  a:\n    steps: [{run: x}]\n"),
         sources.SourceFile(".github/workflows/ci.yml", b"on: push\njobs:\n  a:\n    steps: [{run: x}]\n"),
         sources.SourceFile(".github/workflows/broken.yml", b"on:\n  schedule: nightly\njobs: {}\n"),
     ]
