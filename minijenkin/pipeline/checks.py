@@ -70,10 +70,12 @@ class Scope:
     secrets: set[str] = field(default_factory=set)
 
 
-def _describe_untrusted(path: tuple[str | None, ...]) -> str:
+def _describe_untrusted(path: tuple[str | None, ...], scope: Scope) -> str:
     key = path[1] if len(path) > 1 else None
     if path[0] == "inputs":
         return "a manual run's free-text input"
+    if path[0] == "env" and key is not None and key not in scope.env:
+        return f"environment variable {key}, which this file does not set (a script may set it to anything)"
     if path[0] == "env":
         return f"environment variable {key}, whose value comes from event text"
     if path[0] == "steps":
@@ -201,13 +203,13 @@ def check_template(errors: Collector, text: str, scope: Scope, where: str, posit
             if reference.path[0] is None or reference.path[0].lower() not in scope.contexts:
                 continue
             if not is_trusted(reference.path, scope):
-                errors.add(_script_message(embedded.source, reference.path),
+                errors.add(_script_message(embedded.source, reference.path, scope),
                            position_at(reference.offset), where)
                 break
     return len(errors.errors) == before
 
 
-def _script_message(source: str, path: tuple[str | None, ...]) -> str:
+def _script_message(source: str, path: tuple[str | None, ...], scope: Scope) -> str:
     variable = events.ENVIRONMENT_EQUIVALENTS.get(tuple(part or "" for part in path))
     if variable is None and path[0] == "env" and len(path) > 1:
         variable = path[1]
@@ -216,7 +218,7 @@ def _script_message(source: str, path: tuple[str | None, ...]) -> str:
     else:
         fix = ("set it in the step's 'env' (for example VALUE: ${{ " + source + " }}) and use \"$VALUE\" "
                "in the script instead")
-    return (f"'${{{{ {source} }}}}' in a script would splice in {_describe_untrusted(path)}, and such "
+    return (f"'${{{{ {source} }}}}' in a script would splice in {_describe_untrusted(path, scope)}, and such "
             f"text can run commands; {fix}")
 
 

@@ -506,6 +506,15 @@ INVALID_FILES = [
             ".minijenkin.yml:1:1: the file must be a mapping with a 'jobs' key",
         ],
         id='list-doc'),
+    pytest.param(
+        "jobs:\n  a:\n    steps:\n      - run: echo ${{ env.FROM_SCRIPT }}\n",
+        [
+            ".minijenkin.yml:4:23: jobs.a.steps[0].run: '${{ env.FROM_SCRIPT }}' in a script would splice "
+            "in environment variable FROM_SCRIPT, which this file does not set (a script may set it to "
+            "anything), and such text can run commands; use the environment variable \"$FROM_SCRIPT\" in "
+            "the script instead",
+        ],
+        id='injection-unset-env'),
 ]
 
 
