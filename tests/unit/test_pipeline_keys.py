@@ -175,7 +175,8 @@ def test_every_key_reaches_the_graph() -> None:
     assert linux["spec"]["env"] == {"APP": "shop", "MODE": "release"}
     assert linux["spec"]["working_directory"] == "app"
     assert linux["spec"]["inputs"] == {"level": "2"}
-    assert linux["spec"]["workflow_concurrency"] == {"group": "ci-refs/heads/main", "cancel_in_progress": True}
+    assert linux["spec"]["workflow_concurrency"] == {"group": "ci-refs/heads/main",
+                                                     "cancel_in_progress": True}
     assert linux["spec"]["steps"] == [
         {"name": "Run actions/checkout@v4", "env": {}, "uses": "actions/checkout@v4", "line": 59},
         {"name": "Compile", "env": {"CC": "gcc"}, "run": "make build", "id": "compile",
