@@ -254,6 +254,19 @@ jobs:
     needs: build
     steps:
       - run: echo never
+  flaky:
+    continue-on-error: true
+    steps:
+      - run: exit 4
+  after-flaky:
+    needs: flaky
+    steps:
+      - run: echo "flaky tolerated"
+  after-flaky-if:
+    needs: flaky
+    if: needs.flaky.result == 'success'
+    steps:
+      - run: echo "flaky counts as success"
 """
 
 
@@ -274,7 +287,9 @@ def test_conditions_and_step_features(
     assert run["reason"] == "job build failed"
     assert {key: job["status"] for key, job in jobs.items()} == {
         "plan": "succeeded", "build": "failed", "after-failure": "succeeded",
-        "other-branch-only": "skipped", "default-dependent": "skipped"}
+        "other-branch-only": "skipped", "default-dependent": "skipped", "flaky": "failed",
+        "after-flaky": "succeeded", "after-flaky-if": "succeeded"}
+    assert jobs["flaky"]["exit_code"] == 4
     assert jobs["build"]["exit_code"] == 1
     assert jobs["build"]["reason"] == "step 'Break' failed with exit code 1"
     assert jobs["other-branch-only"]["reason"] == (
