@@ -341,7 +341,7 @@ class JobExecution:
         """Run one step and record its result."""
         files = CommandFiles.create(steps_dir / "commands", prepared.index + 1)
         env = step_environment(base_env, prepared.env, files.variables())
-        env["PATH"] = state.path_variable(base_env["PATH"])
+        env["PATH"] = state.path_variable(prepared.env.get("PATH", base_env["PATH"]))
         script = steps_dir / f"{prepared.index + 1}.sh"
         script.write_text(prepared.script or "", encoding="utf-8")
         step_deadline = None

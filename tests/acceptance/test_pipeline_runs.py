@@ -98,6 +98,10 @@ jobs:
           echo "python ${{ matrix.python }} for $APP on $GITHUB_REF_NAME ($GITHUB_EVENT_NAME)"
           echo "tag=py${{ matrix.python }}" >> "$GITHUB_OUTPUT"
           echo "STAGE=tested" >> "$GITHUB_ENV"
+          mkdir -p "$RUNNER_TEMP/bin"
+          printf '#!/bin/sh\\necho tool on PATH\\n' > "$RUNNER_TEMP/bin/mytool"
+          chmod +x "$RUNNER_TEMP/bin/mytool"
+          echo "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"
       - name: Coverage
         if: ${{ matrix.coverage }}
         env:
@@ -105,7 +109,9 @@ jobs:
         run: echo "coverage for $TAG after $STAGE"
       - name: In a subdirectory
         working-directory: app
-        run: cat version.txt
+        run: |
+          cat version.txt
+          mytool
   package:
     needs: test
     runs-on: ubuntu-latest
@@ -155,6 +161,7 @@ def test_github_workflow_runs_unchanged(
         ("stdout", "coverage for py3.12 after tested"),
         ("system", "▶ In a subdirectory"),
         ("stdout", "1.2.3"),
+        ("stdout", "tool on PATH"),
         ("system", "Job succeeded"),
     ]
     assert ("system", "⏭ Coverage (skipped: its condition is false)") in job_logs["test (3.11)"]
