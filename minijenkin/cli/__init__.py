@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from minijenkin import __version__
+from minijenkin.cli import pipeline as pipeline_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
 from minijenkin.cli import tokens as token_commands
@@ -33,6 +34,8 @@ app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
 app.command("cancel")(run_commands.cancel)
 app.command("rerun")(run_commands.rerun)
+app.command("validate")(pipeline_commands.validate)
+app.command("exec")(pipeline_commands.exec_command)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(

@@ -120,6 +120,11 @@ def _check_limits(file: str, text: str) -> None:
 
 def load_yaml(data: bytes | str, *, file: str) -> Any:
     """Parse one YAML document; raise PipelineError with file:line:column on any problem."""
+    return load_yaml_source(data, file=file)[0]
+
+
+def load_yaml_source(data: bytes | str, *, file: str) -> tuple[Any, str]:
+    """Parse one YAML document; return it with its decoded text (for positions inside values)."""
     if isinstance(data, bytes):
         if len(data) > MAX_FILE_BYTES:
             raise PipelineError(
@@ -154,7 +159,7 @@ def load_yaml(data: bytes | str, *, file: str) -> Any:
 
     if len(documents) > 1:
         raise PipelineError("the file holds more than one YAML document (---)", file=file)
-    return documents[0] if documents else None
+    return (documents[0] if documents else None), text
 
 
 def key_position(mapping: Any, key: Any) -> Position | None:

@@ -8,20 +8,14 @@ as variables, never spliced into the script.
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
+from minijenkin.pipeline.events import GITHUB_EVENT_NAMES, ref_parts
 from minijenkin.queue.client import ClaimedJob
+from minijenkin.worker.steps import runner_arch
 
-
-def ref_parts(ref: str) -> tuple[str, str]:
-    """(ref name, ref type) of a full ref, as GitHub Actions names them."""
-    if ref.startswith("refs/heads/"):
-        return ref.removeprefix("refs/heads/"), "branch"
-    if ref.startswith("refs/tags/"):
-        return ref.removeprefix("refs/tags/"), "tag"
-    if ref.startswith("refs/pull/"):
-        return ref.removeprefix("refs/"), "branch"
-    return ref, "branch"
+__all__ = ["job_environment", "ref_parts", "step_environment"]
 
 
 def job_environment(
@@ -34,7 +28,8 @@ def job_environment(
     trigger = run.get("trigger") or {}
     pull_request = trigger.get("pull_request") or {}
     event = run["event"]
-    github_event = {"tag": "push", "manual": "workflow_dispatch"}.get(event, event)
+    github_event = GITHUB_EVENT_NAMES.get(event, event)
+    sender = str(trigger.get("sender") or run.get("author") or "")
 
     env = {
         "PATH": step_path,
@@ -52,9 +47,14 @@ def job_environment(
         "GITHUB_REPOSITORY": repo["name"],
         "GITHUB_RUN_ID": str(run["id"]),
         "GITHUB_RUN_ATTEMPT": str(job.attempt),
-        "GITHUB_JOB": job.key,
+        "GITHUB_JOB": str(job.spec.get("job") or job.key),
         "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_ACTOR": sender,
+        "GITHUB_WORKFLOW": str(job.spec.get("workflow") or ""),
         "RUNNER_TEMP": str(tmp),
+        "RUNNER_OS": platform.system() or "Linux",
+        "RUNNER_ARCH": runner_arch(),
+        "RUNNER_NAME": worker_name,
         # The same facts under our own prefix.
         "MINIJENKIN": "true",
         "MINIJENKIN_COMMIT": run["commit"],
@@ -81,6 +81,7 @@ def job_environment(
         env["GITHUB_HEAD_REF"] = str(pull_request.get("head_ref") or "")
         env["GITHUB_BASE_REF"] = str(pull_request.get("base_ref") or "")
         env["MINIJENKIN_PULL_REQUEST"] = str(pull_request.get("number") or "")
+        env["MINIJENKIN_PULL_REQUEST_TITLE"] = str(pull_request.get("title") or "")
     return env
 
 

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minijenkin.errors import PipelineError
 from minijenkin.logs.lines import LineSplitter
 from minijenkin.logs.store import STREAM_CODES
-from minijenkin.pipeline import PIPELINE_FILE
-from minijenkin.pipeline.parser import PipelineValidationError, parse_pipeline
-from minijenkin.pipeline.plan import build_graph
+from minijenkin.pipeline import PIPELINE_FILE, sources
+from minijenkin.pipeline.events import Event
+from minijenkin.pipeline.expressions import ExpressionError
 from minijenkin.queue.client import ClaimedJob
 from minijenkin.worker.environment import job_environment, step_environment
 from minijenkin.worker.git import GitError, Mirror
 from minijenkin.worker.shipper import utc_timestamp
+from minijenkin.worker.steps import CommandFiles, JobRun, PreparedStep, StepError
 
 if TYPE_CHECKING:
     from minijenkin.worker.main import Worker
@@ -60,6 +60,15 @@ class Outcome:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class StepEnd:
+    """The end of a step: stop the job now (with `outcome`), or go on, maybe after a `failure`."""
+
+    stop: bool = False
+    outcome: Outcome | None = None
+    failure: Outcome | None = None
+
+
 class JobExecution:
     """One attempt of one job on this worker."""
 
@@ -76,6 +85,8 @@ class JobExecution:
         self._killer: asyncio.Task[None] | None = None
         self.directory: Path | None = None
         self.started = time.monotonic()
+        # Set when the running step exceeded its own `timeout-minutes`.
+        self.step_timed_out = False
 
     @property
     def log_extra(self) -> dict[str, Any]:
@@ -173,7 +184,7 @@ class JobExecution:
         return mirror
 
     async def _run_plan(self) -> Outcome | None:
-        """Read and validate the pipeline file, then submit the job graph.
+        """Read and validate the pipeline files, then submit the job graph of those the event matches.
 
         Returns None once the graph is submitted: submitting also finishes
         the plan job, so there is nothing left to report.
@@ -186,23 +197,32 @@ class JobExecution:
         except GitError as exc:
             await self.system(str(exc))
             return Outcome("failed", None, f"cannot fetch the repository: {exc}")
-        content = await mirror.read_file(commit, PIPELINE_FILE)
-        if content is None:
-            message = f"{PIPELINE_FILE}: the pipeline file does not exist at commit {commit[:12]}"
+        files = await self._pipeline_files(mirror, commit)
+        if not files:
+            message = sources.missing_message(commit)
             await self.system(message)
             return Outcome("failed", None, message)
-        try:
-            pipeline = parse_pipeline(content, file=PIPELINE_FILE)
-            graph = build_graph(pipeline)
-        except PipelineError as exc:
-            errors = exc.errors if isinstance(exc, PipelineValidationError) else [exc]
-            for error in errors:
+
+        results = await asyncio.to_thread(sources.parse_sources, files)
+        event = Event.from_context(self.job.run, self.job.repo)
+        changed = event.changed_files
+        if changed is None and sources.needs_changed_files(results, event):
+            changed = await mirror.changed_files(event.before, commit,
+                                                 merge_base=event.kind == "pull_request")
+            if changed is None:
+                await self.system("the changed files are unknown, so path filters match")
+        plan = sources.plan_run(results, event, changed)
+        for note in plan.notes:
+            await self.system(note)
+        if plan.errors:
+            for error in plan.errors:
                 await self.system(str(error))
-            reason = str(errors[0])
-            if len(errors) > 1:
-                reason += f" (and {len(errors) - 1} more problems)"
+            reason = str(plan.errors[0])
+            if len(plan.errors) > 1:
+                reason += f" (and {len(plan.errors) - 1} more problems)"
             return Outcome("failed", None, reason)
 
+        graph = plan.graph
         for entry in graph:
             needs = f" (needs {', '.join(entry['needs'])})" if entry["needs"] else ""
             await self.system(f"job {entry['key']}{needs}")
@@ -215,6 +235,19 @@ class JobExecution:
                 **self.log_extra, "action": "plan_stale"})
             self.stop_reason = ABANDONED
         return None
+
+    async def _pipeline_files(self, mirror: Mirror, commit: str) -> list[sources.SourceFile]:
+        """`.minijenkin.yml` at `commit`, or else the GitHub Actions workflow files."""
+        content = await mirror.read_file(commit, PIPELINE_FILE)
+        if content is not None:
+            return [sources.SourceFile(PIPELINE_FILE, content)]
+        files = []
+        names = await mirror.list_files(commit, sources.WORKFLOWS_DIR)
+        for path in sources.workflow_paths(names):
+            data = await mirror.read_file(commit, path)
+            if data is not None:
+                files.append(sources.SourceFile(path, data))
+        return files
 
     def _stopped_outcome(self) -> Outcome:
         if self.stop_reason == TIMED_OUT:
@@ -232,6 +265,25 @@ class JobExecution:
         for folder in (home, tmp, steps_dir):
             folder.mkdir()
 
+        unknown_secrets: list[str] = []
+        state = JobRun(self.job, workspace=workspace, temp=tmp, worker_name=self.worker.name,
+                       on_unknown_secret=unknown_secrets.append)
+        if self.job.condition is not None:
+            try:
+                holds = state.condition_holds()
+            except ExpressionError as exc:
+                message = f"the job's condition cannot be evaluated: {exc.message}"
+                logger.warning("job condition failed", extra={
+                    **self.log_extra, "action": "job_condition_error", "error": exc.message})
+                await self.system(message)
+                return Outcome("failed", None, message)
+            if not holds:
+                message = f"skipped: the condition {self.job.condition!r} is false"
+                logger.info("job skipped by its condition", extra={
+                    **self.log_extra, "action": "job_condition_false"})
+                await self.system(f"Job {message}")
+                return Outcome("skipped", None, message)
+
         deadline = None
         if self.job.timeout_seconds:
             deadline = self.started + self.job.timeout_seconds
@@ -246,29 +298,88 @@ class JobExecution:
             self.job, workspace=workspace, home=home, tmp=tmp,
             step_path=self.settings.worker_step_path, worker_name=self.worker.name,
         )
-        spec_env = {str(k): str(v) for k, v in (self.job.spec.get("env") or {}).items()}
+        try:
+            state.evaluate_job_env()
+        except StepError as exc:
+            logger.warning("job environment cannot be evaluated", extra={
+                **self.log_extra, "action": "job_env_error", "error": str(exc)})
+            await self.system(str(exc))
+            return Outcome("failed", None, str(exc))
+        first_failure: Outcome | None = None
         steps = self.job.spec.get("steps") or []
         for index, step in enumerate(steps):
             if self.stop_reason is not None:
                 return self._stopped_outcome()
-            name = step.get("name") or f"step {index + 1}"
-            await self.system(f"▶ {name}")
-            env = step_environment(base_env, spec_env, {str(k): str(v)
-                                                        for k, v in (step.get("env") or {}).items()})
-            script = steps_dir / f"{index + 1}.sh"
-            script.write_text(step["run"], encoding="utf-8")
-            exit_code = await self._run_step(script, workspace, env, deadline)
-            if self.stop_reason is not None:
-                await self.system(f"step {name!r} stopped: {self.stop_reason.replace('_', ' ')}")
-                return self._stopped_outcome()
-            if exit_code != 0:
-                await self.system(f"step {name!r} failed with exit code {exit_code}")
-                return Outcome("failed", exit_code, f"step {name!r} failed with exit code {exit_code}")
+            try:
+                prepared = state.prepare(index, step)
+            except StepError as exc:
+                logger.warning("step fields cannot be evaluated", extra={
+                    **self.log_extra, "action": "step_expression_error", "step": index + 1,
+                    "error": str(exc)})
+                await self.system(f"step {index + 1} failed: {exc}")
+                state.record(step.get("id"), "failure")
+                first_failure = first_failure or Outcome("failed", None, f"step {index + 1} failed: {exc}")
+                continue
+            for name in unknown_secrets:
+                await self.system(f"secrets.{name} is not set; it reads as an empty string")
+            unknown_secrets.clear()
+            if not prepared.run_it:
+                await self.system(f"⏭ {prepared.name} (skipped: its condition is false)")
+                state.record(prepared.id, "skipped")
+                continue
+            await self.system(f"▶ {prepared.name}")
+            if prepared.script is None:
+                await self.system(f"{prepared.uses}: the workspace already holds commit "
+                                  f"{self.job.run['commit'][:12]}")
+                state.record(prepared.id, "success")
+                continue
+            end = await self._run_prepared(prepared, state, base_env, steps_dir, deadline)
+            if end.stop and end.outcome is not None:
+                return end.outcome
+            first_failure = first_failure or end.failure
+        if first_failure is not None:
+            return first_failure
         await self.system("Job succeeded")
         return Outcome("succeeded", 0, None)
 
+    async def _run_prepared(self, prepared: PreparedStep, state: JobRun, base_env: dict[str, str],
+                            steps_dir: Path, deadline: float | None) -> StepEnd:
+        """Run one step and record its result."""
+        files = CommandFiles.create(steps_dir / "commands", prepared.index + 1)
+        env = step_environment(base_env, prepared.env, files.variables())
+        env["PATH"] = state.path_variable(prepared.env.get("PATH", base_env["PATH"]))
+        script = steps_dir / f"{prepared.index + 1}.sh"
+        script.write_text(prepared.script or "", encoding="utf-8")
+        step_deadline = None
+        if prepared.timeout_seconds is not None:
+            step_deadline = time.monotonic() + prepared.timeout_seconds
+        self.step_timed_out = False
+        exit_code = await self._run_step(script, prepared.cwd, env, deadline, step_deadline)
+        name = prepared.name
+        if self.stop_reason is not None:
+            await self.system(f"step {name!r} stopped: {self.stop_reason.replace('_', ' ')}")
+            return StepEnd(outcome=self._stopped_outcome(), stop=True)
+
+        outputs, problems = state.apply_command_files(files)
+        for problem in problems:
+            await self.system(problem)
+        if exit_code == 0:
+            state.record(prepared.id, "success", outputs=outputs)
+            return StepEnd()
+        if self.step_timed_out:
+            message = f"step {name!r} timed out after {prepared.timeout_seconds / 60:g} minutes"
+        else:
+            message = f"step {name!r} failed with exit code {exit_code}"
+        state.record(prepared.id, "failure", continue_on_error=prepared.continue_on_error,
+                     outputs=outputs)
+        if prepared.continue_on_error:
+            await self.system(f"{message}; the job goes on (continue-on-error)")
+            return StepEnd()
+        await self.system(message)
+        return StepEnd(failure=Outcome("failed", exit_code, message))
+
     async def _run_step(self, script: Path, cwd: Path, env: dict[str, str],
-                        deadline: float | None) -> int:
+                        deadline: float | None, step_deadline: float | None = None) -> int:
         process = await asyncio.create_subprocess_exec(
             *_PARENT_DEATH_KILL, "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script),
             cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -287,10 +398,18 @@ class JobExecution:
             self.request_stop(self.stop_reason)
         try:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step_timeout = None if step_deadline is None else max(0.0, step_deadline - time.monotonic())
+            step_first = step_timeout is not None and (timeout is None or step_timeout < timeout)
             try:
-                await asyncio.wait_for(asyncio.shield(process.wait()), timeout=timeout)
+                await asyncio.wait_for(asyncio.shield(process.wait()),
+                                       timeout=step_timeout if step_first else timeout)
             except TimeoutError:
-                self.request_stop(TIMED_OUT)
+                if step_first:
+                    # Only this step's `timeout-minutes` passed: stop it, the job goes on.
+                    self.step_timed_out = True
+                    self._killer = asyncio.create_task(self._terminate(process))
+                else:
+                    self.request_stop(TIMED_OUT)
                 await process.wait()
             if self._killer is not None:
                 await self._killer

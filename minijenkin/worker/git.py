@@ -137,6 +137,26 @@ class Mirror:
             return []
         return [name for name in output.decode("utf-8", errors="replace").splitlines() if name]
 
+    async def changed_files(self, before: str | None, commit: str, *,
+                            merge_base: bool = False) -> tuple[str, ...] | None:
+        """Paths changed between `before` and `commit`; None when git cannot tell.
+
+        Without a usable `before` (a new branch), the files the commit itself
+        changed. With `merge_base`, changes since the two commits diverged,
+        as a pull request shows them.
+        """
+        try:
+            if before and SHA_PATTERN.match(before) and await self.has_commit(before):
+                span = f"{before}...{commit}" if merge_base else f"{before}..{commit}"
+                output = await run_git("diff", "--name-only", "-z", "--no-renames", span, "--",
+                                       cwd=self.path, home=self.home)
+            else:
+                output = await run_git("diff-tree", "--no-commit-id", "--name-only", "-r", "-z", "--root",
+                                       "--no-renames", commit, "--", cwd=self.path, home=self.home)
+        except GitError:
+            return None
+        return tuple(name for name in output.decode("utf-8", errors="replace").split("\0") if name)
+
     async def checkout(self, commit: str, destination: Path) -> None:
         """Create a work tree of `commit` at `destination` (which must not exist)."""
         await run_git("clone", "--quiet", "--no-checkout", "--", str(self.path), str(destination),

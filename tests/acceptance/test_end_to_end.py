@@ -196,4 +196,4 @@ def test_missing_pipeline_file_fails_run(
 
     assert run["status"] == "failed"
     assert run["reason"] == (f".minijenkin.yml: the pipeline file does not exist at commit "
-                             f"{commit[:12]}")
+                             f"{commit[:12]}, and .github/workflows holds no workflow (*.yml)")

@@ -1,0 +1,146 @@
+"""Collecting validation errors with their file, line, column and key path."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+from minijenkin.errors import PipelineError
+from minijenkin.pipeline.expressions import to_text
+from minijenkin.pipeline.loader import Position, item_position, key_position, value_position
+
+
+class PipelineValidationError(PipelineError):
+    """One or more problems in a pipeline file; `errors` lists each one."""
+
+    def __init__(self, errors: list[PipelineError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.message, file=first.file, line=first.line, column=first.column,
+                         path=first.path)
+
+    def __str__(self) -> str:
+        return "\n".join(str(error) for error in self.errors)
+
+
+class Collector:
+    """The errors found in one file, and the source text to locate positions inside values."""
+
+    def __init__(self, file: str, text: str = "") -> None:
+        self.file = file
+        self.lines = text.splitlines()
+        self.errors: list[PipelineError] = []
+
+    def add(self, message: str, position: Position | None, path: str | None = None) -> None:
+        text = f"{path}: {message}" if path else message
+        self.errors.append(PipelineError(
+            text, file=self.file, line=position.line if position else None,
+            column=position.column if position else None, path=path,
+        ))
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            self.errors.sort(key=lambda error: (error.line or 0, error.column or 0))
+            raise PipelineValidationError(self.errors)
+
+    def inside_value(self, container: Any, key: Any, offset: int) -> Position | None:
+        """Position of character `offset` of the string under `key` (a mapping key or list index).
+
+        Exact for one-line plain or quoted scalars and for literal blocks
+        (`|`); for other multi-line styles, the start of the value.
+        """
+        if isinstance(container, Mapping):
+            base = value_position(container, key)
+        else:
+            base = item_position(container, key)
+        value = container[key]
+        if base is None or not isinstance(value, str):
+            return base
+        if isinstance(value, LiteralScalarString):
+            prefix = value[:offset]
+            indent = self._block_indent(base.line)
+            if indent is None:
+                return base
+            line_start = prefix.rfind("\n") + 1
+            return Position(base.line + 1 + prefix.count("\n"), indent + (len(prefix) - line_start) + 1)
+        if "\n" in value:
+            return base
+        source_line = self.lines[base.line - 1] if base.line - 1 < len(self.lines) else ""
+        opening = source_line[base.column - 1:base.column]
+        if opening in ("'", '"'):
+            return Position(base.line, base.column + 1 + offset)
+        return Position(base.line, base.column + offset)
+
+    def _block_indent(self, indicator_line: int) -> int | None:
+        for text in self.lines[indicator_line:]:
+            if text.strip():
+                return len(text) - len(text.lstrip(" "))
+        return None
+
+
+def suggestion(word: str, choices: Sequence[str]) -> str:
+    """'; did you mean X?' for a near miss, else the list of choices."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; expected one of: {', '.join(choices)}"
+
+
+def check_keys(errors: Collector, node: Mapping[Any, Any], allowed: Sequence[str], path: str,
+               unsupported: Mapping[str, str] | None = None) -> None:
+    """Report keys of `node` outside `allowed`, with a near-miss suggestion.
+
+    `unsupported` maps keys that other CI systems accept to the reason they
+    are rejected here.
+    """
+    for key in node:
+        if not isinstance(key, str):
+            errors.add(f"keys must be strings, got {key!r}", key_position(node, key), path or None)
+        elif key not in allowed:
+            if unsupported and key in unsupported:
+                errors.add(f"{key!r} is not supported: {unsupported[key]}", key_position(node, key),
+                           path or None)
+            else:
+                errors.add(f"unknown key {key!r}{suggestion(key, allowed)}", key_position(node, key),
+                           path or None)
+
+
+def plain(value: Any) -> Any:
+    """`value` with ruamel's scalar, mapping and sequence types turned into plain Python ones."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {plain(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def scalar_text(value: Any) -> str | None:
+    """Convert a YAML scalar to the string expressions and environments get; None for other nodes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return to_text(plain(value))
+    return None
+
+
+__all__ = [
+    "Collector",
+    "PipelineValidationError",
+    "check_keys",
+    "key_position",
+    "plain",
+    "scalar_text",
+    "suggestion",
+    "value_position",
+]

@@ -1,0 +1,460 @@
+"""Pipeline semantics end to end: real repository, API, webhook and worker processes.
+
+A GitHub Actions workflow runs unchanged; conditions, continue-on-error,
+step timeouts, matrices with fail-fast, trigger filters and manual inputs
+behave as in GitHub Actions; and event text never reaches a shell as code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.support.api import ApiServer
+from tests.support.github import encode, push_payload, signed_headers
+from tests.support.gitrepo import GitRepo
+from tests.support.waiting import wait_for
+from tests.support.workers import WorkerProcess
+
+SECRET = "pipeline-secret"
+REPO = "acme/pipelines"
+RUN_TIMEOUT = 90
+
+
+def register(client: httpx.Client, repo: GitRepo) -> int:
+    response = client.post("/api/repos", json={"name": REPO, "url": repo.url, "webhook_secret": SECRET})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def push(client: httpx.Client, repo: GitRepo, after: str, *, ref: str = "refs/heads/main",
+         message: str = "Update") -> int:
+    body = encode(push_payload(full_name=REPO, clone_url=repo.url, after=after, ref=ref, message=message))
+    response = client.post("/hooks/github", content=body, headers=signed_headers(SECRET, body))
+    assert response.status_code == 201, response.text
+    return int(response.json()["run_id"])
+
+
+def create_run(db: psycopg.Connection, repo_id: int, *, event: str, commit: str, before: str | None = None,
+               trigger: dict[str, Any] | None = None, ref: str = "refs/heads/main") -> int:
+    row = db.execute("SELECT mj_run_create_v1(%s, %s, %s, %s, %s, 'message', 'author', %s::jsonb) AS id",
+                     (repo_id, event, ref, commit, before, json.dumps(trigger or {}))).fetchone()
+    return int(row["id"])
+
+
+def wait_finished(client: httpx.Client, run_id: int) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        run = client.get(f"/api/runs/{run_id}").json()
+        return run if run["status"] not in ("pending", "queued", "running") else None
+
+    return wait_for(finished, timeout=RUN_TIMEOUT, interval=0.2, message=f"run {run_id} to finish")
+
+
+def logs(client: httpx.Client, job: dict[str, Any]) -> list[tuple[str, str]]:
+    page = client.get(f"/api/jobs/{job['id']}/logs").json()
+    return [(line["stream"], line["text"]) for line in page["lines"]]
+
+
+def jobs_by_key(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {job["key"]: job for job in run["jobs"]}
+
+
+GITHUB_WORKFLOW = """\
+name: CI
+on:
+  push:
+    branches: [main]
+  pull_request:
+permissions:
+  contents: read
+concurrency:
+  group: ci-${{ github.ref }}
+  cancel-in-progress: true
+env:
+  APP: demo
+jobs:
+  test:
+    name: test (${{ matrix.python }})
+    runs-on: ubuntu-latest
+    strategy:
+      fail-fast: false
+      matrix:
+        python: ['3.11', '3.12']
+        include:
+          - python: '3.12'
+            coverage: true
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          fetch-depth: 0
+      - name: Show version
+        id: version
+        run: |
+          echo "python ${{ matrix.python }} for $APP on $GITHUB_REF_NAME ($GITHUB_EVENT_NAME)"
+          echo "tag=py${{ matrix.python }}" >> "$GITHUB_OUTPUT"
+          echo "STAGE=tested" >> "$GITHUB_ENV"
+          mkdir -p "$RUNNER_TEMP/bin"
+          printf '#!/bin/sh\\necho tool on PATH\\n' > "$RUNNER_TEMP/bin/mytool"
+          chmod +x "$RUNNER_TEMP/bin/mytool"
+          echo "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"
+      - name: Coverage
+        if: ${{ matrix.coverage }}
+        env:
+          TAG: ${{ steps.version.outputs.tag }}
+        run: echo "coverage for $TAG after $STAGE"
+      - name: In a subdirectory
+        working-directory: app
+        run: |
+          cat version.txt
+          mytool
+  package:
+    needs: test
+    runs-on: ubuntu-latest
+    if: github.event_name == 'push'
+    defaults:
+      run:
+        working-directory: app
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo "package $(cat version.txt) ${GITHUB_SHA:0:7} after ${{ needs.test.result }}"
+"""
+
+
+def test_github_workflow_runs_unchanged(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    commit = git_repo.commit({".github/workflows/ci.yml": GITHUB_WORKFLOW, "app/version.txt": "1.2.3\n",
+                              ".github/workflows/release.yml": "on: release\njobs:\n  r:\n    runs-on: "
+                                                               "ubuntu-latest\n    steps:\n      - uses: "
+                                                               "actions/setup-node@v4\n"},
+                             "Add the CI workflow")
+    worker = start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        run = wait_finished(client, push(client, git_repo, commit))
+        jobs = jobs_by_key(run)
+        job_logs = {key: logs(client, job) for key, job in jobs.items()}
+
+    assert run["status"] == "succeeded", (worker.output(), job_logs)
+    assert {key: job["status"] for key, job in jobs.items()} == {
+        "plan": "succeeded", "test (3.11)": "succeeded", "test (3.12, true)": "succeeded",
+        "package": "succeeded"}
+    assert {key: job["name"] for key, job in jobs.items()} == {
+        "plan": "plan", "test (3.11)": "test (3.11)", "test (3.12, true)": "test (3.12)",
+        "package": "package"}
+    assert jobs["package"]["needs"] == ["test (3.11)", "test (3.12, true)"]
+    assert (".github/workflows/release.yml: not run: the pipeline has no 'on.push'"
+            in [text for _stream, text in job_logs["plan"]])
+
+    assert job_logs["test (3.12, true)"][1:] == [
+        ("system", "▶ Run actions/checkout@v4"),
+        ("system", f"actions/checkout@v4: the workspace already holds commit {commit[:12]}"),
+        ("system", "▶ Show version"),
+        ("stdout", "python 3.12 for demo on main (push)"),
+        ("system", "▶ Coverage"),
+        ("stdout", "coverage for py3.12 after tested"),
+        ("system", "▶ In a subdirectory"),
+        ("stdout", "1.2.3"),
+        ("stdout", "tool on PATH"),
+        ("system", "Job succeeded"),
+    ]
+    assert ("system", "⏭ Coverage (skipped: its condition is false)") in job_logs["test (3.11)"]
+    assert job_logs["package"][-2:] == [
+        ("stdout", f"package 1.2.3 {commit[:7]} after success"),
+        ("system", "Job succeeded"),
+    ]
+
+
+def test_injection_through_branch_and_message_runs_nothing(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    branch_marker = tmp_path / "pwned-branch"
+    message_marker = tmp_path / "pwned-message"
+    branch = f"$(touch {branch_marker})"
+    message = f"Fix `touch {message_marker}` and $(touch {message_marker})"
+    pipeline = """\
+jobs:
+  echo:
+    name: Build ${{ github.ref_name }}
+    env:
+      BRANCH: ${{ github.ref_name }}
+      MESSAGE: ${{ github.event.head_commit.message }}
+    steps:
+      - name: Show ${{ github.ref_name }}
+        run: |
+          printf 'branch=%s\\n' "$BRANCH"
+          printf 'ref=%s\\n' "$GITHUB_REF_NAME"
+          printf 'message=%s\\n' "$MINIJENKIN_COMMIT_MESSAGE"
+          printf 'env=%s\\n' "$MESSAGE"
+"""
+    safe = git_repo.commit({".minijenkin.yml": pipeline}, message)
+    spliced = git_repo.commit({".minijenkin.yml": "jobs:\n  echo:\n    steps:\n      - run: echo "
+                                                  "${{ github.ref_name }}\n"}, message)
+    start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        safe_run = wait_finished(client, push(client, git_repo, safe, ref=f"refs/heads/{branch}",
+                                              message=message))
+        echo = jobs_by_key(safe_run)["echo"]
+        echo_logs = logs(client, echo)
+        spliced_run = wait_finished(client, push(client, git_repo, spliced, ref=f"refs/heads/{branch}",
+                                                 message=message))
+
+    assert safe_run["status"] == "succeeded"
+    assert echo["name"] == f"Build {branch}"
+    assert echo_logs[1:] == [
+        ("system", f"▶ Show {branch}"),
+        ("stdout", f"branch={branch}"),
+        ("stdout", f"ref={branch}"),
+        ("stdout", f"message={message}"),
+        ("stdout", f"env={message}"),
+        ("system", "Job succeeded"),
+    ]
+    assert spliced_run["status"] == "failed"
+    assert spliced_run["reason"] == (
+        ".minijenkin.yml:4:23: jobs.echo.steps[0].run: '${{ github.ref_name }}' in a script would splice in "
+        "a branch or tag name, which whoever pushes chooses, and such text can run commands; use the "
+        "environment variable \"$GITHUB_REF_NAME\" in the script instead")
+    assert not branch_marker.exists()
+    assert not message_marker.exists()
+
+
+CONDITIONS = """\
+jobs:
+  build:
+    steps:
+      - run: exit 3
+        continue-on-error: true
+      - run: echo after-continue
+      - id: slow
+        name: Slow
+        run: sleep 30
+        timeout-minutes: 0.02
+        continue-on-error: true
+      - run: echo "slow was ${{ steps.slow.outcome }}, job is ${{ job.status }}"
+      - run: echo "secret=[${{ secrets.MISSING }}]"
+      - name: Break
+        run: exit 1
+      - run: echo never
+      - if: failure()
+        run: echo "cleanup after ${{ job.status }}"
+      - if: always()
+        run: echo always
+  after-failure:
+    needs: build
+    if: failure()
+    steps:
+      - run: echo "build ${{ needs.build.result }}"
+  other-branch-only:
+    if: github.ref == 'refs/heads/other'
+    steps:
+      - run: echo never
+  default-dependent:
+    needs: build
+    steps:
+      - run: echo never
+  flaky:
+    continue-on-error: true
+    steps:
+      - run: exit 4
+  after-flaky:
+    needs: flaky
+    steps:
+      - run: echo "flaky tolerated"
+  after-flaky-if:
+    needs: flaky
+    if: needs.flaky.result == 'success'
+    steps:
+      - run: echo "flaky counts as success"
+"""
+
+
+def test_conditions_and_step_features(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    commit = git_repo.commit({".minijenkin.yml": CONDITIONS}, "Conditions")
+    start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        run = wait_finished(client, push(client, git_repo, commit))
+        jobs = jobs_by_key(run)
+        build_logs = logs(client, jobs["build"])
+        after_logs = logs(client, jobs["after-failure"])
+
+    assert run["status"] == "failed"
+    assert run["reason"] == "job build failed"
+    assert {key: job["status"] for key, job in jobs.items()} == {
+        "plan": "succeeded", "build": "failed", "after-failure": "succeeded",
+        "other-branch-only": "skipped", "default-dependent": "skipped", "flaky": "failed",
+        "after-flaky": "succeeded", "after-flaky-if": "succeeded"}
+    assert jobs["flaky"]["exit_code"] == 4
+    assert jobs["build"]["exit_code"] == 1
+    assert jobs["build"]["reason"] == "step 'Break' failed with exit code 1"
+    assert jobs["other-branch-only"]["reason"] == (
+        "skipped: the condition \"github.ref == 'refs/heads/other'\" is false")
+    assert jobs["default-dependent"]["reason"] == "a needed job did not succeed"
+    assert build_logs[1:] == [
+        ("system", "▶ Run exit 3"),
+        ("system", "step 'Run exit 3' failed with exit code 3; the job goes on (continue-on-error)"),
+        ("system", "▶ Run echo after-continue"),
+        ("stdout", "after-continue"),
+        ("system", "▶ Slow"),
+        ("system", "step 'Slow' timed out after 0.02 minutes; the job goes on (continue-on-error)"),
+        ("system", "▶ Run echo \"slow was failure, job is"),
+        ("stdout", "slow was failure, job is success"),
+        ("system", "secrets.MISSING is not set; it reads as an empty string"),
+        ("system", "▶ Run echo \"secret=[]\""),
+        ("stdout", "secret=[]"),
+        ("system", "▶ Break"),
+        ("system", "step 'Break' failed with exit code 1"),
+        ("system", "⏭ Run echo never (skipped: its condition is false)"),
+        ("system", "▶ Run echo \"cleanup after failure\""),
+        ("stdout", "cleanup after failure"),
+        ("system", "▶ Run echo always"),
+        ("stdout", "always"),
+    ]
+    assert after_logs[1:] == [("system", "▶ Run echo \"build failure\""),
+                              ("stdout", "build failure"), ("system", "Job succeeded")]
+
+
+def test_matrix_fail_fast_skips_waiting_combinations(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    pipeline = """\
+jobs:
+  test:
+    strategy:
+      matrix:
+        n: [1, 2, 3]
+    steps:
+      - run: test ${{ matrix.n }} != 1
+  report:
+    needs: test
+    if: always()
+    steps:
+      - run: echo "tests ${{ needs.test.result }}"
+"""
+    commit = git_repo.commit({".minijenkin.yml": pipeline}, "Matrix")
+    start_worker(MINIJENKIN_WORKER_CONCURRENCY="1")
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        run = wait_finished(client, push(client, git_repo, commit))
+        jobs = jobs_by_key(run)
+        report_logs = logs(client, jobs["report"])
+
+    assert run["status"] == "failed"
+    assert {key: (job["status"], job["reason"]) for key, job in jobs.items()} == {
+        "plan": ("succeeded", None),
+        "test (1)": ("failed", "step 'Run test 1 != 1' failed with exit code 1"),
+        "test (2)": ("skipped", "fail-fast: test (1) failed"),
+        "test (3)": ("skipped", "fail-fast: test (1) failed"),
+        "report": ("succeeded", None),
+    }
+    assert ("stdout", "tests failure") in report_logs
+
+
+def test_trigger_filters_with_changed_files_from_git(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    pipeline = "on:\n  push:\n    branches: [main]\n    paths: ['src/**']\njobs:\n  build:\n    steps:\n" \
+               "      - run: echo built\n"
+    first = git_repo.commit({".minijenkin.yml": pipeline, "src/app.py": "1\n"}, "Start")
+    docs_only = git_repo.commit({"docs/guide.md": "text\n"}, "Docs")
+    source = git_repo.commit({"src/app.py": "2\n"}, "Code")
+    start_worker()
+
+    with api_server.client() as client:
+        repo_id = register(client, git_repo)
+        other_branch = wait_finished(client, push(client, git_repo, source, ref="refs/heads/dev"))
+        docs_run = wait_finished(client, create_run(db, repo_id, event="push", commit=docs_only, before=first,
+                                                    trigger={"branch": "main"}))
+        source_run = wait_finished(client, create_run(db, repo_id, event="push", commit=source,
+                                                      before=docs_only, trigger={"branch": "main"}))
+        docs_plan = logs(client, docs_run["jobs"][0])
+
+    assert (other_branch["status"], other_branch["reason"]) == ("skipped", "no workflow matches this event")
+    assert (docs_run["status"], docs_run["reason"]) == ("skipped", "no workflow matches this event")
+    assert (".minijenkin.yml: not run: no changed file matches on.push.paths"
+            in [text for _stream, text in docs_plan])
+    assert source_run["status"] == "succeeded"
+    assert [job["key"] for job in source_run["jobs"]] == ["plan", "build"]
+
+
+MANUAL = """\
+on:
+  workflow_dispatch:
+    inputs:
+      target:
+        type: choice
+        options: [staging, production]
+        default: staging
+      dry-run:
+        type: boolean
+jobs:
+  deploy:
+    name: deploy to ${{ inputs.target }}
+    if: ${{ !inputs.dry-run }}
+    steps:
+      - run: echo "deploying to ${{ inputs.target }}"
+"""
+
+
+def test_manual_run_inputs(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    commit = git_repo.commit({".minijenkin.yml": MANUAL}, "Manual")
+    start_worker()
+
+    with api_server.client() as client:
+        repo_id = register(client, git_repo)
+        deploy = wait_finished(client, create_run(db, repo_id, event="manual", commit=commit,
+                                                  trigger={"inputs": {"target": "production"}}))
+        dry = wait_finished(client, create_run(db, repo_id, event="manual", commit=commit,
+                                               trigger={"inputs": {"dry-run": "true"}}))
+        invalid = wait_finished(client, create_run(db, repo_id, event="manual", commit=commit,
+                                                   trigger={"inputs": {"target": "qa"}}))
+        pushed = wait_finished(client, push(client, git_repo, commit))
+        deploy_logs = logs(client, jobs_by_key(deploy)["deploy"])
+
+    assert deploy["status"] == "succeeded"
+    assert jobs_by_key(deploy)["deploy"]["name"] == "deploy to production"
+    assert ("stdout", "deploying to production") in deploy_logs
+    assert dry["status"] == "succeeded"
+    assert {job["key"]: job["status"] for job in dry["jobs"]} == {"plan": "succeeded", "deploy": "skipped"}
+    assert jobs_by_key(dry)["deploy"]["name"] == "deploy to staging"
+    assert (invalid["status"], invalid["reason"]) == (
+        "failed", ".minijenkin.yml:4:7: inputs.target: 'qa' is not one of the options: staging, production")
+    assert (pushed["status"], pushed["reason"]) == ("skipped", "no workflow matches this event")
+
+
+def test_unsupported_action_fails_with_its_name_and_line(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    workflow = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n" \
+               "      - uses: actions/checkout@v4\n      - uses: actions/setup-node@v4\n" \
+               "        with:\n          node-version: 20\n      - run: npm test\n"
+    commit = git_repo.commit({".github/workflows/node.yaml": workflow}, "Node")
+    start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        run = wait_finished(client, push(client, git_repo, commit))
+
+    assert run["status"] == "failed"
+    assert run["reason"] == (
+        ".github/workflows/node.yaml:7:15: jobs.build.steps[1]: the action 'actions/setup-node@v4' "
+        "cannot run here: Mini-Jenkin runs 'run:' steps only, and treats actions/checkout as already "
+        "done; replace this step with a 'run:' step that does the same")
+    assert [job["key"] for job in run["jobs"]] == ["plan"]
