@@ -246,16 +246,24 @@ class Worker:
             self.executions.pop(job.job_id, None)
             self._wake(WAKE_SLOT_FREE)
             raise
-        # The slot is free as soon as the steps end, so the next claim
-        # overlaps with reporting this result.
-        self.reporting[job.job_id] = execution
-        self.executions.pop(job.job_id, None)
-        self._wake(WAKE_SLOT_FREE)
+        # After a success the slot is free as soon as the steps end, so the
+        # next claim overlaps with reporting the result. A failure keeps its
+        # slot until it is reported: the report may skip or requeue other
+        # jobs (fail-fast, retries), and this worker should not pick one of
+        # them up in between.
+        early = outcome is not None and outcome.status == "succeeded"
+        if early:
+            self.reporting[job.job_id] = execution
+            self.executions.pop(job.job_id, None)
+            self._wake(WAKE_SLOT_FREE)
         try:
             if outcome is not None:
                 await self._report(execution, outcome)
         finally:
             self.reporting.pop(job.job_id, None)
+            if not early:
+                self.executions.pop(job.job_id, None)
+                self._wake(WAKE_SLOT_FREE)
 
     async def _run_execution(self, execution: JobExecution) -> Outcome | None:
         """Run the attempt and ship its log; return the outcome to report, if any.

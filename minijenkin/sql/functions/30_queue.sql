@@ -374,6 +374,9 @@ BEGIN
 
     PERFORM mj_job_close_v1(p_job_id, 'succeeded', 0,
         CASE WHEN jsonb_array_length(p_jobs) = 0 THEN 'no workflow matches this event' END);
+    -- The new jobs do not need the plan job, so closing it did not look at
+    -- them: queue the ones without needs now.
+    PERFORM mj_run_advance_v1(v_job.run_id);
     RETURN 'finished';
 END;
 $$;
