@@ -28,10 +28,12 @@ from psycopg_pool import PoolTimeout
 
 from minijenkin import __version__
 from minijenkin.config import Settings
+from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import connect_async, create_pool
 from minijenkin.errors import DatabaseUnavailableError
 from minijenkin.queue.client import ClaimedJob, QueueClient, RetryPolicy
 from minijenkin.worker.executor import ABANDONED, CANCELLED, HANDED_BACK, JobExecution, Outcome
+from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
 from minijenkin.worker.shipper import LogShipper
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class Worker:
         # job this worker holds (see mj_worker_heartbeat_v1).
         self.claim_lock = asyncio.Lock()
         self.last_heartbeat = time.monotonic()
+        self.keyring: Keyring | None = None
 
     @property
     def log_extra(self) -> dict[str, str]:
@@ -214,13 +217,31 @@ class Worker:
     async def _execute(self, execution: JobExecution) -> None:
         job = execution.job
         try:
-            outcome = await execution.run()
+            try:
+                await load_job_secrets(self.pool, self._keyring, job, self.log_extra)
+                outcome = await execution.run()
+            except SecretsUnavailableError as exc:
+                outcome = await self._secrets_failed(execution, exc)
             await self.shipper.flush()
             if outcome is not None:
                 await self._report(execution, outcome)
         finally:
             self.executions.pop(job.job_id, None)
             self.wake.set()
+
+    def _keyring(self) -> Keyring:
+        if self.keyring is None:
+            self.keyring = load_keyring(self.settings.secret_key, self.data_dir)
+        return self.keyring
+
+    async def _secrets_failed(self, execution: JobExecution,
+                              exc: SecretsUnavailableError) -> Outcome | None:
+        if exc.reason is None:
+            return None  # the lease moved on: nothing to report
+        logger.error("job cannot get its secrets", extra={
+            **execution.log_extra, "action": "job_secrets_error", "error": exc.reason})
+        await execution.system(exc.reason)
+        return Outcome("failed", None, exc.reason)
 
     async def _report(self, execution: JobExecution, outcome: Outcome) -> None:
         job = execution.job
