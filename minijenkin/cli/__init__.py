@@ -16,7 +16,9 @@ from rich.console import Console
 
 from minijenkin import __version__
 from minijenkin.cli import repos as repo_commands
+from minijenkin.cli import secrets as secret_commands
 from minijenkin.cli import tokens as token_commands
+from minijenkin.cli.trigger import trigger as trigger_command
 from minijenkin.cli.common import load_cli_settings
 from minijenkin.errors import MiniJenkinError
 from minijenkin.logconfig import configure_logging
@@ -30,6 +32,8 @@ app = typer.Typer(
 )
 app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
+app.add_typer(secret_commands.app, name="secret")
+app.command("trigger")(trigger_command)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(
