@@ -101,7 +101,7 @@ def tokens_match(given: str | None, expected: str) -> bool:
 
 
 def first_header(headers: Mapping[str, str], *names: str) -> str | None:
-    """The value of the first of `names` that is present and not blank."""
+    """Return the value of the first of `names` that is present and not blank."""
     for name in names:
         value = headers.get(name)
         if value and value.strip():
@@ -110,7 +110,7 @@ def first_header(headers: Mapping[str, str], *names: str) -> str | None:
 
 
 def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """Parse a JSON body, or a form body whose `payload` field holds the JSON.
+    """Parse a JSON body, or a form body whose `payload` field contains the JSON.
 
     Raises PayloadError with what is wrong.
     """
@@ -136,7 +136,7 @@ def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
 
 
 def require(payload: Mapping[str, Any], path: str, kind: type | tuple[type, ...] = str) -> Any:
-    """The value at dotted `path`; PayloadError naming the field when missing or mistyped."""
+    """Return the value at dotted `path`; raise PayloadError naming a missing or mistyped field."""
     value: Any = payload
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:
@@ -148,7 +148,7 @@ def require(payload: Mapping[str, Any], path: str, kind: type | tuple[type, ...]
 
 
 def optional_str(payload: Any, *path: str) -> str | None:
-    """The string at `path`, or None when any part is missing or not a string."""
+    """Return the string at `path`, or None when any part is missing or not a string."""
     value: Any = payload
     for part in path:
         if not isinstance(value, Mapping):
@@ -188,7 +188,7 @@ def changed_files(commits: Any, *, complete: bool = True) -> tuple[str, ...] | N
 
 
 def commit_id(value: Any, path: str) -> str:
-    """A 40 (SHA-1) or 64 (SHA-256) hex digit commit id, lower-cased."""
+    """Check a 40 (SHA-1) or 64 (SHA-256) hex digit commit id and return it lower-cased."""
     if not isinstance(value, str) or len(value) not in (40, 64) or any(
         char not in "0123456789abcdefABCDEF" for char in value
     ):
@@ -201,7 +201,7 @@ Parsed = ForgeEvent | IgnoredEvent | tuple[ForgeEvent, ...]
 
 @dataclass(frozen=True)
 class Forge:
-    """How one forge delivers webhooks: its headers, its check and its payloads.
+    """A forge's webhook protocol: its headers, its credential check and its payload parser.
 
     Header names are written as the forge documents them; lookups use their
     lower-case form, which is how the HTTP layer hands headers over.

@@ -65,7 +65,7 @@ def _schedule(db: psycopg.Connection) -> dict | None:
                       "FROM schedules").fetchone()
 
 
-def test_cron_fires_once_per_tick_across_two_api_processes(
+def test_cron_one_run_per_tick_two_processes(
     start_api: Callable[[], ApiProcess], db: psycopg.Connection, git_repo: GitRepo,
 ) -> None:
     commit = git_repo.commit({".minijenkin.yml": PIPELINE}, "Add nightly schedule")

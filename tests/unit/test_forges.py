@@ -118,7 +118,7 @@ def test_gitlab_merge_request_other_actions_are_ignored(action: str) -> None:
     assert isinstance(gitlab.parse("Merge Request Hook", payload), IgnoredEvent)
 
 
-def test_gitea_signature_has_no_prefix_and_forgejo_falls_back() -> None:
+def test_gitea_and_forgejo_signature_headers() -> None:
     body = b'{"ref": "refs/heads/main"}'
     signature = sign_hmac_sha256("gitea-secret", body)
 
