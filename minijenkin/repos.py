@@ -84,6 +84,9 @@ async def update_repo(
     disable_polling: bool = False,
 ) -> dict[str, Any]:
     """Change a repository's webhook secret, default branch or polling; None keeps a value."""
+    if disable_polling and poll_interval_seconds is not None:
+        raise InvalidInputError("give either poll_interval_seconds or disable_polling, not both",
+                                field="disable_polling")
     if default_branch is not None:
         validate_branch(default_branch)
     validate_poll_interval(poll_interval_seconds)

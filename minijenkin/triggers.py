@@ -22,6 +22,7 @@ from minijenkin.remote import GitError, resolve_ref
 logger = logging.getLogger(__name__)
 
 INPUTS_MAX = 50
+REF_MAX = 255
 
 
 def git_home(data_dir: Path) -> Path:
@@ -42,6 +43,16 @@ def parse_input_options(options: list[str]) -> dict[str, str]:
     return inputs
 
 
+def validate_ref(ref: str) -> None:
+    """Raise InvalidInputError unless `ref` can name a branch or tag (it reaches git as an argument)."""
+    if not 1 <= len(ref) <= REF_MAX or ref.startswith("-") or any(
+        char.isspace() or ord(char) < 32 or ord(char) == 127 for char in ref
+    ):
+        raise InvalidInputError(
+            f"invalid ref {ref!r}: give a branch or tag name such as 'main' or 'v1.2.0', or a "
+            "full ref such as 'refs/tags/v1.2.0'", field="ref")
+
+
 async def create_manual_run(
     conn: psycopg.AsyncConnection,
     *,
@@ -58,6 +69,7 @@ async def create_manual_run(
     Raises NotFoundError (repository), InvalidInputError (the remote has no
     such ref) or RemoteError (the remote cannot be read).
     """
+    validate_ref(ref)
     repo = await repos.get_repo_by_name(conn, repo_name)
     if commit is not None:
         full_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"

@@ -88,6 +88,8 @@ def test_post_runs_rejects_bad_input(api_server: ApiServer, git_repo: GitRepo,
         nested = client.post("/api/runs", json={"repo": "acme/manual", "ref": "main",
                                                 "inputs": {"list": [1, 2]}})
         unreachable = client.post("/api/runs", json={"repo": "acme/gone", "ref": "main"})
+        option_like = client.post("/api/runs", json={"repo": "acme/manual", "ref": "--upload-pack=x"})
+        with_nul = client.post("/api/runs", json={"repo": "acme/manual", "ref": "main\u0000"})
 
     assert no_ref.status_code == 422
     assert no_ref.json() == {"detail": "repository 'acme/manual' has no branch or tag 'nope'",
@@ -100,6 +102,10 @@ def test_post_runs_rejects_bad_input(api_server: ApiServer, git_repo: GitRepo,
     assert nested.json()["field"].startswith("inputs.list")
     assert unreachable.status_code == 502
     assert unreachable.json()["detail"].startswith("cannot read the refs of file://")
+    assert option_like.status_code == 422
+    assert option_like.json()["field"] == "ref"
+    assert with_nul.status_code == 422
+    assert with_nul.json()["field"] == "ref"
 
 
 def test_read_token_cannot_trigger_or_cancel(api_server: ApiServer, db: psycopg.Connection,

@@ -122,6 +122,10 @@ def test_poll_request_for_repository_without_polling_is_409(api_server: ApiServe
         repo_id = client.post("/api/repos", json={"name": REPO, "url": "file:///x"}).json()["id"]
         response = client.post(f"/api/repos/{repo_id}/poll")
         too_fast = client.patch(f"/api/repos/{repo_id}", json={"poll_interval_seconds": 1})
+        both = client.patch(f"/api/repos/{repo_id}", json={"poll_interval_seconds": 60,
+                                                          "disable_polling": True})
+        enabled = client.patch(f"/api/repos/{repo_id}", json={"poll_interval_seconds": 60,
+                                                             "default_branch": "trunk"})
 
     assert response.status_code == 409
     assert response.json() == {
@@ -129,3 +133,7 @@ def test_poll_request_for_repository_without_polling_is_409(api_server: ApiServe
         "field": "poll_interval_seconds"}
     assert too_fast.status_code == 422
     assert too_fast.json()["field"] == "poll_interval_seconds"
+    assert both.status_code == 422
+    assert both.json()["field"] == "disable_polling"
+    assert enabled.status_code == 200
+    assert (enabled.json()["poll_interval_seconds"], enabled.json()["default_branch"]) == (60, "trunk")
