@@ -24,7 +24,6 @@ LEASE_SECONDS_DEFAULT = 30.0
 POLL_SECONDS_DEFAULT = 5.0
 POLL_SECONDS_MIN = 0.05
 LOG_RETENTION_DAYS_DEFAULT = 90
-SCHEDULE_SYNC_SECONDS_DEFAULT = 300.0
 GIT_REMOTE_TIMEOUT_SECONDS_DEFAULT = 60.0
 
 
@@ -129,14 +128,9 @@ class Settings(BaseSettings):
         description="Days of job logs kept; older daily partitions are dropped.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
-    schedule_sync_seconds: float = Field(
-        default=SCHEDULE_SYNC_SECONDS_DEFAULT, ge=0.1,
-        description="Seconds after which cron schedules are read again from the default branch "
-                    "even when no new head was built there.",
-    )
     git_remote_timeout_seconds: float = Field(
         default=GIT_REMOTE_TIMEOUT_SECONDS_DEFAULT, gt=0,
-        description="Seconds a `git ls-remote` of polling, schedules or manual runs may take.",
+        description="Seconds a `git ls-remote` of polling or of a manual run may take.",
     )
 
     @field_validator("worker_labels", mode="before")

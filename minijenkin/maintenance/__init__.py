@@ -96,17 +96,13 @@ def make_loops(settings: Settings) -> list[Loop]:
     async def poll(conn: psycopg.AsyncConnection) -> None:
         await polling.poll_due(conn, settings)
 
-    async def schedule_sync(conn: psycopg.AsyncConnection) -> None:
-        await schedules.sync_due(conn, settings)
-
     async def fire_schedules(conn: psycopg.AsyncConnection) -> None:
-        await schedules.fire_due(conn)
+        await schedules.tick(conn)
 
     return [
         Loop("reaper", settings.maintenance_interval_seconds, reap),
         Loop("log_partitions", PARTITION_INTERVAL_SECONDS, partitions),
         Loop("poll", settings.maintenance_interval_seconds, poll),
-        Loop("schedule_sync", settings.maintenance_interval_seconds, schedule_sync),
         Loop("cron", settings.maintenance_interval_seconds, fire_schedules),
     ]
 

@@ -33,6 +33,7 @@ from minijenkin.db import connect_async, create_pool
 from minijenkin.errors import DatabaseUnavailableError
 from minijenkin.queue.client import ClaimedJob, QueueClient, RetryPolicy
 from minijenkin.worker.executor import ABANDONED, CANCELLED, HANDED_BACK, JobExecution, Outcome
+from minijenkin.worker.schedules import sync_schedules
 from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
 from minijenkin.worker.shipper import LogShipper
 
@@ -219,6 +220,7 @@ class Worker:
         try:
             try:
                 await load_job_secrets(self.pool, self._keyring, job, self.log_extra)
+                await sync_schedules(self.pool, self.data_dir, job, self.log_extra)
                 outcome = await execution.run()
             except SecretsUnavailableError as exc:
                 outcome = await self._secrets_failed(execution, exc)

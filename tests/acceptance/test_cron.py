@@ -13,6 +13,7 @@ import pytest
 from tests.support.api import ApiProcess
 from tests.support.gitrepo import GitRepo
 from tests.support.waiting import wait_for
+from tests.support.workers import WorkerProcess
 
 PIPELINE = """\
 on:
@@ -26,8 +27,7 @@ jobs:
       - run: echo nightly
 """
 BERLIN = ZoneInfo("Europe/Berlin")
-FAST_LOOPS = {"MINIJENKIN_MAINTENANCE_INTERVAL_SECONDS": "0.2",
-              "MINIJENKIN_SCHEDULE_SYNC_SECONDS": "3600"}
+FAST_LOOPS = {"MINIJENKIN_MAINTENANCE_INTERVAL_SECONDS": "0.2"}
 
 
 @pytest.fixture
@@ -61,20 +61,26 @@ def _schedule_runs(db: psycopg.Connection) -> list[dict]:
 
 
 def _schedule(db: psycopg.Connection) -> dict | None:
+    """The repository's one schedule, once the cron loop has computed its first tick."""
     return db.execute("SELECT id, cron, timezone, ref, commit_sha, next_run_at, last_tick_at "
-                      "FROM schedules").fetchone()
+                      "FROM schedules WHERE next_run_at IS NOT NULL").fetchone()
 
 
 def test_cron_one_run_per_tick_two_processes(
     start_api: Callable[[], ApiProcess], db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
 ) -> None:
     commit = git_repo.commit({".minijenkin.yml": PIPELINE}, "Add nightly schedule")
     first, second = start_api(), start_api()
+    worker = start_worker()
     with first.client() as client:
-        response = client.post("/api/repos", json={"name": "acme/nightly", "url": git_repo.url})
+        # The first poll builds the default branch; its plan job reads the schedule.
+        response = client.post("/api/repos", json={"name": "acme/nightly", "url": git_repo.url,
+                                                   "poll_interval_seconds": 3600})
         assert response.status_code == 201, response.text
 
     schedule = wait_for(lambda: _schedule(db), timeout=60, message="the schedule to be read")
+    assert "action=schedule_read" in worker.output()
     now = db.execute("SELECT now() AS now").fetchone()["now"]
     assert (schedule["cron"], schedule["timezone"], schedule["ref"], schedule["commit_sha"]) == (
         "0 6 * * *", "Europe/Berlin", "refs/heads/main", commit)

@@ -42,8 +42,9 @@ BEGIN
     UPDATE ref_heads h SET run_id = v_run_id
     WHERE h.repo_id = p_repo_id AND h.ref = p_ref AND h.commit_sha = p_commit_sha;
 
-    -- A new head of the default branch may change `on.schedule`.
-    UPDATE repositories r SET schedules_sync_requested = true
+    -- A new head of the default branch may change `on.schedule`: its plan
+    -- job reads the schedules (mj_schedules_replace_v1).
+    UPDATE repositories r SET schedules_sync_commit = p_commit_sha
     WHERE r.id = p_repo_id AND p_ref = 'refs/heads/' || r.default_branch;
 
     run_id := v_run_id;
@@ -86,6 +87,75 @@ BEGIN
                                            'timezone', v_schedule.timezone, 'tick', p_tick)));
     UPDATE schedules s SET last_run_id = v_run_id WHERE s.id = p_schedule_id;
     RETURN v_run_id;
+END;
+$$;
+
+-- Whether the plan job p_job_id (running under p_lease_token) plans the
+-- newest head of its repository's default branch, whose pipeline file
+-- defines the repository's cron schedules.
+CREATE OR REPLACE FUNCTION mj_schedules_sync_wanted_v1(p_job_id bigint, p_lease_token uuid)
+RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+        SELECT EXISTS (
+            SELECT 1
+            FROM jobs j
+            JOIN pipeline_runs pr ON pr.id = j.run_id
+            JOIN repositories r ON r.id = j.repo_id
+            WHERE j.id = p_job_id AND j.kind = 'plan' AND j.status = 'running'
+              AND j.lease_token = p_lease_token
+              AND pr.ref = 'refs/heads/' || r.default_branch
+              AND pr.commit_sha = r.schedules_sync_commit)
+    $$;
+
+-- Replace a repository's schedules with those read by a plan job from the
+-- pipeline file at p_commit_sha. p_schedules is a JSON array of
+-- {"cron": ..., "timezone": ...}; with p_error set the stored schedules stay
+-- and the error is recorded. A schedule kept from before keeps its next
+-- tick; a new one starts with next_run_at NULL for the cron loop to compute
+-- from the database clock. Returns 'stored', or 'stale' when the lease is
+-- gone or a newer head of the default branch arrived meanwhile.
+CREATE OR REPLACE FUNCTION mj_schedules_replace_v1(
+    p_job_id bigint,
+    p_lease_token uuid,
+    p_commit_sha text,
+    p_schedules jsonb,
+    p_error text
+) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_repo repositories%ROWTYPE;
+BEGIN
+    SELECT r.* INTO v_repo
+    FROM repositories r
+    WHERE r.id = (SELECT j.repo_id FROM jobs j WHERE j.id = p_job_id)
+    FOR UPDATE;
+    IF NOT mj_schedules_sync_wanted_v1(p_job_id, p_lease_token)
+       OR v_repo.schedules_sync_commit IS DISTINCT FROM p_commit_sha THEN
+        RETURN 'stale';
+    END IF;
+
+    IF p_error IS NULL THEN
+        DELETE FROM schedules s
+        WHERE s.repo_id = v_repo.id
+          AND (s.cron, s.timezone) NOT IN (
+              SELECT e ->> 'cron', coalesce(e ->> 'timezone', 'UTC')
+              FROM jsonb_array_elements(p_schedules) AS e);
+
+        INSERT INTO schedules (repo_id, cron, timezone, ref, commit_sha)
+        SELECT v_repo.id, e ->> 'cron', coalesce(e ->> 'timezone', 'UTC'),
+               'refs/heads/' || v_repo.default_branch, p_commit_sha
+        FROM jsonb_array_elements(p_schedules) AS e
+        ON CONFLICT (repo_id, cron, timezone) DO UPDATE
+        SET ref = excluded.ref, commit_sha = excluded.commit_sha, updated_at = now();
+    END IF;
+
+    UPDATE repositories r
+    SET schedules_commit = p_commit_sha, schedules_sync_commit = NULL,
+        schedules_synced_at = now(), schedules_error = p_error
+    WHERE r.id = v_repo.id;
+    RETURN 'stored';
 END;
 $$;
 

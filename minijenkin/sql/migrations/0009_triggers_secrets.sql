@@ -15,10 +15,11 @@ ALTER TABLE repositories
     ADD COLUMN next_poll_at timestamptz,
     ADD COLUMN polled_at timestamptz,
     ADD COLUMN poll_error text,
-    -- The default-branch commit whose pipeline file defined the schedules.
+    -- The default-branch commit whose pipeline file defined the schedules,
+    -- and the newer head whose plan job is to read them again.
     ADD COLUMN schedules_commit text,
+    ADD COLUMN schedules_sync_commit text,
     ADD COLUMN schedules_synced_at timestamptz,
-    ADD COLUMN schedules_sync_requested boolean NOT NULL DEFAULT false,
     ADD COLUMN schedules_error text,
     ADD CONSTRAINT repositories_poll_interval_check
         CHECK (poll_interval_seconds IS NULL OR poll_interval_seconds BETWEEN 5 AND 604800),
@@ -46,9 +47,10 @@ CREATE TABLE ref_heads (
 CREATE INDEX ref_heads_latest_idx ON ref_heads (repo_id, ref, created_at DESC);
 
 -- Cron schedules read from `on.schedule` of the pipeline file on the
--- default branch. next_run_at is the next tick to fire; firing moves it
--- forward with a compare-and-set, so one tick fires at most once however
--- many API processes look at it.
+-- default branch, by the plan job of each new head there. next_run_at is
+-- the next tick to fire (NULL until the cron loop computes the first one);
+-- firing moves it forward with a compare-and-set, so one tick fires at most
+-- once however many API processes look at it.
 CREATE TABLE schedules (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     repo_id      bigint NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
@@ -57,7 +59,7 @@ CREATE TABLE schedules (
     -- Where runs start: the default branch and its commit at the last sync.
     ref          text NOT NULL,
     commit_sha   text NOT NULL,
-    next_run_at  timestamptz NOT NULL,
+    next_run_at  timestamptz,
     last_tick_at timestamptz,
     last_run_id  bigint REFERENCES pipeline_runs (id) ON DELETE SET NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
@@ -67,6 +69,7 @@ CREATE TABLE schedules (
 );
 
 CREATE INDEX schedules_due_idx ON schedules (next_run_at);
+CREATE INDEX schedules_pending_idx ON schedules (id) WHERE next_run_at IS NULL;
 
 -- Secrets of a repository (environment NULL) or of one of its deployment
 -- environments. Only the AES-GCM ciphertext is stored; the API never

@@ -86,8 +86,6 @@ SET default_branch = coalesce(%(default_branch)s::text, default_branch),
     next_poll_at = CASE WHEN %(poll_interval_seconds)s::integer IS NOT NULL THEN now()
                         WHEN %(clear_poll)s::boolean THEN NULL
                         ELSE next_poll_at END,
-    schedules_sync_requested = schedules_sync_requested
-        OR %(default_branch)s::text IS DISTINCT FROM NULL,
     updated_at = now()
 WHERE id = %(id)s::bigint
 RETURNING id;

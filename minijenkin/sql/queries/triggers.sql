@@ -1,7 +1,3 @@
--- name: database_now
--- The database clock, which schedules compute their ticks from.
-SELECT now() AS now;
-
 -- name: ref_head_latest
 -- Fetch the commit of the newest run-starting head seen on a ref (the `before` of the next one).
 SELECT commit_sha
@@ -9,6 +5,13 @@ FROM ref_heads
 WHERE repo_id = %(repo_id)s::bigint AND ref = %(ref)s::text
 ORDER BY created_at DESC
 LIMIT 1;
+
+-- name: ref_heads_record
+-- Record heads as seen without starting runs (the baseline of a repository's first poll).
+INSERT INTO ref_heads (repo_id, ref, commit_sha, source)
+SELECT %(repo_id)s::bigint, candidate.ref, candidate.commit_sha, 'poll'
+FROM unnest(%(refs)s::text[], %(commits)s::text[]) AS candidate (ref, commit_sha)
+ON CONFLICT DO NOTHING;
 
 -- name: ref_heads_unknown
 -- Filter (ref, commit) pairs down to the ones no webhook or poll has started a run for.
@@ -19,13 +22,6 @@ WHERE NOT EXISTS (
     WHERE h.repo_id = %(repo_id)s::bigint AND h.ref = candidate.ref
       AND h.commit_sha = candidate.commit_sha
 );
-
--- name: ref_heads_record
--- Record heads as seen without starting runs (the baseline of a repository's first poll).
-INSERT INTO ref_heads (repo_id, ref, commit_sha, source)
-SELECT %(repo_id)s::bigint, candidate.ref, candidate.commit_sha, 'poll'
-FROM unnest(%(refs)s::text[], %(commits)s::text[]) AS candidate (ref, commit_sha)
-ON CONFLICT DO NOTHING;
 
 -- name: repo_poll_due
 -- List repositories whose poll is due, oldest first.
@@ -50,15 +46,6 @@ FROM mj_run_create_for_head_v1(%(repo_id)s::bigint, %(event)s::text, %(ref)s::te
                                %(commit_sha)s::text, %(before_sha)s::text, %(message)s::text,
                                %(author)s::text, %(trigger)s::jsonb, %(source)s::text);
 
--- name: schedule_delete_missing
--- Delete a repository's schedules that its pipeline file no longer declares.
-DELETE FROM schedules
-WHERE repo_id = %(repo_id)s::bigint
-  AND (cron, timezone) NOT IN (
-      SELECT declared.cron, declared.timezone
-      FROM unnest(%(crons)s::text[], %(timezones)s::text[]) AS declared (cron, timezone))
-RETURNING id, cron, timezone;
-
 -- name: schedule_due
 -- List schedules whose next tick has come, in tick order.
 SELECT s.id, s.repo_id, s.cron, s.timezone, s.next_run_at, now() AS now
@@ -81,29 +68,24 @@ JOIN repositories r ON r.id = s.repo_id
 WHERE %(repo_id)s::bigint IS NULL OR s.repo_id = %(repo_id)s::bigint
 ORDER BY r.name, s.id;
 
--- name: schedule_upsert
--- Add a declared schedule, or move an existing one to the new commit (its next tick is kept).
-INSERT INTO schedules (repo_id, cron, timezone, ref, commit_sha, next_run_at)
-VALUES (%(repo_id)s::bigint, %(cron)s::text, %(timezone)s::text, %(ref)s::text,
-        %(commit_sha)s::text, %(next_run_at)s::timestamptz)
-ON CONFLICT (repo_id, cron, timezone) DO UPDATE
-SET ref = excluded.ref, commit_sha = excluded.commit_sha, updated_at = now()
-RETURNING id, next_run_at;
-
--- name: schedule_sync_due
--- List repositories whose schedules must be read again: never read, a push asked for it, or stale.
-SELECT id, name, url, default_branch, schedules_commit, schedules_error
-FROM repositories
-WHERE schedules_synced_at IS NULL
-   OR schedules_sync_requested
-   OR schedules_synced_at < now() - make_interval(secs => %(max_age_seconds)s::float8)
-ORDER BY schedules_sync_requested DESC, schedules_synced_at NULLS FIRST, id
+-- name: schedule_pending
+-- List schedules whose first tick is not computed yet, with the database clock.
+SELECT id, repo_id, cron, timezone, now() AS now
+FROM schedules
+WHERE next_run_at IS NULL
+ORDER BY id
 LIMIT %(limit)s::integer;
 
--- name: schedule_sync_record
--- Record a finished schedule sync with the commit it read (or its error).
-UPDATE repositories
-SET schedules_synced_at = now(), schedules_sync_requested = false,
-    schedules_commit = coalesce(%(commit_sha)s::text, schedules_commit),
-    schedules_error = %(error)s::text
-WHERE id = %(id)s::bigint;
+-- name: schedule_replace
+-- Store the schedules a plan job read from the default branch, fenced by its lease token.
+SELECT mj_schedules_replace_v1(%(job_id)s::bigint, %(lease_token)s::uuid, %(commit_sha)s::text,
+                               %(schedules)s::jsonb, %(error)s::text) AS outcome;
+
+-- name: schedule_set_first_tick
+-- Store a new schedule's first tick (once: another process may have done it).
+UPDATE schedules SET next_run_at = %(next_run_at)s::timestamptz, updated_at = now()
+WHERE id = %(id)s::bigint AND next_run_at IS NULL;
+
+-- name: schedule_sync_wanted
+-- Whether a plan job plans the newest default-branch head, whose file defines the schedules.
+SELECT mj_schedules_sync_wanted_v1(%(job_id)s::bigint, %(lease_token)s::uuid) AS wanted;
