@@ -45,7 +45,10 @@ async def resolve_ref(url: str, ref: str, *, home: Path,
     Returns None when the remote has no such ref. Raises GitError.
     """
     candidates = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}"]
-    heads = await list_heads(url, home=home, patterns=tuple(candidates), timeout=timeout)
+    # With patterns, ls-remote lists a tag's peeled entry only when asked for it by name.
+    patterns = [*candidates, *(f"{candidate}^{{}}" for candidate in candidates
+                               if candidate.startswith("refs/tags/"))]
+    heads = await list_heads(url, home=home, patterns=tuple(patterns), timeout=timeout)
     for candidate in candidates:
         if candidate in heads:
             return candidate, heads[candidate]

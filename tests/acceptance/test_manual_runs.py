@@ -37,7 +37,7 @@ def _register(api_server: ApiServer, repo: GitRepo, name: str = "acme/manual") -
 def test_post_runs_starts_manual_run_with_inputs(api_server: ApiServer, db: psycopg.Connection,
                                                  git_repo: GitRepo, database_url: str) -> None:
     head = git_repo.commit({"README.md": "hi\n"}, "First")
-    git_repo.git("tag", "v1.0")
+    git_repo.git("tag", "-a", "v1.0", "-m", "Release 1.0")
     _register(api_server, git_repo)
     token = _token(database_url, "trigger")
 
