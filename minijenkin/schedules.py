@@ -47,7 +47,7 @@ class ScheduleSpec:
 
 
 def read_schedules(content: bytes | str, *, file: str = PIPELINE_FILE) -> list[ScheduleSpec]:
-    """The `on.schedule` entries of a pipeline file; PipelineError with file:line:column.
+    """Return the `on.schedule` entries of a pipeline file; raise PipelineError with file:line:column.
 
     NOTE: this reads only `on.schedule`. Once the full pipeline parser
     validates `on` itself, this should take its result instead.
@@ -56,8 +56,9 @@ def read_schedules(content: bytes | str, *, file: str = PIPELINE_FILE) -> list[S
     if not isinstance(document, Mapping):
         return []
     # YAML 1.1 loaders read a bare `on` as true; accept that spelling too.
-    key = "on" if "on" in document else (True if True in document else None)
-    triggers = document.get(key) if key is not None else None
+    triggers = document.get("on")
+    if triggers is None:
+        triggers = document.get(True)
     if not isinstance(triggers, Mapping) or "schedule" not in triggers:
         return []
     entries = triggers["schedule"]

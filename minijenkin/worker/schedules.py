@@ -39,6 +39,16 @@ async def sync_schedules(pool: AsyncConnectionPool, data_dir: Path, job: Claimed
         return
     extra = {**log_extra, "job_id": job.job_id, "run_id": job.run_id, "repo_id": job.repo["id"]}
     try:
+        await _sync(pool, data_dir, job, extra)
+    except Exception as exc:
+        # The plan must run whatever happens here; the next head retries.
+        logger.exception("reading the schedules failed", extra={
+            **extra, "action": "schedule_read_error", "error": f"{type(exc).__name__}: {exc}"})
+
+
+async def _sync(pool: AsyncConnectionPool, data_dir: Path, job: ClaimedJob,
+                extra: dict[str, Any]) -> None:
+    try:
         async with pool.connection() as conn:
             cursor = await conn.execute(QUERIES["schedule_sync_wanted"], {
                 "job_id": job.job_id, "lease_token": job.lease_token})
