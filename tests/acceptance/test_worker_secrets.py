@@ -44,7 +44,10 @@ def test_worker_loads_referenced_secrets(api_server: ApiServer, db: psycopg.Conn
             run = client.get(f"/api/runs/{run_id}").json()
             return run if run["status"] not in ("pending", "queued", "running") else None
 
-        run = wait_for(finished, timeout=90, interval=0.2, message="the run to finish")
+        try:
+            run = wait_for(finished, timeout=90, interval=0.2, message="the run to finish")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nworker output:\n{worker.output()}") from None
 
     assert run["status"] == "succeeded", worker.output()
     loaded = [line for line in worker.output().splitlines() if "action=job_secrets" in line]
