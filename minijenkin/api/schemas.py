@@ -70,7 +70,9 @@ class RepoCreate(Model):
 class RepoUpdate(Model):
     webhook_secret: str | None = Field(default=None, min_length=8, max_length=256,
                                        description="A new webhook secret.")
-    default_branch: str | None = Field(default=None, min_length=1, max_length=255)
+    default_branch: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="Schedules are read again at the next head built on the new branch.")
     poll_interval_seconds: int | None = Field(
         default=None, ge=5, le=604800, description="A new polling interval in seconds.")
     disable_polling: bool = Field(default=False, description="Stop polling the repository.")
@@ -291,7 +293,9 @@ class Schedule(BaseModel):
     timezone: str
     ref: str
     commit: str
-    next_run_at: dt.datetime
+    next_run_at: dt.datetime | None = Field(
+        description="Next tick; null for a moment after the schedule was read, until the cron "
+                    "loop computes it.")
     last_tick_at: dt.datetime | None
     last_run_id: int | None
 
