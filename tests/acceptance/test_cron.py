@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from tests.support.api import ApiProcess
+from minijenkin.config import Settings
+from tests.support.api import ApiProcess, ApiServer
+from tests.support.factories import claim, create_repo, register_worker
 from tests.support.gitrepo import GitRepo
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerProcess
@@ -125,3 +127,23 @@ def test_cron_one_run_per_tick_two_processes(
     assert len(runs) == 4
     fired_by = [process.output().count("action=schedule_fire") for process in (first, second)]
     assert sum(fired_by) == 4
+
+
+def test_schedule_list_shows_pending_first_tick(settings: Settings, database_url: str,
+                                                db: psycopg.Connection) -> None:
+    repo_id = create_repo(db, "acme/nightly")
+    run_id = db.execute("SELECT run_id FROM mj_run_create_for_head_v1(%s, 'push', 'refs/heads/main', "
+                        "%s, NULL, NULL, NULL, '{}', 'webhook')", (repo_id, "a" * 40)).fetchone()["run_id"]
+    plan = [job for job in claim(db, register_worker(db)) if job["run_id"] == run_id][0]
+    db.execute("SELECT mj_schedules_replace_v1(%s, %s, %s, %s, NULL)",
+               (plan["job_id"], plan["lease_token"], "a" * 40, '[{"cron": "@daily"}]'))
+    server = ApiServer(settings, database_url, maintenance=False).start()
+    try:
+        with server.client() as client:
+            listed = client.get("/api/schedules", params={"repo_id": repo_id})
+    finally:
+        server.stop()
+
+    assert listed.status_code == 200
+    assert [(item["cron"], item["timezone"], item["next_run_at"], item["commit"])
+            for item in listed.json()["schedules"]] == [("@daily", "UTC", None, "a" * 40)]

@@ -215,8 +215,9 @@ def test_gitea_push_and_pull_request(api_server: ApiServer, db: psycopg.Connecti
         _register(client, "gitea/webhooks", GITEA_URL)
         push = forges.encode(forges.gitea_push(full_name="gitea/webhooks", clone_url=GITEA_URL,
                                                after=HEAD, before=BASE))
-        pushed = client.post("/hooks/gitea", content=push,
-                             headers=forges.gitea_headers(SECRET, push, event="push"))
+        push_headers = forges.gitea_headers(SECRET, push, event="push")
+        pushed = client.post("/hooks/gitea", content=push, headers=push_headers)
+        replayed = client.post("/hooks/gitea", content=push, headers=push_headers)
         tag = forges.encode(forges.gitea_push(full_name="gitea/webhooks", clone_url=GITEA_URL,
                                               after="e" * 40, ref="refs/tags/v2"))
         tagged = client.post("/hooks/gitea", content=tag,
@@ -236,6 +237,8 @@ def test_gitea_push_and_pull_request(api_server: ApiServer, db: psycopg.Connecti
     assert (run["event"], run["ref"], run["commit_sha"], run["message"], run["author"]) == (
         "push", "refs/heads/develop", HEAD, "Webhooks Yay!", "gitea")
     assert run["trigger"]["changed_files"] == ["README.md"]
+    assert replayed.status_code == 200
+    assert replayed.json()["run_id"] == pushed.json()["run_id"]
     assert tagged.status_code == 201
     assert _run(db, tagged.json()["run_id"])["event"] == "tag"
     assert pulled.status_code == 201, pulled.text
