@@ -43,9 +43,13 @@ async def poll_due(conn: psycopg.AsyncConnection, settings: Settings) -> None:
             error = f"cannot read the refs: {exc}"
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-        if error:
+        if error and error != repo["poll_error"]:
+            # A repository that stays unreachable is logged once, not at every interval.
             logger.warning("poll failed", extra={
                 "action": "poll_error", "repo_id": repo["id"], "error": error})
+        elif error is None and repo["poll_error"]:
+            logger.info("poll succeeded again", extra={"action": "poll_recovered",
+                                                       "repo_id": repo["id"]})
         await conn.execute(QUERIES["repo_poll_record"], {"id": repo["id"], "error": error})
 
 

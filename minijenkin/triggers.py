@@ -75,6 +75,9 @@ async def create_manual_run(
         full_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"
         commit_sha = commit.lower()
     else:
+        # NOTE: the caller's database connection stays checked out while git
+        # runs (up to the ls-remote timeout), so many slow remotes at once
+        # can exhaust the API's pool.
         try:
             resolved = await resolve_ref(repo["url"], ref, home=git_home(data_dir))
         except GitError as exc:

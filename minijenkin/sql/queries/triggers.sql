@@ -25,7 +25,7 @@ WHERE NOT EXISTS (
 
 -- name: repo_poll_due
 -- List repositories whose poll is due, oldest first.
-SELECT id, name, url, default_branch, poll_interval_seconds, polled_at
+SELECT id, name, url, default_branch, poll_interval_seconds, polled_at, poll_error
 FROM repositories
 WHERE poll_interval_seconds IS NOT NULL AND coalesce(next_poll_at, '-infinity') <= now()
 ORDER BY next_poll_at NULLS FIRST, id
