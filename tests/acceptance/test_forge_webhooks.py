@@ -99,6 +99,22 @@ def test_github_form_encoded_push(api_server: ApiServer, db: psycopg.Connection)
     assert forged.json() == {"detail": "invalid X-Hub-Signature-256 signature"}
 
 
+def test_github_tag_push_starts_tag_run(api_server: ApiServer, db: psycopg.Connection) -> None:
+    payload = push_payload(full_name="acme/web", clone_url="https://github.com/acme/web.git",
+                           ref="refs/tags/v2.0.0", after=HEAD)
+    body = forges.encode(payload)
+
+    with api_server.client() as client:
+        _register(client, "acme/web", "https://github.com/acme/web.git")
+        response = client.post("/hooks/github", content=body,
+                               headers=forges.github_headers(SECRET, body, event="push"))
+
+    assert response.status_code == 201, response.text
+    run = _run(db, response.json()["run_id"])
+    assert (run["event"], run["ref"], run["commit_sha"]) == ("tag", "refs/tags/v2.0.0", HEAD)
+    assert (run["trigger"]["tag"], run["trigger"]["branch"]) == ("v2.0.0", None)
+
+
 # -- GitLab -------------------------------------------------------------------
 
 GITLAB_URL = "https://gitlab.example.com/mike/diaspora.git"
