@@ -32,7 +32,7 @@ POLL_BATCH = 20
 
 
 async def poll_due(conn: psycopg.AsyncConnection, settings: Settings) -> None:
-    """One tick of the poll loop: poll every repository whose interval has passed."""
+    """Run one tick of the poll loop: poll every repository whose interval has passed."""
     cursor = await conn.execute(QUERIES["repo_poll_due"], {"limit": POLL_BATCH})
     for repo in await cursor.fetchall():
         error: str | None = None

@@ -1,4 +1,4 @@
-"""Manual runs: a person or a script asks for a run of a ref, with inputs.
+"""Manual runs: a person or a script requests a run of a ref, with inputs.
 
 `POST /api/runs` and `minijenkin trigger` both land here. The ref is
 resolved to its current commit with `git ls-remote` unless the caller names

@@ -1,6 +1,6 @@
 """The step after a claim that gives a job its secrets.
 
-The worker asks mj_job_secrets_v1 (fenced by the attempt's lease token) for
+The worker calls mj_job_secrets_v1 (fenced by the attempt's lease token) for
 the encrypted secrets the job's spec references, decrypts them with the
 keyring and puts them in `job.context["secrets"]` (name to value), where the
 expression engine resolves `${{ secrets.NAME }}` and the log shipper masks
@@ -29,7 +29,7 @@ FETCH_RETRY_SECONDS = 0.2
 
 
 class SecretsUnavailableError(Exception):
-    """The job cannot get its secrets; `reason` says why, None when the lease is gone."""
+    """The job cannot get its secrets: `reason` is the message, or None when the lease is gone."""
 
     def __init__(self, reason: str | None) -> None:
         self.reason = reason

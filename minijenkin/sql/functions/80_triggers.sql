@@ -4,7 +4,7 @@
 -- Start a run for a pushed head unless a webhook or a poll already started
 -- one for the same (repository, ref, commit). Returns the run's id and
 -- whether this call created it. Two callers racing on one head serialise on
--- the ref_heads primary key; the second sees the first's row once it
+-- the ref_heads primary key: the second finds the first's row once it
 -- commits and creates nothing.
 CREATE OR REPLACE FUNCTION mj_run_create_for_head_v1(
     p_repo_id bigint,
@@ -112,8 +112,8 @@ RETURNS boolean
 -- pipeline file at p_commit_sha. p_schedules is a JSON array of
 -- {"cron": ..., "timezone": ...}; with p_error set the stored schedules stay
 -- and the error is recorded. A schedule kept from before keeps its next
--- tick; a new one starts with next_run_at NULL for the cron loop to compute
--- from the database clock. Returns 'stored', or 'stale' when the lease is
+-- tick. A new one starts with next_run_at NULL, which the cron loop replaces
+-- with a tick computed from the database clock. Returns 'stored', or 'stale' when the lease is
 -- gone or a newer head of the default branch arrived meanwhile.
 CREATE OR REPLACE FUNCTION mj_schedules_replace_v1(
     p_job_id bigint,
