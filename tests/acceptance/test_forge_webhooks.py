@@ -401,3 +401,20 @@ def test_payload_missing_field_is_400(api_server: ApiServer) -> None:
 
     assert response.status_code == 400
     assert response.json() == {"detail": "the payload has no field 'object_attributes.last_commit.id'"}
+
+
+def test_webhooks_use_signatures_not_api_tokens(api_server: ApiServer, db: psycopg.Connection) -> None:
+    body = forges.encode(forges.gitea_push(full_name="gitea/webhooks", clone_url=GITEA_URL,
+                                           after=HEAD))
+    with api_server.client() as admin:
+        _register(admin, "gitea/webhooks", GITEA_URL)
+        # An admin API token does not stand in for the webhook signature.
+        forged = admin.post("/hooks/gitea", content=body,
+                            headers=forges.gitea_headers("not-the-secret", body, event="push"))
+    with api_server.client(token=None) as anonymous:
+        signed = anonymous.post("/hooks/gitea", content=body,
+                                headers=forges.gitea_headers(SECRET, body, event="push"))
+
+    assert forged.status_code == 401
+    assert signed.status_code == 201
+    assert _count_runs(db) == 1
