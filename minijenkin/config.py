@@ -26,6 +26,7 @@ POLL_SECONDS_MIN = 0.05
 LISTEN_CHECK_SECONDS_DEFAULT = 5.0
 LISTEN_CHECK_SECONDS_MIN = 0.1
 LOG_RETENTION_DAYS_DEFAULT = 90
+GIT_REMOTE_TIMEOUT_SECONDS_DEFAULT = 60.0
 
 
 def _default_data_dir() -> Path:
@@ -135,6 +136,10 @@ class Settings(BaseSettings):
         description="Days of job logs kept; older daily partitions are dropped.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+    git_remote_timeout_seconds: float = Field(
+        default=GIT_REMOTE_TIMEOUT_SECONDS_DEFAULT, gt=0,
+        description="Seconds a `git ls-remote` of polling or of a manual run may take.",
+    )
 
     @field_validator("worker_labels", mode="before")
     @classmethod

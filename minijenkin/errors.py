@@ -78,3 +78,7 @@ class PipelineError(MiniJenkinError):
             if self.column is not None:
                 where += f":{self.column}"
         return f"{where}: {self.message}"
+
+
+class RemoteError(MiniJenkinError):
+    """A remote git repository could not be read."""

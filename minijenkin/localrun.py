@@ -37,6 +37,7 @@ from minijenkin.errors import ConfigurationError, NotFoundError
 from minijenkin.logs.store import attempt_info, read_lines
 from minijenkin.pipeline import sources
 from minijenkin.pipeline.events import Event
+from minijenkin.repos import DEFAULT_BRANCH
 from minijenkin.sql import QUERIES
 from minijenkin.worker.main import Worker
 
@@ -208,8 +209,9 @@ async def _ensure_repo(conn: psycopg.AsyncConnection, snapshot: Snapshot) -> int
     row = await cursor.fetchone()
     if row is not None:
         return int(row["id"])
-    cursor = await conn.execute(QUERIES["repo_insert"], {"name": snapshot.name, "url": snapshot.url,
-                                                         "webhook_secret": None})
+    cursor = await conn.execute(QUERIES["repo_insert"], {
+        "name": snapshot.name, "url": snapshot.url, "default_branch": DEFAULT_BRANCH,
+        "poll_interval_seconds": None})
     row = await cursor.fetchone()
     assert row is not None
     return int(row["id"])

@@ -41,6 +41,35 @@ async def create_run(
     return int(row["id"])
 
 
+async def create_run_for_head(
+    conn: psycopg.AsyncConnection,
+    *,
+    repo_id: int,
+    event: str,
+    ref: str,
+    commit_sha: str,
+    source: str,
+    before_sha: str | None = None,
+    message: str | None = None,
+    author: str | None = None,
+    trigger: dict[str, Any] | None = None,
+) -> tuple[int | None, bool]:
+    """Start a run for a pushed head unless a webhook or poll already did.
+
+    Returns (run id, whether this call created it); the run id of an
+    earlier trigger is None when that run was deleted.
+    """
+    with translate_errors():
+        cursor = await conn.execute(QUERIES["run_create_for_head"], {
+            "repo_id": repo_id, "event": event, "ref": ref, "commit_sha": commit_sha,
+            "before_sha": before_sha, "message": message, "author": author,
+            "trigger": Jsonb(trigger or {}), "source": source,
+        })
+    row = await cursor.fetchone()
+    assert row is not None
+    return row["run_id"], bool(row["created"])
+
+
 async def get_run(conn: psycopg.AsyncConnection, run_id: int) -> dict[str, Any]:
     """The run with its jobs; raise NotFoundError for an unknown id."""
     cursor = await conn.execute(QUERIES["run_get"], {"run_id": run_id})

@@ -1,14 +1,18 @@
-"""Turning a forge webhook delivery into a run, exactly once.
+"""Turning a forge webhook delivery into runs, exactly once.
 
 The HTTP layer hands over the raw body and headers; this module checks the
-signature on the raw bytes, de-duplicates by the forge's delivery id, and
-inserts the delivery record, the run and its plan job in one transaction.
-Every delivery, accepted or not, is recorded with its outcome.
+signature (or token) on the raw bytes, de-duplicates by the forge's delivery
+id, and inserts the delivery record, the runs and their plan jobs in one
+transaction. Every delivery, accepted or not, is recorded with its outcome.
+Nothing here talks to git or the network: the reply costs a few queries.
+
+A pushed head (repository, ref, commit) starts one run whichever trigger
+sees it first, this webhook or a poll (see mj_run_create_for_head_v1).
+Pull request events start a run per delivery.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,8 +21,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from minijenkin import runs
-from minijenkin.forges import ForgeEvent, IgnoredEvent, PayloadError, github
+from minijenkin import runs, secrets
+from minijenkin.crypto import DecryptionError, Keyring
+from minijenkin.errors import NotFoundError
+from minijenkin.forges import Forge, ForgeEvent, IgnoredEvent, PayloadError, decode_body
+from minijenkin.forges.registry import FORGES
 from minijenkin.repos import find_repo_for_webhook
 from minijenkin.sql import QUERIES
 
@@ -65,53 +72,72 @@ async def _record_rejected(
     return result
 
 
-async def handle_github(
-    conn: psycopg.AsyncConnection, *, headers: Mapping[str, str], body: bytes
+async def handle_delivery(
+    conn: psycopg.AsyncConnection,
+    forge: Forge,
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    keyring: Keyring,
 ) -> DeliveryResult:
-    """Process one GitHub delivery. `headers` must have lower-case names."""
-    forge = github.FORGE
-    delivery_id = headers.get(github.DELIVERY_HEADER) or None
-    event_name = headers.get(github.EVENT_HEADER)
+    """Process one delivery of `forge`. `headers` must have lower-case names."""
+    delivery_id = forge.delivery_id(headers)
+    event_name = forge.event_name(headers)
 
     async def reject(status_code: int, detail: str, repo_id: int | None = None) -> DeliveryResult:
         return await _record_rejected(
-            conn, forge=forge, delivery_id=delivery_id, event=event_name, repo_id=repo_id,
+            conn, forge=forge.name, delivery_id=delivery_id, event=event_name, repo_id=repo_id,
             headers=headers, result=DeliveryResult(status_code, {"detail": detail}),
         )
 
     if not event_name:
-        return await reject(400, "missing X-GitHub-Event header")
-    if not headers.get(github.SIGNATURE_HEADER):
-        return await reject(401, "missing X-Hub-Signature-256 header: set a secret on the webhook")
+        return await reject(400, f"missing {forge.event_headers[0]} header")
+    if not forge.has_credential(headers):
+        return await reject(
+            401, f"missing {forge.credential_headers[0]} header: set a secret on the webhook")
 
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return await reject(400, f"invalid JSON body: {exc}")
-    if not isinstance(payload, dict):
-        return await reject(400, "invalid JSON body: expected an object")
-
-    try:
-        parsed = github.parse(event_name, payload)
+        payload = decode_body(body, headers.get("content-type"))
+        parsed = forge.parse(event_name, payload)
     except PayloadError as exc:
         return await reject(400, str(exc))
 
-    repo_ref = parsed.repository
+    repo_ref = parsed.repository if isinstance(parsed, IgnoredEvent) else _first(parsed).repository
     if repo_ref is None:
-        return await reject(400, "the payload has no field 'repository'")
+        return await reject(400, "the payload does not name its repository")
     repo = await find_repo_for_webhook(conn, repo_ref)
     if repo is None:
         return await reject(404, f"repository {repo_ref.full_name!r} is not registered")
-    if not repo["webhook_secret"]:
+    try:
+        secret = await secrets.webhook_secret(conn, keyring, repo)
+    except DecryptionError as exc:
+        logger.error("cannot decrypt a webhook secret", extra={
+            "action": "webhook_secret_error", "forge": forge.name, "delivery_id": delivery_id,
+            "repo_id": repo["id"], "error": str(exc)})
+        return await reject(401, f"the webhook secret of repository {repo['name']!r} cannot be "
+                                 "decrypted with the configured MINIJENKIN_SECRET_KEY", repo["id"])
+    if not secret:
         return await reject(
             401, f"repository {repo['name']!r} has no webhook secret, so its webhooks are refused",
             repo["id"],
         )
-    if not github.verify_signature(repo["webhook_secret"], body, headers):
-        return await reject(401, "invalid X-Hub-Signature-256 signature", repo["id"])
+    if not forge.verify(secret, body, headers):
+        return await reject(
+            401, f"invalid {forge.credential_headers[0]} {forge.credential_kind}", repo["id"])
 
-    return await _accept(conn, forge=forge, delivery_id=delivery_id, event_name=event_name,
+    return await _accept(conn, forge=forge.name, delivery_id=delivery_id, event_name=event_name,
                          repo=repo, parsed=parsed, headers=headers)
+
+
+async def handle_github(
+    conn: psycopg.AsyncConnection, *, headers: Mapping[str, str], body: bytes, keyring: Keyring,
+) -> DeliveryResult:
+    """Process one GitHub delivery. `headers` must have lower-case names."""
+    return await handle_delivery(conn, FORGES["github"], headers=headers, body=body, keyring=keyring)
+
+
+def _first(parsed: ForgeEvent | tuple[ForgeEvent, ...]) -> ForgeEvent:
+    return parsed[0] if isinstance(parsed, tuple) else parsed
 
 
 async def _accept(
@@ -121,15 +147,17 @@ async def _accept(
     delivery_id: str | None,
     event_name: str,
     repo: Mapping[str, Any],
-    parsed: ForgeEvent | IgnoredEvent,
+    parsed: ForgeEvent | IgnoredEvent | tuple[ForgeEvent, ...],
     headers: Mapping[str, str],
 ) -> DeliveryResult:
     if isinstance(parsed, IgnoredEvent):
         status_code, outcome = (200, "ping") if parsed.ping else (202, "ignored")
         result = DeliveryResult(status_code, {"detail": parsed.reason, "run_id": None})
+        events: tuple[ForgeEvent, ...] = ()
     else:
         status_code, outcome = 201, "created"
         result = DeliveryResult(status_code, {"run_id": None})
+        events = parsed if isinstance(parsed, tuple) else (parsed,)
 
     async with conn.transaction():
         cursor = await conn.execute(QUERIES["webhook_delivery_insert_accepted"], {
@@ -141,21 +169,52 @@ async def _accept(
         if inserted is None:
             return await _replayed(conn, forge=forge, delivery_id=delivery_id)
 
-        if isinstance(parsed, ForgeEvent):
-            run_id = await runs.create_run(
-                conn, repo_id=repo["id"], event=parsed.kind, ref=parsed.ref,
-                commit_sha=parsed.commit, before_sha=parsed.before, message=parsed.message,
-                author=parsed.author, trigger=parsed.trigger(delivery_id),
-            )
-            await conn.execute(QUERIES["webhook_delivery_set_run"],
-                               {"id": inserted["id"], "run_id": run_id})
-            result.body["run_id"] = run_id
+        run_ids: list[int] = []
+        built_before: list[str] = []
+        for event in events:
+            run_id, created = await _start_run(conn, repo_id=repo["id"], event=event,
+                                               delivery_id=delivery_id)
+            if run_id is not None:
+                run_ids.append(run_id)
+            if not created:
+                built_before.append(f"{event.ref} at {event.commit[:12]}"
+                                    + (f" (run {run_id})" if run_id is not None else ""))
+        if events:
+            result.body["run_id"] = run_ids[0] if run_ids else None
+            result.body["run_ids"] = run_ids
+            if len(built_before) == len(events):
+                # Every head was already built (a poll saw it first): nothing new.
+                status_code, outcome = 200, "duplicate"
+                result.status_code = 200
+                result.body["duplicate"] = True
+                result.body["detail"] = f"already built: {', '.join(built_before)}"
+            await conn.execute(QUERIES["webhook_delivery_set_result"], {
+                "id": inserted["id"], "run_id": result.body["run_id"], "status_code": status_code,
+                "outcome": outcome, "message": result.body.get("detail")})
 
     logger.info("webhook delivery accepted", extra={
         "action": "webhook_accept", "forge": forge, "delivery_id": delivery_id,
         "repo_id": repo["id"], "outcome": outcome, "run_id": result.body.get("run_id"),
     })
     return result
+
+
+async def _start_run(
+    conn: psycopg.AsyncConnection, *, repo_id: int, event: ForgeEvent, delivery_id: str | None,
+) -> tuple[int | None, bool]:
+    """Create the event's run; a pushed head already built by a poll creates nothing."""
+    trigger = {**event.trigger(delivery_id), "source": "webhook"}
+    if event.kind == "pull_request":
+        run_id = await runs.create_run(
+            conn, repo_id=repo_id, event=event.kind, ref=event.ref, commit_sha=event.commit,
+            before_sha=event.before, message=event.message, author=event.author, trigger=trigger,
+        )
+        return run_id, True
+    return await runs.create_run_for_head(
+        conn, repo_id=repo_id, event=event.kind, ref=event.ref, commit_sha=event.commit,
+        before_sha=event.before, message=event.message, author=event.author, trigger=trigger,
+        source="webhook",
+    )
 
 
 async def _replayed(
@@ -173,3 +232,20 @@ async def _replayed(
         "detail": f"delivery {delivery_id} was already processed", "duplicate": True,
         "run_id": run_id,
     })
+
+
+async def list_deliveries(
+    conn: psycopg.AsyncConnection, *, forge: str | None = None, repo: str | None = None,
+    outcome: str | None = None, before_id: int | None = None, limit: int = 50,
+) -> list[dict[str, Any]]:
+    cursor = await conn.execute(QUERIES["webhook_delivery_list"], {
+        "forge": forge, "repo": repo, "outcome": outcome, "before_id": before_id, "limit": limit})
+    return await cursor.fetchall()
+
+
+async def get_delivery(conn: psycopg.AsyncConnection, delivery_id: int) -> dict[str, Any]:
+    cursor = await conn.execute(QUERIES["webhook_delivery_get"], {"id": delivery_id})
+    row = await cursor.fetchone()
+    if row is None:
+        raise NotFoundError(f"webhook delivery {delivery_id} does not exist")
+    return row

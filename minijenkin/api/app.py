@@ -7,23 +7,42 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import psycopg
 from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from minijenkin import __version__
 from minijenkin.api.errors import install_error_handlers
-from minijenkin.api.routes import health, hooks, jobs, repos, runs
+from minijenkin.api.routes import (
+    health,
+    hooks,
+    jobs,
+    repos,
+    runs,
+    schedules,
+    secrets,
+    tokens,
+    webhook_deliveries,
+)
 from minijenkin.config import Settings
+from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import create_pool
 from minijenkin.maintenance import run_maintenance
+from minijenkin.secrets import encrypt_legacy_webhook_secrets
 
 logger = logging.getLogger(__name__)
 
 API_POOL_MIN = 2
 API_POOL_MAX = 20
+LEGACY_ENCRYPT_WAIT_SECONDS = 5.0
 
 
 def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -> FastAPI:
-    """Build the API. With `maintenance`, this process also takes part in the leader-elected loops."""
+    """Build the API. With `maintenance`, this process also takes part in the leader-elected loops.
+
+    Raises ConfigurationError when MINIJENKIN_SECRET_KEY is invalid.
+    """
+    keyring = load_keyring(settings.secret_key, settings.data_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +51,8 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         await pool.open(wait=False)
         app.state.pool = pool
         app.state.settings = settings
+        app.state.keyring = keyring
+        await _encrypt_legacy_secrets(pool, keyring)
         background: asyncio.Task[None] | None = None
         if maintenance:
             background = asyncio.create_task(run_maintenance(pool, settings), name="maintenance")
@@ -55,4 +76,20 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
     install_error_handlers(app)
     for module in (health, hooks, repos, runs, jobs):
         app.include_router(module.router)
+    for module in (secrets, tokens, webhook_deliveries, schedules):
+        app.include_router(module.router)
     return app
+
+
+async def _encrypt_legacy_secrets(pool: AsyncConnectionPool, keyring: Keyring) -> None:
+    """Encrypt webhook secrets stored in clear by releases before encryption existed.
+
+    A failure (the database is not up yet) only delays this: the webhook
+    handler encrypts such a secret on its first use.
+    """
+    try:
+        async with pool.connection(timeout=LEGACY_ENCRYPT_WAIT_SECONDS) as conn:
+            await encrypt_legacy_webhook_secrets(conn, keyring)
+    except (psycopg.Error, PoolTimeout) as exc:
+        logger.warning("could not encrypt legacy webhook secrets at start-up", extra={
+            "action": "webhook_secrets_encrypt_error", "error": str(exc)})

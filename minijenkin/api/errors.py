@@ -23,6 +23,7 @@ from minijenkin.errors import (
     NotFoundError,
     PermissionDeniedError,
     PipelineError,
+    RemoteError,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ _STATUS_BY_ERROR: list[tuple[type[MiniJenkinError], int]] = [
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (DatabaseUnavailableError, 503),
+    (RemoteError, 502),
 ]
 
 

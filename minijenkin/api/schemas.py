@@ -48,7 +48,17 @@ class RepoCreate(Model):
                      examples=["https://github.com/acme/web.git"])
     webhook_secret: str | None = Field(
         default=None, min_length=8, max_length=256,
-        description="Shared secret of the forge webhook; without one, webhooks are refused.",
+        description="Shared secret of the forge webhook; without one, webhooks are refused. "
+                    "Stored encrypted and never returned.",
+    )
+    default_branch: str = Field(
+        default="main", min_length=1, max_length=255,
+        description="Branch whose pipeline file defines the cron schedules.",
+    )
+    poll_interval_seconds: int | None = Field(
+        default=None, ge=5, le=604800,
+        description="Poll the repository with `git ls-remote` this often and build new heads; "
+                    "null: no polling (webhooks only).",
     )
 
     @field_validator("url")
@@ -57,11 +67,29 @@ class RepoCreate(Model):
         return validate_git_url(value)
 
 
+class RepoUpdate(Model):
+    webhook_secret: str | None = Field(default=None, min_length=8, max_length=256,
+                                       description="A new webhook secret.")
+    default_branch: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="Schedules are read again at the next head built on the new branch.")
+    poll_interval_seconds: int | None = Field(
+        default=None, ge=5, le=604800, description="A new polling interval in seconds.")
+    disable_polling: bool = Field(default=False, description="Stop polling the repository.")
+
+
 class Repo(BaseModel):
     id: int
     name: str
     url: str
     has_webhook_secret: bool
+    default_branch: str = "main"
+    poll_interval_seconds: int | None = None
+    polled_at: dt.datetime | None = None
+    poll_error: str | None = None
+    schedules_commit: str | None = None
+    schedules_synced_at: dt.datetime | None = None
+    schedules_error: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
     last_run_id: int | None = None
@@ -153,8 +181,127 @@ class RunList(BaseModel):
 
 class RunCreated(BaseModel):
     run_id: int | None
+    run_ids: list[int] = Field(default_factory=list,
+                               description="Every run of the delivery (one per pushed ref).")
     detail: str | None = None
     duplicate: bool = False
+
+
+_INPUT_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"
+
+
+class RunCreate(Model):
+    repo: str = Field(min_length=1, max_length=200, description="Repository name.",
+                      examples=["acme/web"])
+    ref: str = Field(min_length=1, max_length=255,
+                     description="Branch or tag name, or a full ref such as refs/tags/v1.0.",
+                     examples=["main"])
+    commit: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$",
+        description="Run this commit instead of the ref's current head.")
+    inputs: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, max_length=50,
+        description="Values for the pipeline's `workflow_dispatch` inputs.",
+        examples=[{"environment": "staging", "dry_run": True}])
+
+    @field_validator("inputs")
+    @classmethod
+    def _check_inputs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, item in value.items():
+            if not re.match(_INPUT_NAME, name):
+                raise ValueError(f"invalid input name {name!r}: use letters, digits, '_' and '-'")
+            if isinstance(item, str) and len(item) > 65536:
+                raise ValueError(f"input {name!r} is longer than 65536 characters")
+        return value
+
+
+class WebhookDeliverySummary(BaseModel):
+    id: int
+    forge: str
+    delivery_id: str | None
+    accepted: bool
+    repo_id: int | None
+    repo_name: str | None
+    event: str | None
+    status_code: int | None
+    outcome: str | None
+    message: str | None
+    run_id: int | None
+    received_at: dt.datetime
+
+
+class WebhookDelivery(WebhookDeliverySummary):
+    headers: dict[str, str] = Field(description="Request headers, without credentials.")
+
+
+class WebhookDeliveryList(BaseModel):
+    deliveries: list[WebhookDeliverySummary]
+    next_before: int | None = None
+
+
+class SecretSet(Model):
+    value: str = Field(min_length=4, max_length=65536,
+                       description="The secret value; at least 4 characters so logs can mask it.")
+    environment: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="Environment the secret belongs to; null for the whole repository.")
+
+
+class Secret(BaseModel):
+    id: int
+    repo_id: int
+    environment: str | None
+    name: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class SecretList(BaseModel):
+    secrets: list[Secret]
+
+
+class TokenCreate(Model):
+    name: str = Field(min_length=1, max_length=200, examples=["deploy bot"])
+    scope: Literal["read", "trigger", "admin"]
+    expires_days: int | None = Field(default=None, ge=1, le=3650,
+                                     description="Days until the token stops working.")
+
+
+class Token(BaseModel):
+    id: int
+    name: str
+    scope: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None = None
+    expires_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+
+
+class TokenCreated(Token):
+    token: str = Field(description="The token value, shown only in this response.")
+
+
+class TokenList(BaseModel):
+    tokens: list[Token]
+
+
+class Schedule(BaseModel):
+    id: int
+    repo_id: int
+    repo_name: str
+    cron: str
+    timezone: str
+    ref: str
+    commit: str
+    next_run_at: dt.datetime | None = Field(
+        description="Next tick; null for a moment after the schedule was read, until the cron "
+                    "loop computes it.")
+    last_tick_at: dt.datetime | None
+    last_run_id: int | None
+
+
+class ScheduleList(BaseModel):
+    schedules: list[Schedule]
 
 
 class CancelResult(BaseModel):

@@ -18,8 +18,10 @@ from minijenkin import __version__
 from minijenkin.cli import pipeline as pipeline_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
+from minijenkin.cli import secrets as secret_commands
 from minijenkin.cli import tokens as token_commands
 from minijenkin.cli.common import load_cli_settings
+from minijenkin.cli.trigger import trigger as trigger_command
 from minijenkin.errors import MiniJenkinError
 from minijenkin.logconfig import configure_logging
 
@@ -36,6 +38,8 @@ app.command("cancel")(run_commands.cancel)
 app.command("rerun")(run_commands.rerun)
 app.command("validate")(pipeline_commands.validate)
 app.command("exec")(pipeline_commands.exec_command)
+app.add_typer(secret_commands.app, name="secret")
+app.command("trigger")(trigger_command)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(

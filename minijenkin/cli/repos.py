@@ -10,7 +10,8 @@ from rich.table import Table
 
 from minijenkin import repos
 from minijenkin.api.schemas import validate_git_url
-from minijenkin.cli.common import run_with_connection
+from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.crypto import load_keyring
 from minijenkin.errors import InvalidInputError
 
 app = typer.Typer(help="Register and list repositories.", no_args_is_help=True)
@@ -24,14 +25,23 @@ def add(
     secret: Annotated[str | None, typer.Option(
         "--secret", help="Webhook secret shared with the forge (at least 8 characters); "
                          "without one, webhooks for this repository are refused.")] = None,
+    default_branch: Annotated[str, typer.Option(
+        "--default-branch", help="Branch whose pipeline file defines cron schedules.")] = "main",
+    poll_interval: Annotated[int | None, typer.Option(
+        "--poll-interval", min=5, max=604800,
+        help="Poll the repository with git ls-remote every this many seconds; default: never.")
+    ] = None,
 ) -> None:
     """Register a repository."""
     try:
         validate_git_url(url)
     except ValueError as exc:
         raise InvalidInputError(f"invalid --url {url!r}: {exc}", field="url") from exc
+    keyring = load_keyring(load_cli_settings().secret_key, load_cli_settings().data_dir)
     row = run_with_connection(
-        lambda conn: repos.create_repo(conn, name=name, url=url, webhook_secret=secret))
+        lambda conn: repos.create_repo(conn, name=name, url=url, webhook_secret=secret,
+                                       keyring=keyring, default_branch=default_branch,
+                                       poll_interval_seconds=poll_interval))
     print(f"registered repository {row['name']} (id {row['id']})")
 
 

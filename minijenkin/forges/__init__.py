@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import parse_qs
 
 ZERO_SHA = "0" * 40
 
@@ -88,3 +91,137 @@ def verify_hmac_sha256(secret: str, body: bytes, signature: str | None, *, prefi
 def sign_hmac_sha256(secret: str, body: bytes) -> str:
     """Hex HMAC-SHA256 of `body`, as forges put in their signature headers."""
     return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def tokens_match(given: str | None, expected: str) -> bool:
+    """Compare a plain shared token (such as X-Gitlab-Token) in constant time."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def first_header(headers: Mapping[str, str], *names: str) -> str | None:
+    """Return the value of the first of `names` that is present and not blank."""
+    for name in names:
+        value = headers.get(name)
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """Parse a JSON body, or a form body whose `payload` field contains the JSON.
+
+    Raises PayloadError with what is wrong.
+    """
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise PayloadError(f"invalid form body: {exc}") from exc
+        values = fields.get("payload")
+        if not values:
+            raise PayloadError("invalid form body: it has no 'payload' field")
+        text: str | bytes = values[0]
+    else:
+        text = body
+    try:
+        payload = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(f"invalid JSON body: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise PayloadError("invalid JSON body: expected an object")
+    return payload
+
+
+def require(payload: Mapping[str, Any], path: str, kind: type | tuple[type, ...] = str) -> Any:
+    """Return the value at dotted `path`; raise PayloadError naming a missing or mistyped field."""
+    value: Any = payload
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise PayloadError(f"the payload has no field {path!r}")
+        value = value[part]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise PayloadError(f"the payload field {path!r} has the wrong type")
+    return value
+
+
+def optional_str(payload: Any, *path: str) -> str | None:
+    """Return the string at `path`, or None when any part is missing or not a string."""
+    value: Any = payload
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value if isinstance(value, str) else None
+
+
+def ref_names(ref: str) -> tuple[str | None, str | None]:
+    """(branch, tag) named by a full ref; both None for other refs."""
+    if ref.startswith("refs/heads/"):
+        return ref.removeprefix("refs/heads/"), None
+    if ref.startswith("refs/tags/"):
+        return None, ref.removeprefix("refs/tags/")
+    return None, None
+
+
+def changed_files(commits: Any, *, complete: bool = True) -> tuple[str, ...] | None:
+    """Files added, modified or removed by the listed commits, or None when unknown.
+
+    An empty list (a new branch or a forced push) or one the forge cut short
+    (`complete` false) counts as unknown: path filters then fall back to git.
+    """
+    if not complete or not isinstance(commits, list) or not commits:
+        return None
+    files: dict[str, None] = {}
+    for commit in commits:
+        if not isinstance(commit, Mapping):
+            return None
+        for key in ("added", "modified", "removed"):
+            entries = commit.get(key)
+            if isinstance(entries, list):
+                for entry in entries:
+                    if isinstance(entry, str):
+                        files[entry] = None
+    return tuple(files)
+
+
+def commit_id(value: Any, path: str) -> str:
+    """Check a 40 (SHA-1) or 64 (SHA-256) hex digit commit id and return it lower-cased."""
+    if not isinstance(value, str) or len(value) not in (40, 64) or any(
+        char not in "0123456789abcdefABCDEF" for char in value
+    ):
+        raise PayloadError(f"the payload field {path!r} is not a commit id")
+    return value.lower()
+
+
+Parsed = ForgeEvent | IgnoredEvent | tuple[ForgeEvent, ...]
+
+
+@dataclass(frozen=True)
+class Forge:
+    """A forge's webhook protocol: its headers, its credential check and its payload parser.
+
+    Header names are written as the forge documents them; lookups use their
+    lower-case form, which is how the HTTP layer hands headers over.
+    """
+
+    name: str
+    event_headers: tuple[str, ...]
+    delivery_headers: tuple[str, ...]
+    # The header that carries the signature or token, in order of preference.
+    credential_headers: tuple[str, ...]
+    verify: Callable[[str, bytes, Mapping[str, str]], bool]
+    parse: Callable[[str, Mapping[str, Any]], Parsed]
+    # What the credential header carries, for error messages.
+    credential_kind: str = "signature"
+
+    def event_name(self, headers: Mapping[str, str]) -> str | None:
+        return first_header(headers, *(name.lower() for name in self.event_headers))
+
+    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+        return first_header(headers, *(name.lower() for name in self.delivery_headers))
+
+    def has_credential(self, headers: Mapping[str, str]) -> bool:
+        return first_header(headers, *(name.lower() for name in self.credential_headers)) is not None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from minijenkin import polling, schedules
 from minijenkin.config import Settings
 from minijenkin.sql import QUERIES
 
@@ -92,9 +93,17 @@ def make_loops(settings: Settings) -> list[Loop]:
                 "partitions_dropped": ",".join(dropped),
             })
 
+    async def poll(conn: psycopg.AsyncConnection) -> None:
+        await polling.poll_due(conn, settings)
+
+    async def fire_schedules(conn: psycopg.AsyncConnection) -> None:
+        await schedules.tick(conn)
+
     return [
         Loop("reaper", settings.maintenance_interval_seconds, reap),
         Loop("log_partitions", PARTITION_INTERVAL_SECONDS, partitions),
+        Loop("poll", settings.maintenance_interval_seconds, poll),
+        Loop("cron", settings.maintenance_interval_seconds, fire_schedules),
     ]
 
 

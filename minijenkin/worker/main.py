@@ -28,11 +28,14 @@ from psycopg_pool import PoolTimeout
 
 from minijenkin import __version__
 from minijenkin.config import Settings
+from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import connect_async, create_pool
 from minijenkin.errors import DatabaseUnavailableError
 from minijenkin.queue.batcher import FinishBatcher
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
 from minijenkin.worker.executor import ABANDONED, CANCELLED, HANDED_BACK, JobExecution, Outcome
+from minijenkin.worker.schedules import sync_schedules
+from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
 from minijenkin.worker.shipper import LogShipper
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ class Worker:
         # job this worker holds (see mj_worker_heartbeat_v1).
         self.claim_lock = asyncio.Lock()
         self.last_heartbeat = time.monotonic()
+        self.keyring: Keyring | None = None
 
     @property
     def log_extra(self) -> dict[str, str]:
@@ -271,9 +275,29 @@ class Worker:
         The queue benchmark (bench/queue.py) overrides this to measure the
         queue without running steps.
         """
-        outcome = await execution.run()
+        job = execution.job
+        try:
+            await load_job_secrets(self.pool, self._keyring, job, self.log_extra)
+            await sync_schedules(self.pool, self.data_dir, job, self.log_extra)
+            outcome = await execution.run()
+        except SecretsUnavailableError as exc:
+            outcome = await self._secrets_failed(execution, exc)
         await self.shipper.flush()
         return outcome
+
+    def _keyring(self) -> Keyring:
+        if self.keyring is None:
+            self.keyring = load_keyring(self.settings.secret_key, self.data_dir)
+        return self.keyring
+
+    async def _secrets_failed(self, execution: JobExecution,
+                              exc: SecretsUnavailableError) -> Outcome | None:
+        if exc.reason is None:
+            return None  # the lease moved on: nothing to report
+        logger.error("job cannot get its secrets", extra={
+            **execution.log_extra, "action": "job_secrets_error", "error": exc.reason})
+        await execution.system(exc.reason)
+        return Outcome("failed", None, exc.reason)
 
     async def _report(self, execution: JobExecution, outcome: Outcome) -> None:
         job = execution.job

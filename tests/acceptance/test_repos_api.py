@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from minijenkin.crypto import load_keyring
 from tests.support.api import ApiServer
 from tests.support.factories import create_repo, create_run
 from tests.support.workers import scrubbed_environment
@@ -90,8 +92,9 @@ def test_unknown_run_is_404(api_server: ApiServer) -> None:
     assert response.json() == {"detail": "run 999999 does not exist"}
 
 
-def test_cli_repo_add_registers(database_url: str, db: psycopg.Connection) -> None:
-    env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url}
+def test_cli_repo_add_registers(database_url: str, db: psycopg.Connection, data_dir: Path) -> None:
+    env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url,
+           "MINIJENKIN_DATA_DIR": str(data_dir)}
 
     result = subprocess.run(
         [sys.executable, "-m", "minijenkin", "repo", "add", "acme/cli",
@@ -106,5 +109,10 @@ def test_cli_repo_add_registers(database_url: str, db: psycopg.Connection) -> No
     assert result.stdout.startswith("registered repository acme/cli (id ")
     assert duplicate.returncode == 1
     assert "repository 'acme/cli' already exists" in duplicate.stderr
-    row = db.execute("SELECT url, webhook_secret FROM repositories WHERE name = 'acme/cli'").fetchone()
-    assert row == {"url": "https://github.com/acme/cli.git", "webhook_secret": "cli-secret-1"}
+    row = db.execute("SELECT id, url, webhook_secret, webhook_secret_encrypted FROM repositories "
+                     "WHERE name = 'acme/cli'").fetchone()
+    assert row["url"] == "https://github.com/acme/cli.git"
+    assert row["webhook_secret"] is None
+    keyring = load_keyring(None, data_dir)
+    assert keyring.decrypt(row["webhook_secret_encrypted"],
+                           purpose=f"repo:{row['id']}:webhook_secret") == "cli-secret-1"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
-
-from typing import Any
 
 from tests.support.factories import (
     claim,

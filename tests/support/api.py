@@ -1,16 +1,22 @@
-"""A real API server on 127.0.0.1 in a background thread, for tests."""
+"""Real API servers on 127.0.0.1 for tests: in a background thread, or as child processes."""
 
 from __future__ import annotations
 
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import uvicorn
 
 from minijenkin.api.app import create_app
 from minijenkin.config import Settings
+from tests.support.workers import scrubbed_environment
 
 START_TIMEOUT_SECONDS = 15
 
@@ -49,3 +55,60 @@ class ApiServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class ApiProcess:
+    """`python -m minijenkin api` as a real child process on a free loopback port."""
+
+    def __init__(self, conninfo: str, data_dir: Path, log_path: Path, **env: str) -> None:
+        self.admin_token = "mjt_test_" + secrets.token_urlsafe(16)
+        self.log_path = log_path
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **scrubbed_environment(), "MINIJENKIN_DATABASE_URL": conninfo,
+            "MINIJENKIN_DATA_DIR": str(data_dir), "MINIJENKIN_ADMIN_TOKEN": self.admin_token,
+            "MINIJENKIN_HOST": "127.0.0.1", "MINIJENKIN_PORT": str(self.port), **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ApiProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "minijenkin", "api"], env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS * 2
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the API process exited: {self.output()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API process did not start: {self.output()}")
+            time.sleep(0.1)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.admin_token}"})
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

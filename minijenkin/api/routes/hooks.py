@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from minijenkin import webhooks
 from minijenkin.api import schemas
 from minijenkin.api.deps import db_connection
+from minijenkin.forges.registry import FORGES, get_forge
 
 router = APIRouter(prefix="/hooks", tags=["webhooks"])
 
@@ -50,9 +51,18 @@ _RESPONSES = {
 }
 
 
-@router.post("/github", responses=_RESPONSES, response_model=None)
-async def github_webhook(request: Request, conn: Conn) -> JSONResponse:
-    """Receive a GitHub webhook (push, tag push, ping), signed with X-Hub-Signature-256."""
+@router.post("/{forge}", responses=_RESPONSES, response_model=None)
+async def receive_webhook(forge: str, request: Request, conn: Conn) -> JSONResponse:
+    """Receive a forge webhook: github, gitlab, gitea, forgejo or bitbucket.
+
+    GitHub signs with X-Hub-Signature-256, GitLab sends X-Gitlab-Token, Gitea
+    and Forgejo sign with X-Gitea-Signature / X-Forgejo-Signature, Bitbucket
+    Cloud with X-Hub-Signature.
+    """
+    spec = get_forge(forge)
+    if spec is None:
+        return JSONResponse({"detail": f"unknown forge {forge[:40]!r}: use {', '.join(FORGES)}"},
+                            status_code=404)
     try:
         body = await read_body(request, WEBHOOK_BODY_MAX_BYTES)
     except BodyTooLargeError:
@@ -60,5 +70,6 @@ async def github_webhook(request: Request, conn: Conn) -> JSONResponse:
             {"detail": f"request body exceeds {WEBHOOK_BODY_MAX_BYTES} bytes"}, status_code=413
         )
     headers = {name.lower(): value for name, value in request.headers.items()}
-    result = await webhooks.handle_github(conn, headers=headers, body=body)
+    result = await webhooks.handle_delivery(conn, spec, headers=headers, body=body,
+                                            keyring=request.app.state.keyring)
     return JSONResponse(result.body, status_code=result.status_code)

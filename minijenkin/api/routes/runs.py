@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from minijenkin import runs
+from minijenkin import runs, triggers
 from minijenkin.api import convert, schemas
 from minijenkin.api.auth import ReadAccess, TriggerAccess
 from minijenkin.api.deps import db_connection
@@ -35,6 +35,19 @@ async def list_runs(
                                 before_id=before, limit=limit)
     next_before = rows[-1]["id"] if len(rows) == limit else None
     return schemas.RunList(runs=[convert.run_summary(row) for row in rows], next_before=next_before)
+
+
+@router.post("", status_code=201, response_model=schemas.Run,
+             responses={404: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody},
+                        502: {"model": schemas.ErrorBody}})
+async def create_run(body: schemas.RunCreate, request: Request, conn: Conn,
+                     principal: TriggerAccess) -> schemas.Run:
+    """Start a manual run of a branch or tag (its current head, or `commit`) with inputs."""
+    run = await triggers.create_manual_run(
+        conn, repo_name=body.repo, ref=body.ref, commit=body.commit, inputs=body.inputs,
+        actor=principal.name, source="api", data_dir=request.app.state.settings.data_dir,
+    )
+    return convert.run_detail(run)
 
 
 @router.get("/{run_id}", response_model=schemas.Run,

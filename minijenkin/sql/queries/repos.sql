@@ -1,6 +1,7 @@
 -- name: repo_find_for_webhook
 -- Find the repository a webhook is about: by name first, then by any of its clone URLs.
-SELECT id, name, url, webhook_secret
+SELECT id, name, url, default_branch, webhook_secret_encrypted,
+       webhook_secret AS webhook_secret_legacy
 FROM repositories
 WHERE name = %(full_name)s::text OR url = ANY(%(urls)s::text[])
 ORDER BY (name = %(full_name)s::text) DESC, id
@@ -8,26 +9,36 @@ LIMIT 1;
 
 -- name: repo_get
 -- Fetch one repository by id.
-SELECT id, name, url, webhook_secret IS NOT NULL AS has_webhook_secret, created_at, updated_at
+SELECT id, name, url, (webhook_secret_encrypted IS NOT NULL OR webhook_secret IS NOT NULL)
+           AS has_webhook_secret,
+       default_branch, poll_interval_seconds, polled_at, poll_error, schedules_commit,
+       schedules_synced_at, schedules_error, created_at, updated_at
 FROM repositories
 WHERE id = %(id)s::bigint;
 
 -- name: repo_get_by_name
 -- Fetch one repository by its unique name.
-SELECT id, name, url, webhook_secret IS NOT NULL AS has_webhook_secret, created_at, updated_at
+SELECT id, name, url, (webhook_secret_encrypted IS NOT NULL OR webhook_secret IS NOT NULL)
+           AS has_webhook_secret,
+       default_branch, poll_interval_seconds, polled_at, poll_error, schedules_commit,
+       schedules_synced_at, schedules_error, created_at, updated_at
 FROM repositories
 WHERE name = %(name)s::text;
 
 -- name: repo_insert
 -- Register a repository; fails with a unique violation when the name is taken.
-INSERT INTO repositories (name, url, webhook_secret)
-VALUES (%(name)s::text, %(url)s::text, %(webhook_secret)s::text)
-RETURNING id, name, url, webhook_secret IS NOT NULL AS has_webhook_secret, created_at, updated_at;
+INSERT INTO repositories (name, url, default_branch, poll_interval_seconds, next_poll_at)
+VALUES (%(name)s::text, %(url)s::text, %(default_branch)s::text,
+        %(poll_interval_seconds)s::integer,
+        CASE WHEN %(poll_interval_seconds)s::integer IS NOT NULL THEN now() END)
+RETURNING id;
 
 -- name: repo_list
 -- List repositories by name, with the status of their latest run.
-SELECT r.id, r.name, r.url, r.webhook_secret IS NOT NULL AS has_webhook_secret,
-       r.created_at, r.updated_at,
+SELECT r.id, r.name, r.url,
+       (r.webhook_secret_encrypted IS NOT NULL OR r.webhook_secret IS NOT NULL) AS has_webhook_secret,
+       r.default_branch, r.poll_interval_seconds, r.polled_at, r.poll_error, r.schedules_commit,
+       r.schedules_synced_at, r.schedules_error, r.created_at, r.updated_at,
        latest.id AS last_run_id, latest.status AS last_run_status
 FROM repositories r
 LEFT JOIN LATERAL (
@@ -35,3 +46,46 @@ LEFT JOIN LATERAL (
 ) latest ON true
 ORDER BY r.name
 LIMIT %(limit)s::integer OFFSET %(offset)s::integer;
+
+-- name: repo_list_legacy_webhook_secrets
+-- List repositories whose webhook secret is still stored in clear (rows older than encryption).
+SELECT id, webhook_secret
+FROM repositories
+WHERE webhook_secret IS NOT NULL
+ORDER BY id
+LIMIT %(limit)s::integer;
+
+-- name: repo_list_webhook_secrets_encrypted
+-- List encrypted webhook secrets after an id, for re-encryption with a new key.
+SELECT id, webhook_secret_encrypted
+FROM repositories
+WHERE webhook_secret_encrypted IS NOT NULL AND id > %(after_id)s::bigint
+ORDER BY id
+LIMIT %(limit)s::integer;
+
+-- name: repo_poll_request
+-- Make a repository's next poll due now; returns nothing when it does not poll.
+UPDATE repositories SET next_poll_at = now()
+WHERE id = %(id)s::bigint AND poll_interval_seconds IS NOT NULL
+RETURNING id, next_poll_at;
+
+-- name: repo_set_webhook_secret_encrypted
+-- Store a repository's encrypted webhook secret and clear any copy in clear text.
+UPDATE repositories
+SET webhook_secret_encrypted = %(webhook_secret_encrypted)s::text, webhook_secret = NULL,
+    updated_at = now()
+WHERE id = %(id)s::bigint;
+
+-- name: repo_update_settings
+-- Change the default branch and polling interval; NULL arguments keep the current value.
+UPDATE repositories
+SET default_branch = coalesce(%(default_branch)s::text, default_branch),
+    poll_interval_seconds = CASE WHEN %(clear_poll)s::boolean THEN NULL
+                                 ELSE coalesce(%(poll_interval_seconds)s::integer,
+                                               poll_interval_seconds) END,
+    next_poll_at = CASE WHEN %(poll_interval_seconds)s::integer IS NOT NULL THEN now()
+                        WHEN %(clear_poll)s::boolean THEN NULL
+                        ELSE next_poll_at END,
+    updated_at = now()
+WHERE id = %(id)s::bigint
+RETURNING id;

@@ -21,6 +21,30 @@ VALUES (%(forge)s::text, %(delivery_id)s::text, false, %(repo_id)s::bigint, %(ev
         %(headers)s::jsonb, %(status_code)s::integer, 'rejected', %(message)s::text)
 RETURNING id;
 
--- name: webhook_delivery_set_run
--- Link an accepted delivery to the run it created.
-UPDATE webhook_deliveries SET run_id = %(run_id)s::bigint WHERE id = %(id)s::bigint;
+-- name: webhook_delivery_set_result
+-- Link an accepted delivery to its run and store its final status and outcome.
+UPDATE webhook_deliveries
+SET run_id = %(run_id)s::bigint, status_code = %(status_code)s::integer,
+    outcome = %(outcome)s::text, message = %(message)s::text
+WHERE id = %(id)s::bigint;
+
+-- name: webhook_delivery_get
+-- Fetch one recorded delivery with its headers.
+SELECT d.id, d.forge, d.delivery_id, d.accepted, d.repo_id, r.name AS repo_name, d.event,
+       d.headers, d.status_code, d.outcome, d.message, d.run_id, d.received_at
+FROM webhook_deliveries d
+LEFT JOIN repositories r ON r.id = d.repo_id
+WHERE d.id = %(id)s::bigint;
+
+-- name: webhook_delivery_list
+-- List recorded deliveries newest first, filtered by forge, repository and outcome; keyset-paginated.
+SELECT d.id, d.forge, d.delivery_id, d.accepted, d.repo_id, r.name AS repo_name, d.event,
+       d.status_code, d.outcome, d.message, d.run_id, d.received_at
+FROM webhook_deliveries d
+LEFT JOIN repositories r ON r.id = d.repo_id
+WHERE (%(forge)s::text IS NULL OR d.forge = %(forge)s::text)
+  AND (%(repo)s::text IS NULL OR r.name = %(repo)s::text)
+  AND (%(outcome)s::text IS NULL OR d.outcome = %(outcome)s::text)
+  AND (%(before_id)s::bigint IS NULL OR d.id < %(before_id)s::bigint)
+ORDER BY d.id DESC
+LIMIT %(limit)s::integer;
