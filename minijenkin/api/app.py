@@ -11,10 +11,11 @@ from fastapi import FastAPI
 
 from minijenkin import __version__
 from minijenkin.api.errors import install_error_handlers
-from minijenkin.api.routes import health, hooks, jobs, repos, runs
+from minijenkin.api.routes import health, hooks, jobs, notifications, repos, runs
 from minijenkin.config import Settings
 from minijenkin.db import create_pool
 from minijenkin.maintenance import run_maintenance
+from minijenkin.notify.dispatcher import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +34,20 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         app.state.pool = pool
         app.state.settings = settings
         background: asyncio.Task[None] | None = None
+        dispatcher: Dispatcher | None = None
+        dispatching: asyncio.Task[None] | None = None
         if maintenance:
             background = asyncio.create_task(run_maintenance(pool, settings), name="maintenance")
+            # Not leader-elected: dispatchers share the outbox through SKIP LOCKED.
+            dispatcher = Dispatcher(pool, settings, conninfo)
+            dispatching = asyncio.create_task(dispatcher.run(), name="outbox-dispatcher")
         logger.info("API started", extra={"action": "api_start", "version": __version__})
         try:
             yield
         finally:
+            if dispatcher is not None and dispatching is not None:
+                dispatcher.stop()
+                await dispatching
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -53,6 +62,6 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, hooks, repos, runs, jobs):
+    for module in (health, hooks, repos, runs, jobs, notifications):
         app.include_router(module.router)
     return app

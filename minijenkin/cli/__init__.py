@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from minijenkin import __version__
+from minijenkin.cli import notify as notify_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import tokens as token_commands
 from minijenkin.cli.common import load_cli_settings
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
+app.add_typer(notify_commands.app, name="notify")
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(
@@ -87,7 +89,8 @@ def api(
     port: PortOption = None,
     maintenance: Annotated[bool, typer.Option(
         "--maintenance/--no-maintenance",
-        help="Take part in the leader-elected maintenance loops (reaper, log partitions).")] = True,
+        help="Take part in the leader-elected maintenance loops (reaper, log partitions) "
+             "and deliver notifications.")] = True,
 ) -> None:
     """Run the HTTP API (webhooks, REST, dashboard) against the configured database."""
     import uvicorn
@@ -118,6 +121,17 @@ def worker(
     settings = load_cli_settings(worker_concurrency=concurrency, worker_labels=labels)
     configure_logging(settings.log_level, component="worker")
     asyncio.run(run_worker(settings, database_url(settings)))
+
+
+@app.command()
+def dispatcher() -> None:
+    """Deliver notifications from the outbox until SIGTERM (API processes also do this)."""
+    from minijenkin.notify.dispatcher import run_dispatcher
+    from minijenkin.runtime import database_url
+
+    settings = load_cli_settings()
+    configure_logging(settings.log_level, component="dispatcher")
+    asyncio.run(run_dispatcher(settings, database_url(settings)))
 
 
 @app.command()
