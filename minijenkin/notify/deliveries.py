@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,8 @@ import psycopg
 from minijenkin.db import translate_errors
 from minijenkin.errors import NotFoundError
 from minijenkin.sql import QUERIES
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ async def redeliver(conn: psycopg.AsyncConnection, delivery_id: int) -> dict[str
     """
     with translate_errors():
         await conn.execute(QUERIES["outbox_redeliver"], {"id": delivery_id})
+    logger.info("delivery scheduled again", extra={
+        "action": "delivery_redeliver", "delivery_id": delivery_id})
     return await get_delivery(conn, delivery_id)
 
 

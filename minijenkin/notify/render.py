@@ -15,7 +15,7 @@ import hmac
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from minijenkin import __version__
@@ -157,7 +157,7 @@ def _jobs_line(payload: Mapping[str, Any]) -> str:
     return f"{succeeded}/{len(jobs)} succeeded"
 
 
-def _failed_jobs_text(names: list[str], escape: Any) -> str:
+def _failed_jobs_text(names: list[str], escape: Callable[[str], str]) -> str:
     shown = ", ".join(escape(name) for name in names[:FAILED_JOBS_SHOWN])
     if len(names) > FAILED_JOBS_SHOWN:
         shown += f" and {len(names) - FAILED_JOBS_SHOWN} more"

@@ -8,6 +8,7 @@ because chat webhook URLs carry their credential in the path.
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from minijenkin.db import translate_errors
 from minijenkin.errors import InvalidInputError, NotFoundError
 from minijenkin.notify import DEPLOY_EVENTS, EVENTS, KINDS, RUN_EVENTS, STATUS_KINDS
 from minijenkin.sql import QUERIES
+
+logger = logging.getLogger(__name__)
 
 URL_MAX = 2048
 SECRET_MIN = 8
@@ -174,6 +177,9 @@ async def create_target(
             })
         row = await cursor.fetchone()
     assert row is not None
+    logger.info("notification target added", extra={
+        "action": "notification_target_add", "repo_id": repo_id, "target_id": target_id,
+        "kind": kind, "url_display": url_shown})
     return row
 
 
@@ -190,3 +196,5 @@ async def delete_target(conn: psycopg.AsyncConnection, *, repo_id: int, target_i
                                 {"id": target_id, "repo_id": repo_id})
     if await cursor.fetchone() is None:
         raise NotFoundError(f"repository {repo_id} has no notification target {target_id}")
+    logger.info("notification target removed", extra={
+        "action": "notification_target_remove", "repo_id": repo_id, "target_id": target_id})
