@@ -12,7 +12,7 @@ dispatcher`, each in its own process, and measures:
 - delay from run finish to delivery, p50 and p99: runs closed one by one
   with the dispatcher idle, `delivered_at - finished_at` by the database clock.
 
-The machine is shared and noisy, so every figure stands beside a reference
+The machine is shared and noisy, so every figure is shown beside a reference
 measured in the same run: plain HTTP POSTs per second and their round trip
 to the same receiver at the same concurrency (no database), `pgbench -N`
 write transactions per second on the same server, and the LISTEN/NOTIFY
