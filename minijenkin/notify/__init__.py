@@ -23,7 +23,6 @@ DEPLOY_EVENTS: tuple[Event, ...] = ("deploy.started", "deploy.finished")
 EVENTS: tuple[Event, ...] = RUN_EVENTS + DEPLOY_EVENTS
 
 DeliveryState = Literal["pending", "delivering", "delivered", "dead"]
-DELIVERY_STATES: tuple[DeliveryState, ...] = ("pending", "delivering", "delivered", "dead")
 
 # NOTIFY channel the outbox functions signal when rows become due.
 OUTBOX_CHANNEL = "mj_outbox_v1"

@@ -25,6 +25,7 @@ USER_AGENT = f"Mini-Jenkin/{__version__}"
 SIGNATURE_HEADER = "X-Minijenkin-Signature"
 GITHUB_API_VERSION = "2022-11-28"
 STATUS_DESCRIPTION_MAX = 140
+DEFAULT_STATUS_CONTEXT = "minijenkin"
 FAILED_JOBS_SHOWN = 10
 # Documented limits of the receivers; longer text is cut with an ellipsis.
 SLACK_TEXT_MAX = 3000
@@ -358,7 +359,7 @@ def build_request(
     if secret is None:
         raise RenderError(f"the {kind} target has no API token")
     project = str(options.get("project") or repo_name)
-    context = str(options.get("context") or "minijenkin")
+    context = str(options.get("context") or DEFAULT_STATUS_CONTEXT)
     sha = str(payload["commit"]["sha"])
 
     if kind == "github-status":

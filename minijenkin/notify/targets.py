@@ -30,7 +30,6 @@ URL_MAX = 2048
 SECRET_MIN = 8
 SECRET_MAX = 1024
 CONTEXT_MAX = 100
-DEFAULT_STATUS_CONTEXT = "minijenkin"
 # GitHub: owner/repository. GitLab: a numeric project id or a namespace path.
 _GITHUB_PROJECT = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _GITLAB_PROJECT = re.compile(r"[0-9]+|[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
 import psycopg
 import pytest
 
+from minijenkin.db import connect_async
+from minijenkin.errors import InvalidInputError
+from minijenkin.notify import deliveries
 from tests.support.factories import claim, create_repo, create_run, register_worker
 from tests.support.notify import (
     add_target,
@@ -372,3 +376,45 @@ def test_deploy_event_name_is_checked(db: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid deploy event"):
         db.execute("SELECT mj_outbox_enqueue_deploy_v1(%s, 'production', 'deploy.exploded', 'x')",
                    (job_id,))
+
+
+def test_outbox_stats_wrapper_for_metrics(db: psycopg.Connection, database_url: str) -> None:
+    repo_id = create_repo(db)
+    add_target(db, repo_id)
+    add_target(db, repo_id)
+    close_run(db, repo_id, register_worker(db))
+    claimed = claim_deliveries(db, limit=1)[0]
+    report(db, claimed, "failed", status_code=400, error="HTTP 400")
+
+    async def read() -> deliveries.OutboxStats:
+        conn = await connect_async(database_url, application_name="test")
+        try:
+            return await deliveries.outbox_stats(conn)
+        finally:
+            await conn.close()
+
+    stats = asyncio.run(read())
+
+    assert (stats.pending, stats.delivering, stats.dead, stats.backlog) == (1, 0, 1, 1)
+
+
+def test_enqueue_deploy_event_wrapper(db: psycopg.Connection, database_url: str) -> None:
+    repo_id = create_repo(db)
+    add_target(db, repo_id, kind="discord", events=["deploy.started"])
+    run_id = close_run(db, repo_id, register_worker(db))
+    job_id = db.execute("SELECT id FROM jobs WHERE run_id = %s AND key = 'build'",
+                        (run_id,)).fetchone()["id"]
+
+    async def enqueue(event: str) -> int:
+        conn = await connect_async(database_url, application_name="test")
+        try:
+            return await deliveries.enqueue_deploy_event(
+                conn, job_id=job_id, environment="staging", event=event, status="running")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(enqueue("deploy.started")) == 1
+    assert asyncio.run(enqueue("deploy.finished")) == 0
+    with pytest.raises(InvalidInputError, match="invalid deploy event 'deploy.paused'"):
+        asyncio.run(enqueue("deploy.paused"))
+    assert [row["event"] for row in outbox_rows(db)] == ["deploy.started"]

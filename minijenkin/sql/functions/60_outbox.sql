@@ -166,7 +166,8 @@ DECLARE
     v_payload jsonb;
 BEGIN
     IF p_event IS NULL OR p_event NOT IN ('deploy.started', 'deploy.finished') THEN
-        RAISE EXCEPTION 'invalid deploy event %: use deploy.started or deploy.finished', p_event
+        RAISE EXCEPTION 'invalid deploy event %: use deploy.started or deploy.finished',
+            quote_nullable(p_event)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT * INTO v_job FROM jobs WHERE id = p_job_id;
