@@ -98,11 +98,15 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     return max(0.0, (when - current).total_seconds())
 
 
-def _redact(text: str, secrets: list[str]) -> str:
+def error_text(text: str, secrets: list[str]) -> str:
+    """Prepare an error for the delivery record: secrets redacted, NULs replaced, length capped.
+
+    PostgreSQL text cannot hold NUL characters, which a receiver's body may contain.
+    """
     for value in secrets:
         if value:
             text = text.replace(value, "[redacted]")
-    return text
+    return text.replace("\x00", "\ufffd")[:ERROR_TEXT_MAX]
 
 
 class Dispatcher:
@@ -234,6 +238,14 @@ class Dispatcher:
                  "run_id": row["run_id"], "event": row["event"], "kind": row["kind"],
                  "attempt": row["attempts"]}
         try:
+            await self._attempt(row, extra)
+        except Exception:
+            # The row stays claimed and is tried again when its lease ends.
+            logger.exception("delivery failed unexpectedly", extra={
+                **extra, "action": "delivery_error"})
+
+    async def _attempt(self, row: dict[str, Any], extra: dict[str, Any]) -> None:
+        try:
             url, secret = self._decrypt(row)
         except DecryptionError as exc:
             # Another dispatcher may hold the key; the schedule gives time to fix the setting.
@@ -280,17 +292,17 @@ class Dispatcher:
         except TimeoutError:
             return AttemptResult("retry", None, f"timed out after {self.timeout:g} s")
         except httpx.InvalidURL as exc:
-            return AttemptResult("failed", None, _redact(f"invalid URL: {exc}", secrets))
+            return AttemptResult("failed", None, error_text(f"invalid URL: {exc}", secrets))
         except httpx.HTTPError as exc:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return AttemptResult("retry", None, _redact(text, secrets)[:ERROR_TEXT_MAX])
+            return AttemptResult("retry", None, error_text(text, secrets))
 
         status = response.status_code
         outcome = classify(status)
         if outcome == "delivered":
             return AttemptResult(outcome, status, None)
         error = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
-        error = _redact(error, secrets)[:ERROR_TEXT_MAX]
+        error = error_text(error, secrets)
         if 300 <= status < 400:
             error += " (redirects are not followed)"
         retry_after = None

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from minijenkin import __version__
-from minijenkin.notify.dispatcher import classify, parse_retry_after
+from minijenkin.notify.dispatcher import classify, error_text, parse_retry_after
 from minijenkin.notify.render import (
     Endpoints,
     RenderError,
@@ -267,3 +267,11 @@ def test_retry_after_seconds_and_date() -> None:
 ])
 def test_format_duration(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_error_text_redacts_and_removes_nul() -> None:
+    text = error_text("HTTP 400: bad token s3cr3t-token at https://hooks.example.com/abc\x00!",
+                      ["s3cr3t-token", "https://hooks.example.com/abc"])
+
+    assert text == "HTTP 400: bad token [redacted] at [redacted]\ufffd!"
+    assert len(error_text("x" * 5000, [])) == 1000
