@@ -53,6 +53,9 @@ ADMIN_URL = os.environ.get("MINIJENKIN_BENCH_URL", "postgresql://postgres@127.0.
 TARGETS = 4
 CONCURRENCY = 16
 SECTION_TITLE = "## Notification outbox (bench/outbox.py)"
+# The section of BENCHMARKS.md this script owns and rewrites.
+SECTION_START = "<!-- bench/outbox.py: start -->"
+SECTION_END = "<!-- bench/outbox.py: end -->"
 BODY = b'{"event":"run.succeeded","run":{"id":1}}' * 20
 
 
@@ -388,13 +391,14 @@ def report(args: argparse.Namespace, results: dict[str, float | str]) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of `path` (or append it), keeping other sections."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    """Replace this benchmark's marked section of `path` (or append it), keeping the rest."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    marked = f"{SECTION_START}\n{section.rstrip()}\n{SECTION_END}"
+    pattern = re.compile(rf"{re.escape(SECTION_START)}.*?{re.escape(SECTION_END)}", re.DOTALL)
     if pattern.search(text):
-        text = pattern.sub(lambda _match: section + "\n", text, count=1)
+        text = pattern.sub(lambda _match: marked, text, count=1)
     else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
+        text = text.rstrip("\n") + "\n\n" + marked + "\n"
     path.write_text(text.rstrip("\n") + "\n")
 
 

@@ -29,9 +29,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(notify_commands.app, name="notify")
 app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
-app.add_typer(notify_commands.app, name="notify")
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(
