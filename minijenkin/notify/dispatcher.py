@@ -3,8 +3,8 @@
 Any number of dispatchers may run, in API processes or as `minijenkin
 dispatcher`: each claims rows with FOR UPDATE SKIP LOCKED under a lease,
 so a row is sent by one dispatcher at a time. A dispatcher that dies
-mid-delivery leaves its rows to be claimed again once their lease ends; the
-receiver then sees the same Idempotency-Key twice.
+mid-delivery leaves its rows to be claimed again once their lease ends, so
+the receiver may get the same Idempotency-Key twice.
 
 Outcomes: 2xx is delivered. 408, 409, 425, 429, 5xx, time-outs and network
 errors are retried with exponential backoff and jitter, or after the

@@ -11,6 +11,7 @@ import collections
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import threading
 import time
@@ -231,6 +232,32 @@ def test_500s_retried_then_delivered(start_api: Callable[..., ApiServer], db: ps
     gaps = [later.at - earlier.at for earlier, later in zip(requests, requests[1:], strict=False)]
     assert all(gap >= 0.1 for gap in gaps), gaps
     assert row["attempts"] == 4
+
+
+def test_slow_receiver_times_out_then_retried(start_api: Callable[..., ApiServer],
+                                              db: psycopg.Connection,
+                                              start_receiver: Callable[..., Receiver],
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    def responder(request: Received) -> Reply:
+        # The first response comes after the 2 s request timeout.
+        return Reply(200, delay=4.0 if len(receiver.received()) == 1 else 0.0)
+
+    receiver = start_receiver(responder)
+    api = start_api()
+    repo_id = create_repo(db)
+    add_target(api, repo_id, kind="webhook", url=f"{receiver.url}/slow")
+
+    with caplog.at_level(logging.INFO, logger="minijenkin.notify.dispatcher"):
+        close_run(db, repo_id, register_worker(db))
+        [row] = wait_for_states(db, "delivered", 1)
+
+    retries = [(record.error, record.status_code) for record in caplog.records
+               if getattr(record, "action", None) == "delivery_retry"]
+    first, second = receiver.received()
+    assert retries == [("timed out after 2 s", None)]
+    assert second.at - first.at >= 2.0
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+    assert row["attempts"] == 2
 
 
 def test_permanent_404_dead_lettered(start_api: Callable[..., ApiServer], db: psycopg.Connection,
