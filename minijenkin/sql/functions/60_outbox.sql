@@ -120,6 +120,9 @@ BEGIN
 
     -- The previous verdict on the same ref; cancelled and skipped runs
     -- carry none, so they are passed over.
+    -- NOTE: a re-run overwrites its run's earlier status, so a failed run
+    -- that succeeds on re-run is compared with the runs before it, not with
+    -- its own failure, and reports run.succeeded unless one of those failed.
     SELECT status INTO v_previous
     FROM pipeline_runs
     WHERE repo_id = v_run.repo_id
