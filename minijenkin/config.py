@@ -27,6 +27,12 @@ LISTEN_CHECK_SECONDS_DEFAULT = 5.0
 LISTEN_CHECK_SECONDS_MIN = 0.1
 LOG_RETENTION_DAYS_DEFAULT = 90
 GIT_REMOTE_TIMEOUT_SECONDS_DEFAULT = 60.0
+NOTIFY_POLL_SECONDS_DEFAULT = 5.0
+NOTIFY_TIMEOUT_SECONDS_DEFAULT = 10.0
+NOTIFY_BACKOFF_SECONDS_DEFAULT = 10.0
+NOTIFY_BACKOFF_MAX_SECONDS_DEFAULT = 3600.0
+NOTIFY_DEAD_LETTER_SECONDS_DEFAULT = 86400.0
+NOTIFY_CONCURRENCY_DEFAULT = 16
 
 
 def _default_data_dir() -> Path:
@@ -141,6 +147,40 @@ class Settings(BaseSettings):
         description="Seconds a `git ls-remote` of polling or of a manual run may take.",
     )
 
+    notify_poll_seconds: float = Field(
+        default=NOTIFY_POLL_SECONDS_DEFAULT, ge=POLL_SECONDS_MIN,
+        description="Seconds between outbox polls of a dispatcher when no notification wakes it.",
+    )
+    notify_timeout_seconds: float = Field(
+        default=NOTIFY_TIMEOUT_SECONDS_DEFAULT, gt=0, le=300,
+        description="Seconds one notification request may take in total before it is retried.",
+    )
+    notify_backoff_seconds: float = Field(
+        default=NOTIFY_BACKOFF_SECONDS_DEFAULT, gt=0,
+        description="Base delay of the notification retry backoff, in seconds.",
+    )
+    notify_backoff_max_seconds: float = Field(
+        default=NOTIFY_BACKOFF_MAX_SECONDS_DEFAULT, gt=0,
+        description="Upper bound of one notification retry delay, in seconds.",
+    )
+    notify_dead_letter_seconds: float = Field(
+        default=NOTIFY_DEAD_LETTER_SECONDS_DEFAULT, gt=0,
+        description="Seconds after which a notification that still fails goes to the dead letter.",
+    )
+    notify_concurrency: int = Field(
+        default=NOTIFY_CONCURRENCY_DEFAULT, ge=1, le=256,
+        description="Notifications one dispatcher sends at once.",
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        description="GitHub REST API base URL for commit statuses (GitHub Enterprise: "
+                    "https://HOST/api/v3).",
+    )
+    gitlab_api_url: str = Field(
+        default="https://gitlab.com",
+        description="GitLab base URL for commit statuses; /api/v4 is appended.",
+    )
+
     @field_validator("worker_labels", mode="before")
     @classmethod
     def _split_labels(cls, value: object) -> object:
@@ -162,6 +202,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 "MINIJENKIN_RETRY_BACKOFF_MAX_SECONDS must not be smaller than "
                 "MINIJENKIN_RETRY_BACKOFF_SECONDS"
+            )
+        if self.notify_backoff_max_seconds < self.notify_backoff_seconds:
+            raise ValueError(
+                "MINIJENKIN_NOTIFY_BACKOFF_MAX_SECONDS must not be smaller than "
+                "MINIJENKIN_NOTIFY_BACKOFF_SECONDS"
+            )
+        if self.notify_dead_letter_seconds < self.notify_backoff_seconds:
+            raise ValueError(
+                "MINIJENKIN_NOTIFY_DEAD_LETTER_SECONDS "
+                f"({self.notify_dead_letter_seconds:g}) must be at least "
+                f"MINIJENKIN_NOTIFY_BACKOFF_SECONDS ({self.notify_backoff_seconds:g}), "
+                "or no notification would ever be retried"
             )
         return self
 

@@ -17,6 +17,7 @@ from minijenkin.api.routes import (
     health,
     hooks,
     jobs,
+    notifications,
     repos,
     runs,
     schedules,
@@ -29,6 +30,7 @@ from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import create_pool
 from minijenkin.maintenance import run_maintenance
 from minijenkin.secrets import encrypt_legacy_webhook_secrets
+from minijenkin.notify.dispatcher import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +56,20 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         app.state.keyring = keyring
         await _encrypt_legacy_secrets(pool, keyring)
         background: asyncio.Task[None] | None = None
+        dispatcher: Dispatcher | None = None
+        dispatching: asyncio.Task[None] | None = None
         if maintenance:
             background = asyncio.create_task(run_maintenance(pool, settings), name="maintenance")
+            # Not leader-elected: dispatchers share the outbox through SKIP LOCKED.
+            dispatcher = Dispatcher(pool, settings, conninfo)
+            dispatching = asyncio.create_task(dispatcher.run(), name="outbox-dispatcher")
         logger.info("API started", extra={"action": "api_start", "version": __version__})
         try:
             yield
         finally:
+            if dispatcher is not None and dispatching is not None:
+                dispatcher.stop()
+                await dispatching
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -74,7 +84,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, hooks, repos, runs, jobs):
+    for module in (health, hooks, repos, runs, jobs, notifications):
         app.include_router(module.router)
     for module in (secrets, tokens, webhook_deliveries, schedules):
         app.include_router(module.router)

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from minijenkin import __version__
 from minijenkin.cli import pipeline as pipeline_commands
+from minijenkin.cli import notify as notify_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
 from minijenkin.cli import secrets as secret_commands
@@ -32,6 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(notify_commands.app, name="notify")
 app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
 app.command("cancel")(run_commands.cancel)
@@ -97,7 +99,8 @@ def api(
     port: PortOption = None,
     maintenance: Annotated[bool, typer.Option(
         "--maintenance/--no-maintenance",
-        help="Take part in the leader-elected maintenance loops (reaper, log partitions).")] = True,
+        help="Take part in the leader-elected maintenance loops (reaper, log partitions) "
+             "and deliver notifications.")] = True,
 ) -> None:
     """Run the HTTP API (webhooks, REST, dashboard) against the configured database."""
     import uvicorn
@@ -128,6 +131,17 @@ def worker(
     settings = load_cli_settings(worker_concurrency=concurrency, worker_labels=labels)
     configure_logging(settings.log_level, component="worker")
     asyncio.run(run_worker(settings, database_url(settings)))
+
+
+@app.command()
+def dispatcher() -> None:
+    """Deliver notifications from the outbox until SIGTERM (API processes also do this)."""
+    from minijenkin.notify.dispatcher import run_dispatcher
+    from minijenkin.runtime import database_url
+
+    settings = load_cli_settings()
+    configure_logging(settings.log_level, component="dispatcher")
+    asyncio.run(run_dispatcher(settings, database_url(settings)))
 
 
 @app.command()

@@ -109,6 +109,7 @@ BEGIN
 
     IF FOUND THEN
         PERFORM pg_notify('mj_runs_v1', p_run_id::text);
+        PERFORM mj_outbox_enqueue_run_v1(p_run_id);
     END IF;
 END;
 $$;
