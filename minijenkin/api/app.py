@@ -29,8 +29,8 @@ from minijenkin.config import Settings
 from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import create_pool
 from minijenkin.maintenance import run_maintenance
-from minijenkin.secrets import encrypt_legacy_webhook_secrets
 from minijenkin.notify.dispatcher import Dispatcher
+from minijenkin.secrets import encrypt_legacy_webhook_secrets
 
 logger = logging.getLogger(__name__)
 

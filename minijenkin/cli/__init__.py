@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 
 from minijenkin import __version__
-from minijenkin.cli import pipeline as pipeline_commands
 from minijenkin.cli import notify as notify_commands
+from minijenkin.cli import pipeline as pipeline_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
 from minijenkin.cli import secrets as secret_commands

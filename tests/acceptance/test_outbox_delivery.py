@@ -31,7 +31,7 @@ from tests.support.factories import create_repo, register_worker
 from tests.support.github import encode, push_payload, signed_headers
 from tests.support.gitrepo import GitRepo
 from tests.support.notify import close_run, outbox_rows
-from tests.support.receiver import Receiver, Received, Reply, free_port
+from tests.support.receiver import Received, Receiver, Reply, free_port
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerProcess
 
