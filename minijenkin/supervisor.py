@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -61,6 +61,19 @@ def ensure_local_admin_token(conninfo: str, data_dir: Path) -> Path:
     return path
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling.
+
+    uvicorn re-raises SIGINT or SIGTERM once it has shut down, which would
+    kill this process before it stops the workers and the embedded
+    database. `serve()` handles the signals instead.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class WorkerProcesses:
     """Local worker child processes, restarted when they exit unexpectedly."""
 
@@ -105,6 +118,21 @@ class WorkerProcesses:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def _install_stop_handlers(server: uvicorn.Server) -> None:
+    """First SIGINT or SIGTERM: shut down gracefully. A second SIGINT: do not wait for requests."""
+    loop = asyncio.get_running_loop()
+
+    def request_stop(sig: signal.Signals) -> None:
+        if server.should_exit and sig == signal.SIGINT:
+            server.force_exit = True
+        logger.info("stop signal received; shutting down", extra={
+            "action": "up_stop", "signal": sig.name})
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop, sig)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -132,8 +160,9 @@ async def serve(
         await worker_processes.start()
 
         app = create_app(settings, conninfo)
-        server = uvicorn.Server(uvicorn.Config(
+        server = _Server(uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False))
+        _install_stop_handlers(server)
         api_url = f"http://{settings.host}:{settings.port}"
 
         async def announce() -> None:
