@@ -66,5 +66,3 @@ def test_up_stops_workers_and_database(tmp_path: Path, stop_signal: signal.Signa
     assert "stopping embedded PostgreSQL" in output
     assert EmbeddedPostgres(data_dir).is_running() is False
     assert output.count("worker stopped") == 2
-    with_server = EmbeddedPostgres(data_dir)
-    assert with_server.is_running() is False
