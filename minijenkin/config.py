@@ -24,6 +24,7 @@ LEASE_SECONDS_DEFAULT = 30.0
 POLL_SECONDS_DEFAULT = 5.0
 POLL_SECONDS_MIN = 0.05
 LOG_RETENTION_DAYS_DEFAULT = 90
+METRICS_REFRESH_SECONDS_DEFAULT = 60.0
 
 
 def _default_data_dir() -> Path:
@@ -127,6 +128,12 @@ class Settings(BaseSettings):
         description="Days of job logs kept; older daily partitions are dropped.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+
+    metrics_refresh_seconds: float = Field(
+        default=METRICS_REFRESH_SECONDS_DEFAULT, ge=0,
+        description="Seconds between refreshes of the metrics views (0: at every maintenance "
+                    "tick); however many API processes run, one refreshes at a time.",
+    )
 
     @field_validator("worker_labels", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from minijenkin import __version__
 from minijenkin.api.errors import install_error_handlers
-from minijenkin.api.routes import health, hooks, jobs, repos, runs
+from minijenkin.api.routes import health, hooks, jobs, metrics, repos, runs
 from minijenkin.config import Settings
 from minijenkin.db import create_pool
 from minijenkin.maintenance import run_maintenance
@@ -53,6 +53,6 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, hooks, repos, runs, jobs):
+    for module in (health, hooks, repos, runs, jobs, metrics):
         app.include_router(module.router)
     return app

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from minijenkin import __version__
 from minijenkin.cli import repos as repo_commands
+from minijenkin.cli import status as status_command
 from minijenkin.cli import tokens as token_commands
 from minijenkin.cli.common import load_cli_settings
 from minijenkin.errors import MiniJenkinError
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
+app.command("status")(status_command.status)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(

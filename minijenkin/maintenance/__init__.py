@@ -17,6 +17,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from minijenkin.config import Settings
+from minijenkin.metrics.upkeep import LOG_INGEST_SAMPLE_SECONDS, make_refresh_tick, sample_log_ingest
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ def make_loops(settings: Settings) -> list[Loop]:
     return [
         Loop("reaper", settings.maintenance_interval_seconds, reap),
         Loop("log_partitions", PARTITION_INTERVAL_SECONDS, partitions),
+        # Ticks often; the refresh itself waits for MINIJENKIN_METRICS_REFRESH_SECONDS.
+        Loop("metrics_refresh", settings.maintenance_interval_seconds,
+             make_refresh_tick(settings.metrics_refresh_seconds)),
+        Loop("log_ingest_sample", LOG_INGEST_SAMPLE_SECONDS, sample_log_ingest),
     ]
 
 
