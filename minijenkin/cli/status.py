@@ -18,7 +18,7 @@ def format_value(reading: Reading) -> str:
     if unit == "ratio":
         return f"{value * 100:.1f} %"
     if unit == "seconds":
-        return f"{value:.1f} s"
+        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
     if unit == "lines/s":
         return f"{value:.1f} lines/s"
     if unit == "timestamp":
