@@ -214,19 +214,19 @@ async def read_summary(
     repo_id = await _repo_id(conn, repo)
     live = await read_figures(conn, live_only=True, now=now)
 
-    cursor = await conn.execute(QUERIES["metrics_refreshes"])
-    refreshes = await cursor.fetchall()
-    cursor = await conn.execute(QUERIES["metrics_summary_repos"], {"repo_id": repo_id})
-    repos = await cursor.fetchall()
-    cursor = await conn.execute(QUERIES["metrics_summary_job_names"],
-                                {"repo_id": repo_id, "limit": jobs_limit})
-    job_names = await cursor.fetchall()
-    cursor = await conn.execute(QUERIES["metrics_summary_queue_wait"])
-    queue_wait = await cursor.fetchall()
-    cursor = await conn.execute(QUERIES["metrics_summary_throughput"],
-                                {"repo_id": repo_id or 0, "now": now})
-    throughput = await cursor.fetchone()
-    assert throughput is not None
+    async with conn.pipeline():
+        cursors = [
+            await conn.execute(QUERIES["metrics_refreshes"]),
+            await conn.execute(QUERIES["metrics_summary_repos"], {"repo_id": repo_id}),
+            await conn.execute(QUERIES["metrics_summary_job_names"],
+                               {"repo_id": repo_id, "limit": jobs_limit}),
+            await conn.execute(QUERIES["metrics_summary_queue_wait"]),
+            await conn.execute(QUERIES["metrics_summary_throughput"],
+                               {"repo_id": repo_id or 0, "now": now}),
+        ]
+        refreshes, repos, job_names, queue_wait, throughput_rows = [
+            await cursor.fetchall() for cursor in cursors]
+    throughput = throughput_rows[0]
 
     return {
         "window_days": WINDOW_DAYS,
