@@ -22,8 +22,9 @@ import psycopg
 from minijenkin.sql import QUERIES
 
 # The log ingest rate is measured over at least this many seconds, so the
-# lag of PostgreSQL's statistics (a backend reports its counters at most once
-# a second, an idle one within about 10 s) stays small against the window.
+# lag of PostgreSQL's statistics stays small against the window: a backend
+# flushes its counters at most once a second after a commit, and an idle one
+# within 10 s (PGSTAT_MIN_INTERVAL and PGSTAT_IDLE_INTERVAL in pgstat.c).
 LOG_INGEST_WINDOW_SECONDS = 60.0
 
 Unit = Literal["jobs", "runs", "slots", "seconds", "ratio", "lines/s", "jobs/h", "timestamp"]
@@ -111,7 +112,7 @@ FIGURES_BY_NAME: Mapping[str, Figure] = {figure.name: figure for figure in FIGUR
 
 
 def label_text(value: object) -> str:
-    """A label value as text; a label set (array) becomes its labels joined by commas."""
+    """Format a label value as text; a label set (array) becomes its labels joined by commas."""
     if isinstance(value, list | tuple):
         return ",".join(str(item) for item in value)
     return str(value)

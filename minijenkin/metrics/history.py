@@ -152,7 +152,7 @@ async def read_series(
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """One point per bucket of `step` from the bucket containing `start` to before `end`.
+    """Read one point per bucket of `step`, from the bucket containing `start` to before `end`.
 
     `end` defaults to the database's now() and `start` to 30 days before
     `end`. Raises InvalidInputError naming the field for an unknown metric,
@@ -207,7 +207,7 @@ async def read_summary(
     jobs_limit: int = 50,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Live figures, the 30-day views (optionally of one repository) and refresh times.
+    """Read the live figures, the 30-day views (optionally of one repository) and refresh times.
 
     Raises NotFoundError for an unknown repository.
     """
