@@ -47,11 +47,12 @@ BEGIN
 END;
 $$;
 
--- Store the current insert counter (pg_stat_user_tables.n_tup_ins) of every
--- job_logs partition and delete samples older than p_keep_seconds. The
--- counters are maintained by PostgreSQL's cumulative statistics anyway, so
--- the ingest path does no extra work. Returns the number of partitions
--- sampled.
+-- Store the current insert counter of every job_logs partition (what
+-- pg_stat_user_tables shows as n_tup_ins, read with the function behind it
+-- so that only the partitions are looked at) and delete samples older than
+-- p_keep_seconds. PostgreSQL's cumulative statistics maintain the counters
+-- anyway, so the ingest path does no extra work. Returns the number of
+-- partitions sampled.
 CREATE OR REPLACE FUNCTION mj_metrics_log_ingest_sample_v1(p_keep_seconds double precision)
 RETURNS integer
     LANGUAGE plpgsql
@@ -59,10 +60,9 @@ RETURNS integer
 DECLARE
     v_counters jsonb;
 BEGIN
-    SELECT coalesce(jsonb_object_agg(s.relid::text, s.n_tup_ins), '{}')
+    SELECT coalesce(jsonb_object_agg(i.inhrelid::text, pg_stat_get_tuples_inserted(i.inhrelid)), '{}')
     INTO v_counters
     FROM pg_inherits i
-    JOIN pg_stat_user_tables s ON s.relid = i.inhrelid
     WHERE i.inhparent = 'job_logs'::regclass;
 
     INSERT INTO metrics_log_ingest_samples (sampled_at, counters)

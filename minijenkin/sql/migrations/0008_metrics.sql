@@ -12,6 +12,9 @@
 --   *_daily, *_hourly  every day or hour of the whole history, for charts;
 --                      percentiles are exact per day and cannot be merged
 --                      across days, so charts of them use one-day steps.
+--                      Rows are written in (repo_id, day or hour) order so
+--                      that a chart's range sits in a few pages; a
+--                      concurrent refresh appends only the rows that changed.
 --   the others         a rolling window of the runs created in the last 30
 --                      days at refresh time, for the summary page.
 
@@ -29,7 +32,7 @@ CREATE TABLE metrics_refreshes (
 
 -- Samples of the insert counters of the job_logs partitions, taken by a
 -- maintenance loop; the log ingest rate is the growth since an older sample.
--- Reading pg_stat_user_tables adds no work to the ingest path.
+-- Reading PostgreSQL's cumulative statistics adds no work to the ingest path.
 CREATE TABLE metrics_log_ingest_samples (
     sampled_at  timestamptz PRIMARY KEY,
     -- {"<partition oid>": n_tup_ins, ...} for every partition of job_logs.
@@ -66,7 +69,8 @@ FROM (
         FROM pipeline_runs pr
     ) r
     GROUP BY GROUPING SETS ((r.repo_id, r.day), (r.day))
-) grouped;
+) grouped
+ORDER BY 1, 2;
 
 CREATE UNIQUE INDEX mj_metrics_runs_daily_key ON mj_metrics_runs_daily (repo_id, day);
 
@@ -94,7 +98,8 @@ FROM (
         JOIN jobs j ON j.id = a.job_id
     ) w
     GROUP BY GROUPING SETS ((w.repo_id, w.day), (w.day))
-) grouped;
+) grouped
+ORDER BY 1, 2;
 
 CREATE UNIQUE INDEX mj_metrics_queue_wait_daily_key ON mj_metrics_queue_wait_daily (repo_id, day);
 
@@ -111,7 +116,8 @@ FROM (
     FROM jobs j
     WHERE j.status IN ('succeeded', 'failed', 'timed_out') AND j.finished_at IS NOT NULL
 ) f
-GROUP BY GROUPING SETS ((f.repo_id, f.hour), (f.hour));
+GROUP BY GROUPING SETS ((f.repo_id, f.hour), (f.hour))
+ORDER BY 1, 2;
 
 CREATE UNIQUE INDEX mj_metrics_jobs_hourly_key ON mj_metrics_jobs_hourly (repo_id, hour);
 
