@@ -25,12 +25,14 @@ class FigureCollector(Collector):
         self.figures = figures
 
     def collect(self) -> Iterator[Metric]:
+        by_figure: dict[str, list[Reading]] = {}
+        for reading in self.readings:
+            by_figure.setdefault(reading.figure.name, []).append(reading)
         for figure in self.figures:
             family = GaugeMetricFamily(figure.metric, figure.help, labels=list(figure.labels))
-            for reading in self.readings:
-                if reading.figure is figure:
-                    family.add_metric([reading.labels[label] for label in figure.labels],
-                                      reading.value)
+            for reading in by_figure.get(figure.name, ()):
+                family.add_metric([reading.labels[label] for label in figure.labels],
+                                  reading.value)
             yield family
 
 
