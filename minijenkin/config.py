@@ -24,7 +24,10 @@ LEASE_SECONDS_DEFAULT = 30.0
 POLL_SECONDS_DEFAULT = 5.0
 POLL_SECONDS_MIN = 0.05
 LOG_RETENTION_DAYS_DEFAULT = 90
-METRICS_REFRESH_SECONDS_DEFAULT = 60.0
+# A refresh scans the whole history (seconds for a million jobs, see
+# BENCHMARKS.md), so the default keeps that background work to a few percent
+# of one core; live figures do not wait for it.
+METRICS_REFRESH_SECONDS_DEFAULT = 300.0
 
 
 def _default_data_dir() -> Path:

@@ -9,9 +9,15 @@
 -- processes tick the loop, and this check keeps the interval the same
 -- however many there are. Returns one row per refreshed view with the
 -- database clock at its start and end.
+--
+-- The history views scan jobs, job_attempts and pipeline_runs whole and sort
+-- about a row per job. work_mem is raised for this function only, so those
+-- sorts stay in memory instead of spilling to temporary files; one process
+-- refreshes at a time, so the memory is bounded.
 CREATE OR REPLACE FUNCTION mj_metrics_refresh_v1(p_min_interval_seconds double precision)
 RETURNS TABLE (view_name text, started_at timestamptz, finished_at timestamptz)
     LANGUAGE plpgsql
+    SET work_mem = '64MB'
     AS $$
 #variable_conflict use_column
 DECLARE
