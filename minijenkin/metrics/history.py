@@ -30,6 +30,8 @@ STEP_PATTERN = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
 # Keep in step with the origin of the metrics_series_* queries.
 BUCKET_ORIGIN = dt.datetime(2000, 1, 3, tzinfo=dt.UTC)
 SERIES_POINTS_MAX = 10_000
+# Bucket arithmetic near year 1 would leave the range of Python's datetime.
+SERIES_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SERIES_RANGE_DEFAULT = dt.timedelta(days=30)
 
 Row = Mapping[str, Any]
@@ -171,6 +173,11 @@ async def read_series(
         end = await _database_now(conn)
     end = _as_utc(end)
     start = _as_utc(start) if start is not None else end - SERIES_RANGE_DEFAULT
+    for field, value in (("from", start), ("to", end)):
+        if value < SERIES_EARLIEST:
+            raise InvalidInputError(
+                f"{field}: {value.isoformat()} is before {SERIES_EARLIEST.date().isoformat()}",
+                field=field)
     if start >= end:
         raise InvalidInputError(
             f"from: must be earlier than to (from {start.isoformat()}, to {end.isoformat()})",

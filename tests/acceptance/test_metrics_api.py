@@ -213,6 +213,8 @@ def test_timeseries_defaults_to_last_30_days(api_server: ApiServer) -> None:
     ({"metric": "jobs_finished", "step": "1h", "from": "2020-01-01T00:00:00Z",
       "to": "2026-01-01T00:00:00Z"}, "step", "step: 1h from 2020-01-01T00:00:00+00:00"),
     ({"metric": "runs", "from": "yesterday"}, "from", "from: Input should be a valid datetime"),
+    ({"metric": "runs", "from": "0001-01-01T00:00:00Z", "to": "0001-01-05T00:00:00Z"}, "from",
+     "from: 0001-01-01T00:00:00+00:00 is before 1970-01-01"),
 ])
 def test_timeseries_invalid_parameters_are_422(api_server: ApiServer, params: dict[str, str],
                                                field: str, detail_start: str) -> None:
@@ -222,6 +224,15 @@ def test_timeseries_invalid_parameters_are_422(api_server: ApiServer, params: di
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
     assert response.json()["detail"].startswith(detail_start), response.json()["detail"]
+
+
+def test_timeseries_step_longer_than_range(api_server: ApiServer) -> None:
+    with api_server.client() as client:
+        response = client.get("/api/metrics/timeseries",
+                              params={"metric": "runs", "step": "99999w"})
+
+    assert response.status_code == 200, response.text
+    assert len(response.json()["points"]) == 1
 
 
 def test_timeseries_unknown_repository_is_404(api_server: ApiServer) -> None:
