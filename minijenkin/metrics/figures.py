@@ -108,9 +108,6 @@ FIGURES: tuple[Figure, ...] = (
            ("labels", "quantile"), "seconds", live=False),
 )
 
-FIGURES_BY_NAME: Mapping[str, Figure] = {figure.name: figure for figure in FIGURES}
-
-
 def label_text(value: object) -> str:
     """Format a label value as text; a label set (array) becomes its labels joined by commas."""
     if isinstance(value, list | tuple):
