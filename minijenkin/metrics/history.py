@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +38,6 @@ SERIES_RANGE_DEFAULT = dt.timedelta(days=30)
 Row = Mapping[str, Any]
 
 
-def _column(name: str) -> Callable[[Row], float | None]:
-    def value(row: Row) -> float | None:
-        return None if row[name] is None else float(row[name])
-    return value
-
-
 def _success_rate(row: Row) -> float | None:
     decided = row["succeeded"] + row["failed"]
     return row["succeeded"] / decided if decided else None
@@ -50,10 +45,11 @@ def _success_rate(row: Row) -> float | None:
 
 @dataclass(frozen=True)
 class SeriesMetric:
-    """A chartable metric: which series query feeds it and how to read a point."""
+    """A chartable metric: which series query feeds it and which of its figures a point carries."""
 
     query: str
-    value: Callable[[Row], float | None]
+    # The `value` parameter of the query: a name its CASE expression knows.
+    value: str
     unit: str
     # The finest step the source view has (its rows are per hour or per day).
     granularity: dt.timedelta
@@ -63,33 +59,33 @@ class SeriesMetric:
 
 
 SERIES_METRICS: Mapping[str, SeriesMetric] = {
-    "runs": SeriesMetric("metrics_series_runs", _column("runs"), "runs", DAY, False,
+    "runs": SeriesMetric("metrics_series_runs", "runs", "runs", DAY, False,
                          "Runs created."),
-    "runs_succeeded": SeriesMetric("metrics_series_runs", _column("succeeded"), "runs", DAY, False,
+    "runs_succeeded": SeriesMetric("metrics_series_runs", "succeeded", "runs", DAY, False,
                                    "Runs created that succeeded."),
-    "runs_failed": SeriesMetric("metrics_series_runs", _column("failed"), "runs", DAY, False,
+    "runs_failed": SeriesMetric("metrics_series_runs", "failed", "runs", DAY, False,
                                 "Runs created that failed or timed out."),
-    "success_rate": SeriesMetric("metrics_series_runs", _success_rate, "ratio", DAY, False,
+    "success_rate": SeriesMetric("metrics_series_runs", "success_rate", "ratio", DAY, False,
                                  "Succeeded runs / (succeeded + failed runs); null without either."),
-    "run_duration_p50": SeriesMetric("metrics_series_runs", _column("duration_p50"), "seconds",
+    "run_duration_p50": SeriesMetric("metrics_series_runs", "duration_p50", "seconds",
                                      DAY, True, "Median duration of the day's succeeded or "
                                                 "failed runs."),
-    "run_duration_p95": SeriesMetric("metrics_series_runs", _column("duration_p95"), "seconds",
+    "run_duration_p95": SeriesMetric("metrics_series_runs", "duration_p95", "seconds",
                                      DAY, True, "95th percentile duration of the day's succeeded "
                                                 "or failed runs."),
-    "attempts_started": SeriesMetric("metrics_series_queue_wait", _column("attempts"), "attempts",
+    "attempts_started": SeriesMetric("metrics_series_queue_wait", "attempts", "attempts",
                                      DAY, False, "Job attempts that started."),
-    "queue_wait_p50": SeriesMetric("metrics_series_queue_wait", _column("wait_p50"), "seconds",
+    "queue_wait_p50": SeriesMetric("metrics_series_queue_wait", "wait_p50", "seconds",
                                    DAY, True, "Median queue wait of the day's attempts."),
-    "queue_wait_p95": SeriesMetric("metrics_series_queue_wait", _column("wait_p95"), "seconds",
+    "queue_wait_p95": SeriesMetric("metrics_series_queue_wait", "wait_p95", "seconds",
                                    DAY, True, "95th percentile queue wait of the day's attempts."),
-    "queue_wait_max": SeriesMetric("metrics_series_queue_wait", _column("wait_max"), "seconds",
+    "queue_wait_max": SeriesMetric("metrics_series_queue_wait", "wait_max", "seconds",
                                    DAY, False, "Longest queue wait of the bucket's attempts."),
-    "jobs_finished": SeriesMetric("metrics_series_jobs", _column("jobs"), "jobs", HOUR, False,
+    "jobs_finished": SeriesMetric("metrics_series_jobs", "jobs", "jobs", HOUR, False,
                                   "Jobs that ended succeeded, failed or timed out (throughput)."),
-    "jobs_succeeded": SeriesMetric("metrics_series_jobs", _column("succeeded"), "jobs", HOUR, False,
+    "jobs_succeeded": SeriesMetric("metrics_series_jobs", "succeeded", "jobs", HOUR, False,
                                    "Jobs that ended succeeded."),
-    "jobs_failed": SeriesMetric("metrics_series_jobs", _column("failed"), "jobs", HOUR, False,
+    "jobs_failed": SeriesMetric("metrics_series_jobs", "failed", "jobs", HOUR, False,
                                 "Jobs that ended failed or timed out."),
 }
 
@@ -190,8 +186,10 @@ async def read_series(
 
     repo_id = await _repo_id(conn, repo)
     cursor = await conn.execute(QUERIES[series_metric.query], {
-        "repo_id": repo_id or 0, "from": start, "to": end, "step": step_length})
-    rows = await cursor.fetchall()
+        "repo_id": repo_id or 0, "from": start, "to": end, "step": step_length,
+        "value": series_metric.value})
+    row = await cursor.fetchone()
+    assert row is not None
     return {
         "metric": metric,
         "unit": series_metric.unit,
@@ -199,8 +197,24 @@ async def read_series(
         "step": step,
         "from": start,
         "to": end,
-        "points": [{"t": row["t"], "value": series_metric.value(row)} for row in rows],
+        "points_json": row["points"],
     }
+
+
+def series_json(series: Mapping[str, Any]) -> bytes:
+    """Encode a series read by read_series as the MetricsSeries JSON body.
+
+    The points arrive from PostgreSQL already encoded and are spliced in
+    unchanged, so a long series is never decoded into Python objects.
+    """
+    head = {key: value for key, value in series.items() if key != "points_json"}
+    head["from"] = _iso_utc(series["from"])
+    head["to"] = _iso_utc(series["to"])
+    return (json.dumps(head)[:-1] + ', "points": ' + series["points_json"] + "}").encode()
+
+
+def _iso_utc(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _float(value: Any) -> float | None:

@@ -165,6 +165,21 @@ def test_timeseries_hourly_throughput(api_server: ApiServer, seeded: Seeded) -> 
                       (_iso(at(day, 12)), 1.0), (_iso(at(day, 13)), 1.0)]
 
 
+def test_timeseries_response_fields(api_server: ApiServer, seeded: Seeded) -> None:
+    with api_server.client() as client:
+        response = client.get("/api/metrics/timeseries", params={
+            "metric": "queue_wait_max", "repo": "acme/web", "step": "1d",
+            "from": "2026-01-05T12:00:00+02:00", "to": "2026-01-07T00:00:00"})
+
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "metric": "queue_wait_max", "unit": "seconds", "repo": "acme/web", "step": "1d",
+        "from": "2026-01-05T10:00:00Z", "to": "2026-01-07T00:00:00Z",
+        "points": [{"t": "2026-01-05T00:00:00Z", "value": None},
+                   {"t": "2026-01-06T00:00:00Z", "value": None}],
+    }
+
+
 def test_timeseries_buckets_larger_than_source(api_server: ApiServer, seeded: Seeded) -> None:
     day = seeded.day
     three_hours = _series(api_server, metric="jobs_finished", step="3h",

@@ -21,6 +21,8 @@ Conn = Annotated[psycopg.AsyncConnection, Depends(db_connection)]
 SUMMARY_JOBS_MAX = 500
 
 SeriesMetricName = Literal[tuple(history.SERIES_METRICS)]  # type: ignore[valid-type]
+SERIES_METRICS_HELP = "What to chart: " + "; ".join(
+    f"`{name}` {metric.description}" for name, metric in history.SERIES_METRICS.items())
 
 
 @router.get("/metrics", response_class=Response,
@@ -47,13 +49,13 @@ async def summary(
     return await history.read_summary(conn, repo=repo, jobs_limit=jobs_limit)
 
 
-@router.get("/api/metrics/timeseries", response_model=schemas.MetricsSeries,
-            response_model_by_alias=True,
-            responses={404: {"model": schemas.ErrorBody}})
+@router.get("/api/metrics/timeseries", response_class=Response,
+            responses={200: {"model": schemas.MetricsSeries}, 404: {"model": schemas.ErrorBody},
+                       422: {"model": schemas.ErrorBody}})
 async def timeseries(
     conn: Conn,
     _: ReadAccess,
-    metric: Annotated[SeriesMetricName, Query(description="What to chart.")],
+    metric: Annotated[SeriesMetricName, Query(description=SERIES_METRICS_HELP)],
     repo: Annotated[str | None, Query(min_length=1, max_length=200,
                                       description="Only this repository; all when omitted.")] = None,
     start: Annotated[dt.datetime | None, Query(
@@ -63,7 +65,8 @@ async def timeseries(
         alias="to", description="End, exclusive (RFC 3339). Default: now.")] = None,
     step: Annotated[str, Query(max_length=8, description="Bucket length: a number and h, d or w, "
                                                          "e.g. 1h, 1d, 1w. Percentiles: 1d.")] = "1d",
-) -> dict[str, Any]:
+) -> Response:
     """One point per bucket, read from the daily and hourly metrics views."""
-    return await history.read_series(conn, metric=metric, step=step, repo=repo, start=start,
-                                     end=end)
+    series = await history.read_series(conn, metric=metric, step=step, repo=repo, start=start,
+                                       end=end)
+    return Response(history.series_json(series), media_type="application/json")

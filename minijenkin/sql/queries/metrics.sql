@@ -8,7 +8,10 @@
 -- `step`, from the bucket that contains `from` up to the last bucket that
 -- starts before `to`. Buckets are aligned to Monday 2000-01-03 00:00 UTC, so
 -- one-day buckets start at midnight UTC and seven-day ones on Mondays.
--- repo_id 0 means every repository.
+-- repo_id 0 means every repository. `value` names the figure each point
+-- carries. The points come back as one JSON array of {"t", "value"}
+-- objects: a chart has up to thousands of points, and building the JSON
+-- here costs far less than decoding rows and encoding them again in Python.
 
 -- name: metrics_queue_depth
 -- Count queued jobs per label set (the partial index jobs_queue_idx covers status = 'queued').
@@ -221,7 +224,7 @@ WHERE h.repo_id = %(repo_id)s::bigint
   AND h.hour < clock.hour;
 
 -- name: metrics_series_runs
--- Runs per bucket with verdicts and daily duration percentiles (view mj_metrics_runs_daily).
+-- Runs, verdicts, success rate or daily duration percentiles per bucket (view mj_metrics_runs_daily).
 WITH span AS (
     SELECT date_bin(%(step)s::interval, %(from)s::timestamptz, timestamptz '2000-01-03 00:00+00') AS first,
            %(to)s::timestamptz AS last
@@ -240,17 +243,29 @@ rows AS (
       AND d.day >= (span.first AT TIME ZONE 'UTC')::date
       AND d.day <= (span.last AT TIME ZONE 'UTC')::date
       AND (d.day::timestamp AT TIME ZONE 'UTC') < span.last
+),
+per_bucket AS (
+    SELECT b.t, coalesce(sum(r.runs), 0) AS runs, coalesce(sum(r.succeeded), 0) AS succeeded,
+           coalesce(sum(r.failed), 0) AS failed, max(r.duration_p50) AS duration_p50,
+           max(r.duration_p95) AS duration_p95
+    FROM buckets b
+    LEFT JOIN rows r ON r.t = b.t
+    GROUP BY b.t
 )
-SELECT b.t, coalesce(sum(r.runs), 0) AS runs, coalesce(sum(r.succeeded), 0) AS succeeded,
-       coalesce(sum(r.failed), 0) AS failed, max(r.duration_p50) AS duration_p50,
-       max(r.duration_p95) AS duration_p95
-FROM buckets b
-LEFT JOIN rows r ON r.t = b.t
-GROUP BY b.t
-ORDER BY b.t;
+SELECT coalesce(json_agg(json_build_object(
+           't', to_char(p.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           'value', CASE %(value)s::text
+                        WHEN 'runs' THEN p.runs::float8
+                        WHEN 'succeeded' THEN p.succeeded::float8
+                        WHEN 'failed' THEN p.failed::float8
+                        WHEN 'success_rate' THEN p.succeeded::float8 / nullif(p.succeeded + p.failed, 0)
+                        WHEN 'duration_p50' THEN p.duration_p50
+                        WHEN 'duration_p95' THEN p.duration_p95
+                    END) ORDER BY p.t), '[]')::text AS points
+FROM per_bucket p;
 
 -- name: metrics_series_queue_wait
--- Attempts started per bucket and daily queue wait percentiles (view mj_metrics_queue_wait_daily).
+-- Attempts started, daily queue wait percentiles or longest wait per bucket (view mj_metrics_queue_wait_daily).
 WITH span AS (
     SELECT date_bin(%(step)s::interval, %(from)s::timestamptz, timestamptz '2000-01-03 00:00+00') AS first,
            %(to)s::timestamptz AS last
@@ -269,16 +284,26 @@ rows AS (
       AND d.day >= (span.first AT TIME ZONE 'UTC')::date
       AND d.day <= (span.last AT TIME ZONE 'UTC')::date
       AND (d.day::timestamp AT TIME ZONE 'UTC') < span.last
+),
+per_bucket AS (
+    SELECT b.t, coalesce(sum(r.attempts), 0) AS attempts, max(r.wait_p50) AS wait_p50,
+           max(r.wait_p95) AS wait_p95, max(r.wait_max) AS wait_max
+    FROM buckets b
+    LEFT JOIN rows r ON r.t = b.t
+    GROUP BY b.t
 )
-SELECT b.t, coalesce(sum(r.attempts), 0) AS attempts, max(r.wait_p50) AS wait_p50,
-       max(r.wait_p95) AS wait_p95, max(r.wait_max) AS wait_max
-FROM buckets b
-LEFT JOIN rows r ON r.t = b.t
-GROUP BY b.t
-ORDER BY b.t;
+SELECT coalesce(json_agg(json_build_object(
+           't', to_char(p.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           'value', CASE %(value)s::text
+                        WHEN 'attempts' THEN p.attempts::float8
+                        WHEN 'wait_p50' THEN p.wait_p50
+                        WHEN 'wait_p95' THEN p.wait_p95
+                        WHEN 'wait_max' THEN p.wait_max
+                    END) ORDER BY p.t), '[]')::text AS points
+FROM per_bucket p;
 
 -- name: metrics_series_jobs
--- Jobs that ended per bucket, with verdicts (view mj_metrics_jobs_hourly).
+-- Jobs that ended per bucket, all or by verdict (view mj_metrics_jobs_hourly).
 WITH span AS (
     SELECT date_bin(%(step)s::interval, %(from)s::timestamptz, timestamptz '2000-01-03 00:00+00') AS first,
            %(to)s::timestamptz AS last
@@ -295,13 +320,22 @@ rows AS (
     WHERE h.repo_id = %(repo_id)s::bigint
       AND h.hour >= span.first
       AND h.hour < span.last
+),
+per_bucket AS (
+    SELECT b.t, coalesce(sum(r.jobs), 0) AS jobs, coalesce(sum(r.succeeded), 0) AS succeeded,
+           coalesce(sum(r.failed), 0) AS failed
+    FROM buckets b
+    LEFT JOIN rows r ON r.t = b.t
+    GROUP BY b.t
 )
-SELECT b.t, coalesce(sum(r.jobs), 0) AS jobs, coalesce(sum(r.succeeded), 0) AS succeeded,
-       coalesce(sum(r.failed), 0) AS failed
-FROM buckets b
-LEFT JOIN rows r ON r.t = b.t
-GROUP BY b.t
-ORDER BY b.t;
+SELECT coalesce(json_agg(json_build_object(
+           't', to_char(p.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           'value', CASE %(value)s::text
+                        WHEN 'jobs' THEN p.jobs::float8
+                        WHEN 'succeeded' THEN p.succeeded::float8
+                        WHEN 'failed' THEN p.failed::float8
+                    END) ORDER BY p.t), '[]')::text AS points
+FROM per_bucket p;
 
 -- name: metrics_clock
 -- The database's current time, for request defaults.
