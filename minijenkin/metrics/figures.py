@@ -7,7 +7,10 @@ live workers, active runs) or PostgreSQL's statistics, so they stay cheap
 however long the history grows. History figures read the 30-day views.
 
 Adding a figure is one query and one `Figure` entry below; `/metrics`, the
-summary and `minijenkin status` pick it up.
+summary and `minijenkin status` pick it up. Figures have labels whose values
+are bounded by repositories, label sets, statuses or views, never by job
+names, so a scrape stays small; per-job durations and flakiness are in the
+summary (`minijenkin.metrics.history`) instead.
 """
 
 from __future__ import annotations
@@ -95,13 +98,6 @@ FIGURES: tuple[Figure, ...] = (
     Figure("repo_run_duration", "minijenkin_repo_run_duration_seconds",
            "Run duration percentiles over the last 30 days, by repository.",
            ("repo", "quantile"), "seconds", live=False),
-    Figure("job_duration", "minijenkin_job_duration_seconds",
-           "Attempt duration percentiles over the last 30 days, by repository and job name.",
-           ("repo", "job", "quantile"), "seconds", live=False),
-    Figure("job_flakiness", "minijenkin_job_flakiness_ratio",
-           "Share of (job, commit) pairs of the last 30 days that failed, then succeeded "
-           "on a retry at the same commit.",
-           ("repo", "job"), "ratio", live=False),
     Figure("queue_wait", "minijenkin_queue_wait_seconds",
            "Queue wait percentiles (queued to started, per attempt) over the last 30 days, "
            "by required labels.",

@@ -67,8 +67,7 @@ def test_prometheus_exposition(api_server: ApiServer, db: psycopg.Connection,
     assert samples[("minijenkin_queue_depth", (("labels", "linux"),))] == 1.0
     assert samples[("minijenkin_runs_active", (("status", "queued"),))] == 0.0
     assert samples[("minijenkin_repo_runs", (("repo", "acme/web"),))] == 6.0
-    assert samples[("minijenkin_job_flakiness_ratio", (("job", "test"), ("repo", "acme/web")))] \
-        == 2 / 3
+    assert samples[("minijenkin_repo_success_ratio", (("repo", "acme/web"),))] == 0.4
     assert samples[("minijenkin_repo_run_duration_seconds",
                     (("quantile", "0.95"), ("repo", "acme/web")))] == percentile_cont(
         RUN_DURATIONS_WEB_WINDOW, 0.95)

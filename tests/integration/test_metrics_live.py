@@ -215,9 +215,6 @@ def test_history_figures_read_the_views(db: psycopg.Connection, database_url: st
     assert figures["repo_runs"] == {("acme/api",): 1.0, ("acme/web",): 6.0}
     assert figures["repo_success_ratio"] == {("acme/api",): 1.0, ("acme/web",): 2 / 5}
     assert figures["repo_run_duration"][("acme/web", "0.5")] == 200.0
-    assert figures["job_flakiness"] == {("acme/api", "build"): 0.0, ("acme/web", "lint"): 0.0,
-                                        ("acme/web", "test"): 2 / 3}
-    assert figures["job_duration"][("acme/web", "test", "0.5")] == 55.0
     assert figures["queue_wait"][("linux", "0.95")] == percentile_cont(
         [5.0, 15.0, 25.0, 35.0, 45.0, 55.0], 0.95)
     assert sorted(view for (view,) in figures["refreshed_at"]) == sorted(

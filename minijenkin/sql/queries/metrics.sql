@@ -150,21 +150,6 @@ CROSS JOIN LATERAL (VALUES ('0.5', m.duration_p50), ('0.95', m.duration_p95)) AS
 WHERE q.value IS NOT NULL
 ORDER BY r.name, q.quantile;
 
--- name: metrics_job_duration
--- Median and 95th percentile attempt duration of the last 30 days, per repository and job name.
-SELECT r.name AS repo, m.name AS job, q.quantile, q.value
-FROM mj_metrics_job_names m
-JOIN repositories r ON r.id = m.repo_id
-CROSS JOIN LATERAL (VALUES ('0.5', m.duration_p50), ('0.95', m.duration_p95)) AS q (quantile, value)
-ORDER BY r.name, m.name, q.quantile;
-
--- name: metrics_job_flakiness
--- Share of (job, commit) pairs of the last 30 days that failed and then succeeded on a retry.
-SELECT r.name AS repo, m.name AS job, m.flakiness AS value
-FROM mj_metrics_job_names m
-JOIN repositories r ON r.id = m.repo_id
-ORDER BY r.name, m.name;
-
 -- name: metrics_queue_wait
 -- Median and 95th percentile queue wait of the last 30 days, per label set.
 SELECT m.labels, q.quantile, q.value
