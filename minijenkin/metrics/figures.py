@@ -7,10 +7,10 @@ live workers, active runs) or PostgreSQL's statistics, so they stay cheap
 however long the history grows. History figures read the 30-day views.
 
 Adding a figure is one query and one `Figure` entry below; `/metrics`, the
-summary and `minijenkin status` pick it up. Figures have labels whose values
-are bounded by repositories, label sets, statuses or views, never by job
-names, so a scrape stays small; per-job durations and flakiness are in the
-summary (`minijenkin.metrics.history`) instead.
+summary and `minijenkin status` pick it up. Label values are bounded by
+repositories, label sets, statuses or views, never by job names, so a
+scrape stays small. Per-job durations and flakiness are in the summary
+(`minijenkin.metrics.history`) instead.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import psycopg
 
 from minijenkin.sql import QUERIES
 
-# The log ingest rate is measured over at least this many seconds, so the
-# lag of PostgreSQL's statistics stays small against the window: a backend
-# flushes its counters at most once a second after a commit, and an idle one
-# within 10 s (PGSTAT_MIN_INTERVAL and PGSTAT_IDLE_INTERVAL in pgstat.c).
+# The log ingest rate is measured over at least this many seconds, so that
+# the lag of PostgreSQL's statistics stays small against the window. A
+# backend flushes its counters at most once a second after a commit, and an
+# idle one within 10 s (PGSTAT_MIN_INTERVAL, PGSTAT_IDLE_INTERVAL in pgstat.c).
 LOG_INGEST_WINDOW_SECONDS = 60.0
 
 Unit = Literal["jobs", "runs", "slots", "seconds", "ratio", "lines/s", "jobs/h", "timestamp"]

@@ -29,7 +29,7 @@ SERIES_METRICS_HELP = "What to chart: " + "; ".join(
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
                              "description": "Figures in the Prometheus text format."}})
 async def metrics(conn: Conn, _: ReadAccess) -> Response:
-    """Every figure, read from the database at scrape time (Prometheus text format)."""
+    """Render every figure, read from the database at scrape time, in the Prometheus text format."""
     return Response(await prometheus.scrape(conn), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -43,7 +43,7 @@ async def summary(
     jobs_limit: Annotated[int, Query(ge=1, le=SUMMARY_JOBS_MAX,
                                      description="Job names listed, flakiest first.")] = 50,
 ) -> dict[str, Any]:
-    """Live figures plus the last 30 days per repository, job name and label set."""
+    """Report the live figures and the last 30 days per repository, job name and label set."""
     # Returned as a dict: FastAPI validates and serializes it once against the
     # response model, which is cheaper than building the models here first.
     return await history.read_summary(conn, repo=repo, jobs_limit=jobs_limit)
@@ -66,7 +66,7 @@ async def timeseries(
     step: Annotated[str, Query(max_length=8, description="Bucket length: a number and h, d or w, "
                                                          "e.g. 1h, 1d, 1w. Percentiles: 1d.")] = "1d",
 ) -> Response:
-    """One point per bucket, read from the daily and hourly metrics views."""
+    """Chart one metric: one point per bucket, read from the daily and hourly metrics views."""
     series = await history.read_series(conn, metric=metric, step=step, repo=repo, start=start,
                                        end=end)
     return Response(history.series_json(series), media_type="application/json")
