@@ -1,7 +1,8 @@
 """Benchmark of the metrics on a year of generated history; writes its section of BENCHMARKS.md.
 
-Usage:
-    .venv/bin/python bench/metrics.py [--jobs 1000000] [--log-lines 20000000]
+Usage, from the repository root (as a module, so that bench/ is not put first on
+sys.path, where bench/queue.py would shadow the standard library's queue):
+    .venv/bin/python -m bench.metrics [--jobs 1000000] [--log-lines 20000000]
                                       [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Steps, all against the PostgreSQL server at --admin-url, in databases this
@@ -501,7 +502,7 @@ def render(report: dict[str, Any]) -> str:
     ref_ms = ref["latency_ms"]
     lines = [
         SECTION_START,
-        "## Metrics on a year of history (`bench/metrics.py`)",
+        "## Metrics on a year of history (bench/metrics.py)",
         "",
         f"- Command: `{report['command']}`",
         f"- Date: {report['date']}",
@@ -632,7 +633,7 @@ def main() -> None:
     suffix = secrets.token_hex(4)
     names = {"history": f"mj_bench_metrics_history_{suffix}", "empty": f"mj_bench_metrics_empty_{suffix}"}
     report: dict[str, Any] = {
-        "command": " ".join(["python bench/metrics.py", *sys.argv[1:]]),
+        "command": " ".join(["python -m bench.metrics", *sys.argv[1:]]),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
     }
