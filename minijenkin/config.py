@@ -33,6 +33,10 @@ NOTIFY_BACKOFF_SECONDS_DEFAULT = 10.0
 NOTIFY_BACKOFF_MAX_SECONDS_DEFAULT = 3600.0
 NOTIFY_DEAD_LETTER_SECONDS_DEFAULT = 86400.0
 NOTIFY_CONCURRENCY_DEFAULT = 16
+# A refresh scans the whole history (seconds for a million jobs, see
+# BENCHMARKS.md), so the default keeps that background work to a few percent
+# of one core; live figures do not wait for it.
+METRICS_REFRESH_SECONDS_DEFAULT = 300.0
 
 
 def _default_data_dir() -> Path:
@@ -179,6 +183,12 @@ class Settings(BaseSettings):
     gitlab_api_url: str = Field(
         default="https://gitlab.com",
         description="GitLab base URL for commit statuses; /api/v4 is appended.",
+    )
+
+    metrics_refresh_seconds: float = Field(
+        default=METRICS_REFRESH_SECONDS_DEFAULT, ge=0,
+        description="Seconds between refreshes of the metrics views (0: at every maintenance "
+                    "tick); however many API processes run, one refreshes at a time.",
     )
 
     @field_validator("worker_labels", mode="before")

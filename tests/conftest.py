@@ -9,6 +9,8 @@ template.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +23,26 @@ from tests.support.api import ApiServer
 from tests.support.gitrepo import GitRepo
 from tests.support.postgres import PgServer, embedded_server, server_directory, system_server
 from tests.support.workers import FAST_WORKER_ENV, WorkerProcess
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each session a private temporary root.
+
+    pytest keeps only the newest three /tmp/pytest-of-<user>/pytest-N folders
+    and deletes older ones when a session starts, so two sessions running at
+    once on one machine can delete each other's repositories and data
+    directories. An explicit --basetemp still wins.
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="minijenkin-tests-")
+        config._minijenkin_private_basetemp = True  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the private temporary root after a green session; keep it to debug a red one."""
+    config = session.config
+    if getattr(config, "_minijenkin_private_basetemp", False) and exitstatus == 0:
+        shutil.rmtree(config.option.basetemp, ignore_errors=True)
+
 
 SERVERS = [name.strip() for name in
            os.environ.get("MINIJENKIN_TEST_SERVERS", "system,embedded").split(",") if name.strip()]

@@ -17,6 +17,7 @@ from minijenkin.api.routes import (
     health,
     hooks,
     jobs,
+    metrics,
     notifications,
     repos,
     runs,
@@ -84,7 +85,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, hooks, repos, runs, jobs, notifications):
+    for module in (health, hooks, repos, runs, jobs, notifications, metrics):
         app.include_router(module.router)
     for module in (secrets, tokens, webhook_deliveries, schedules):
         app.include_router(module.router)

@@ -343,3 +343,89 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "Missing, unknown, revoked or expired token."},
     403: {"model": ErrorBody, "description": "The token's scope is too low."},
 }
+
+
+class MetricsView(BaseModel):
+    name: str
+    refreshed_at: dt.datetime
+    duration_seconds: float
+
+
+class FigureReading(BaseModel):
+    figure: str = Field(description="Figure name, e.g. `queue_depth`.")
+    metric: str = Field(description="Name of the same figure on `/metrics`.")
+    unit: str
+    labels: dict[str, str]
+    value: float
+
+
+class RepoMetrics(BaseModel):
+    repo: str
+    runs: int
+    succeeded: int
+    failed: int = Field(description="Runs that failed or timed out.")
+    cancelled: int
+    success_rate: float | None = Field(description="succeeded / (succeeded + failed).")
+    duration_p50_seconds: float | None
+    duration_p95_seconds: float | None
+    last_run_at: dt.datetime
+
+
+class JobNameMetrics(BaseModel):
+    repo: str
+    name: str
+    jobs: int
+    attempts: int = Field(description="Attempts that succeeded, failed or timed out.")
+    succeeded: int
+    failed: int
+    duration_p50_seconds: float | None
+    duration_p95_seconds: float | None
+    commits: int = Field(description="(job key, commit) pairs the job ran at.")
+    flaky_commits: int = Field(description="Pairs where an attempt failed and a later one "
+                                           "succeeded.")
+    flakiness: float = Field(description="flaky_commits / commits.")
+
+
+class QueueWaitMetrics(BaseModel):
+    labels: list[str] = Field(description="Worker labels the jobs require; empty for any worker.")
+    attempts: int
+    p50_seconds: float | None
+    p95_seconds: float | None
+    max_seconds: float | None
+
+
+class Throughput(BaseModel):
+    jobs: int = Field(description="Jobs that ended succeeded, failed or timed out.")
+    succeeded: int
+    failed: int
+    jobs_per_hour: float
+
+
+class MetricsSummary(BaseModel):
+    window_days: int = Field(description="Days of runs that repositories, jobs and queue_wait "
+                                         "cover.")
+    refreshed_at: dt.datetime | None = Field(
+        description="Oldest refresh time of the metrics views; null before the first refresh.")
+    views: list[MetricsView]
+    live: list[FigureReading] = Field(description="Live figures, read at request time.")
+    repositories: list[RepoMetrics]
+    jobs: list[JobNameMetrics] = Field(description="Flakiest first.")
+    queue_wait: list[QueueWaitMetrics]
+    throughput_last_24h: Throughput = Field(description="The last 24 complete UTC hours.")
+
+
+class SeriesPoint(BaseModel):
+    t: dt.datetime = Field(description="Start of the bucket.")
+    value: float | None
+
+
+class MetricsSeries(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    metric: str
+    unit: str
+    repo: str | None
+    step: str
+    from_: dt.datetime = Field(alias="from", serialization_alias="from")
+    to: dt.datetime
+    points: list[SeriesPoint]

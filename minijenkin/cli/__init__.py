@@ -20,6 +20,7 @@ from minijenkin.cli import pipeline as pipeline_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
 from minijenkin.cli import secrets as secret_commands
+from minijenkin.cli import status as status_command
 from minijenkin.cli import tokens as token_commands
 from minijenkin.cli.common import load_cli_settings
 from minijenkin.cli.trigger import trigger as trigger_command
@@ -42,6 +43,7 @@ app.command("validate")(pipeline_commands.validate)
 app.command("exec")(pipeline_commands.exec_command)
 app.add_typer(secret_commands.app, name="secret")
 app.command("trigger")(trigger_command)
+app.command("status")(status_command.status)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from minijenkin import polling, schedules
 from minijenkin.config import Settings
+from minijenkin.metrics.upkeep import LOG_INGEST_SAMPLE_SECONDS, make_refresh_tick, sample_log_ingest
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,10 @@ def make_loops(settings: Settings) -> list[Loop]:
         Loop("log_partitions", PARTITION_INTERVAL_SECONDS, partitions),
         Loop("poll", settings.maintenance_interval_seconds, poll),
         Loop("cron", settings.maintenance_interval_seconds, fire_schedules),
+        # Ticks often; the refresh itself waits for MINIJENKIN_METRICS_REFRESH_SECONDS.
+        Loop("metrics_refresh", settings.maintenance_interval_seconds,
+             make_refresh_tick(settings.metrics_refresh_seconds)),
+        Loop("log_ingest_sample", LOG_INGEST_SAMPLE_SECONDS, sample_log_ingest),
     ]
 
 
