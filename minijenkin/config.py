@@ -24,6 +24,7 @@ LEASE_SECONDS_DEFAULT = 30.0
 POLL_SECONDS_DEFAULT = 5.0
 POLL_SECONDS_MIN = 0.05
 LOG_RETENTION_DAYS_DEFAULT = 90
+LOG_INDEX_INTERVAL_SECONDS_DEFAULT = 2.0
 
 
 def _default_data_dir() -> Path:
@@ -125,6 +126,11 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(
         default=LOG_RETENTION_DAYS_DEFAULT, ge=1,
         description="Days of job logs kept; older daily partitions are dropped.",
+    )
+    log_index_interval_seconds: float = Field(
+        default=LOG_INDEX_INTERVAL_SECONDS_DEFAULT, ge=0.1,
+        description="Seconds between runs of the log search indexer; a stored line becomes "
+                    "searchable within about this time.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
 

@@ -11,9 +11,10 @@ from fastapi import FastAPI
 
 from minijenkin import __version__
 from minijenkin.api.errors import install_error_handlers
-from minijenkin.api.routes import health, hooks, jobs, repos, runs
+from minijenkin.api.routes import health, hooks, jobs, repos, runs, search
 from minijenkin.config import Settings
 from minijenkin.db import create_pool
+from minijenkin.logs.live import LogHub
 from minijenkin.maintenance import run_maintenance
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         await pool.open(wait=False)
         app.state.pool = pool
         app.state.settings = settings
+        app.state.log_hub = LogHub(conninfo)
+        await app.state.log_hub.start()
         background: asyncio.Task[None] | None = None
         if maintenance:
             background = asyncio.create_task(run_maintenance(pool, settings), name="maintenance")
@@ -43,6 +46,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+            await app.state.log_hub.close()
             await pool.close()
             logger.info("API stopped", extra={"action": "api_stop"})
 
@@ -53,6 +57,6 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, hooks, repos, runs, jobs):
+    for module in (health, hooks, repos, runs, jobs, search):
         app.include_router(module.router)
     return app

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from minijenkin import __version__
+from minijenkin.cli import logs as log_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import tokens as token_commands
 from minijenkin.cli.common import load_cli_settings
@@ -30,6 +31,8 @@ app = typer.Typer(
 )
 app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
+app.command("logs")(log_commands.logs)
+app.command("search")(log_commands.search)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(

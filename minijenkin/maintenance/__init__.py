@@ -17,6 +17,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from minijenkin.config import Settings
+from minijenkin.logs.search import index_pending
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -92,9 +93,16 @@ def make_loops(settings: Settings) -> list[Loop]:
                 "partitions_dropped": ",".join(dropped),
             })
 
+    async def index_logs(conn: psycopg.AsyncConnection) -> None:
+        attempts, chunks = await index_pending(conn)
+        if chunks:
+            logger.debug("log lines indexed for search", extra={
+                "action": "log_index", "attempts": attempts, "chunks": chunks})
+
     return [
         Loop("reaper", settings.maintenance_interval_seconds, reap),
         Loop("log_partitions", PARTITION_INTERVAL_SECONDS, partitions),
+        Loop("log_indexer", settings.log_index_interval_seconds, index_logs),
     ]
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from minijenkin.errors import PipelineError
 from minijenkin.logs.lines import LineSplitter
+from minijenkin.logs.masking import SecretMasker
 from minijenkin.logs.store import STREAM_CODES
 from minijenkin.pipeline import PIPELINE_FILE
 from minijenkin.pipeline.parser import PipelineValidationError, parse_pipeline
@@ -70,6 +71,7 @@ class JobExecution:
         self.seq = 0
         self.log_bytes = 0
         self.log_truncated = False
+        self.masker = SecretMasker.from_context(job.context)
         self.stop_reason: str | None = None
         self.process_groups: set[int] = set()
         self._current: asyncio.subprocess.Process | None = None
@@ -106,6 +108,8 @@ class JobExecution:
     async def emit(self, stream: int, text: str, ts: str | None = None) -> None:
         if self.log_truncated:
             return
+        if self.masker:
+            text = self.masker.mask(text)
         size = len(text) + 1
         if self.log_bytes + size > self.worker.log_cap_bytes and stream != SYSTEM:
             self.log_truncated = True

@@ -1,11 +1,19 @@
 -- Job log storage: daily partitions and the fenced, idempotent batch insert.
+--
+-- job_logs and job_log_search (0005_log_search.sql) share their daily
+-- partition bounds: the functions below create and drop both together.
 
 CREATE OR REPLACE FUNCTION mj_logs_partition_name(p_day date) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT 'job_logs_p' || to_char(p_day, 'YYYYMMDD') $$;
 
--- Create the daily partitions of job_logs for every day in [p_from, p_to]
--- that lacks one. Returns the number created.
+CREATE OR REPLACE FUNCTION mj_logs_search_partition_name(p_day date) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT 'job_log_search_p' || to_char(p_day, 'YYYYMMDD') $$;
+
+-- Create the daily partitions of job_logs and job_log_search for every day
+-- in [p_from, p_to] that lacks one. Returns the number of days for which a
+-- job_logs partition was created.
 CREATE OR REPLACE FUNCTION mj_logs_ensure_partitions_v1(p_from date, p_to date) RETURNS integer
     LANGUAGE plpgsql
     AS $$
@@ -20,13 +28,18 @@ BEGIN
                 mj_logs_partition_name(v_day), v_day, v_day + 1);
             v_created := v_created + 1;
         END IF;
+        IF to_regclass(mj_logs_search_partition_name(v_day)) IS NULL THEN
+            EXECUTE format(
+                'CREATE TABLE IF NOT EXISTS %I PARTITION OF job_log_search FOR VALUES FROM (%L) TO (%L)',
+                mj_logs_search_partition_name(v_day), v_day, v_day + 1);
+        END IF;
     END LOOP;
     RETURN v_created;
 END;
 $$;
 
--- Drop whole daily partitions that end on or before p_before. Returns the
--- names of the dropped partitions.
+-- Drop whole daily partitions of job_logs and job_log_search that end on
+-- or before p_before. Returns the names of the dropped partitions.
 CREATE OR REPLACE FUNCTION mj_logs_drop_partitions_v1(p_before date) RETURNS SETOF text
     LANGUAGE plpgsql
     AS $$
@@ -37,10 +50,10 @@ BEGIN
         SELECT c.relname::text
         FROM pg_inherits i
         JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'job_logs'::regclass
-          AND c.relname ~ '^job_logs_p[0-9]{8}$'
-          AND to_date(substring(c.relname from 11), 'YYYYMMDD') + 1 <= p_before
-        ORDER BY c.relname
+        WHERE i.inhparent IN ('job_logs'::regclass, 'job_log_search'::regclass)
+          AND c.relname ~ '^job_log(s|_search)_p[0-9]{8}$'
+          AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= p_before
+        ORDER BY right(c.relname, 8), c.relname
     LOOP
         EXECUTE format('DROP TABLE %I', v_name);
         RETURN NEXT v_name;
@@ -56,7 +69,8 @@ $$;
 -- are dropped: they come from a worker presumed dead. A line already stored
 -- (same job, attempt and seq, e.g. a batch re-sent after a lost connection)
 -- is ignored, so each line is stored exactly once. Sends one NOTIFY per
--- attempt carrying ids and the last sequence number, never log text.
+-- attempt carrying ids and the last sequence number, never log text, and
+-- queues the stored range for the search indexer (mj_logs_index_v1).
 CREATE OR REPLACE FUNCTION mj_logs_flush_v1()
 RETURNS TABLE (job_id bigint, attempt integer, stored bigint, last_seq integer)
     LANGUAGE plpgsql
@@ -77,6 +91,11 @@ BEGIN
               JOIN jobs j ON j.id = staged.job_id) days;
         v_results := mj_logs_insert_batch_v1();
     END;
+
+    INSERT INTO job_log_index_queue (job_id, attempt, day, first_seq, last_seq)
+    SELECT r.job_id, r.attempt, r.day, r.first_seq, r.last_seq
+    FROM jsonb_to_recordset(v_results) AS r (job_id bigint, attempt integer, day date, first_seq integer,
+                                             last_seq integer);
 
     FOR v_row IN
         SELECT * FROM jsonb_to_recordset(v_results) AS r (job_id bigint, attempt integer, stored bigint, last_seq integer)
@@ -112,16 +131,18 @@ BEGIN
         FROM pg_temp.mj_log_batch b
         JOIN valid v ON v.job_id = b.job_id AND v.attempt = b.attempt
         ON CONFLICT DO NOTHING
-        RETURNING job_logs.job_id, job_logs.attempt, job_logs.seq
+        RETURNING job_logs.job_id, job_logs.attempt, job_logs.day, job_logs.seq
     )
     SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'job_id', per_attempt.job_id, 'attempt', per_attempt.attempt,
-               'stored', per_attempt.stored, 'last_seq', per_attempt.last_seq)), '[]')
+               'job_id', per_attempt.job_id, 'attempt', per_attempt.attempt, 'day', per_attempt.day,
+               'stored', per_attempt.stored, 'first_seq', per_attempt.first_seq,
+               'last_seq', per_attempt.last_seq)), '[]')
     INTO v_results
     FROM (
-        SELECT i.job_id, i.attempt, count(*) AS stored, max(i.seq) AS last_seq
+        SELECT i.job_id, i.attempt, i.day, count(*) AS stored, min(i.seq) AS first_seq,
+               max(i.seq) AS last_seq
         FROM inserted i
-        GROUP BY i.job_id, i.attempt
+        GROUP BY i.job_id, i.attempt, i.day
     ) per_attempt;
     RETURN v_results;
 END;
