@@ -24,6 +24,8 @@ from minijenkin.sql import QUERIES
 # line's own text can be escaped before the marks become HTML tags.
 _START = "\ue000"
 _STOP = "\ue001"
+# mj_logs_search_text() stores `<` and `>` as these, out of the parser's sight.
+_ANGLE_BRACKETS = str.maketrans({"\ue002": "<", "\ue003": ">"})
 # Matching chunks ranked per search: the newest ones win beyond this, which
 # bounds the cost of ranking a word that occurs in millions of lines.
 CANDIDATE_CHUNKS = 1000
@@ -56,7 +58,7 @@ def _highlight(headline: str) -> tuple[str, str]:
     parts: list[str] = []
     plain: list[str] = []
     for index, piece in enumerate(headline.replace(_STOP, _START).split(_START)):
-        text = plain_text(piece)
+        text = plain_text(piece.translate(_ANGLE_BRACKETS))
         plain.append(text)
         escaped = html.escape(text, quote=True)
         parts.append(f"<mark>{escaped}</mark>" if index % 2 == 1 else escaped)

@@ -2,6 +2,8 @@
 --
 -- job_logs and job_log_search (0005_log_search.sql) share their daily
 -- partition bounds: the functions below create and drop both together.
+-- Lock order: a function that locks both tables locks job_logs first, so
+-- partition upkeep and the search indexer cannot deadlock.
 
 CREATE OR REPLACE FUNCTION mj_logs_partition_name(p_day date) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -21,6 +23,7 @@ DECLARE
     v_day date;
     v_created integer := 0;
 BEGIN
+    -- Two passes, so that job_logs is locked before job_log_search.
     FOR v_day IN SELECT generate_series(p_from, p_to, interval '1 day')::date LOOP
         IF to_regclass(mj_logs_partition_name(v_day)) IS NULL THEN
             EXECUTE format(
@@ -28,6 +31,8 @@ BEGIN
                 mj_logs_partition_name(v_day), v_day, v_day + 1);
             v_created := v_created + 1;
         END IF;
+    END LOOP;
+    FOR v_day IN SELECT generate_series(p_from, p_to, interval '1 day')::date LOOP
         IF to_regclass(mj_logs_search_partition_name(v_day)) IS NULL THEN
             EXECUTE format(
                 'CREATE TABLE IF NOT EXISTS %I PARTITION OF job_log_search FOR VALUES FROM (%L) TO (%L)',
@@ -53,7 +58,8 @@ BEGIN
         WHERE i.inhparent IN ('job_logs'::regclass, 'job_log_search'::regclass)
           AND c.relname ~ '^job_log(s|_search)_p[0-9]{8}$'
           AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= p_before
-        ORDER BY right(c.relname, 8), c.relname
+        -- job_logs before job_log_search, the lock order every log function keeps.
+        ORDER BY right(c.relname, 8), i.inhparent = 'job_logs'::regclass DESC
     LOOP
         EXECUTE format('DROP TABLE %I', v_name);
         RETURN NEXT v_name;

@@ -12,10 +12,13 @@ CREATE OR REPLACE FUNCTION mj_logs_chunk_lines() RETURNS integer
 
 -- The part of a line that is indexed and highlighted. Bounding it keeps a
 -- chunk's tsvector far below PostgreSQL's 1 MB limit whatever a step prints
--- (64 lines of at most 2,048 characters each).
+-- (64 lines of at most 2,048 characters each). The default text-search
+-- parser reads `<...>` as an XML tag and drops it, so `<` and `>` become
+-- the private-use characters U+E002 and U+E003 (logs/search.py turns them
+-- back): `<script>` is then indexed and highlighted like any other word.
 CREATE OR REPLACE FUNCTION mj_logs_search_text(p_line text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT left(p_line, 2048) $$;
+    AS $$ SELECT translate(left(p_line, 2048), '<>', U&'\E002\E003') $$;
 
 CREATE OR REPLACE FUNCTION mj_logs_search_vector(p_line text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -38,6 +41,9 @@ DECLARE
 BEGIN
     attempts := 0;
     chunks := 0;
+    -- job_logs before job_log_search: partition upkeep locks them in that
+    -- order too, and the reverse order would deadlock with it.
+    LOCK TABLE job_logs IN ACCESS SHARE MODE;
     FOR v_range IN
         WITH taken AS (
             DELETE FROM job_log_index_queue q

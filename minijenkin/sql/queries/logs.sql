@@ -27,16 +27,20 @@ SELECT attempts, chunks FROM mj_logs_index_v1(%(max_batches)s::integer);
 
 -- name: logs_search
 -- Rank log chunks matching a web-search style query, then return their matching lines.
+-- Chunks are selected with querytree(), the query without its negated words: "-word"
+-- excludes lines, not whole chunks. A query with no positive word ('T') matches nothing.
 -- The newest `candidates` matching chunks are ranked, so ranking cost stays bounded
 -- however common the searched words are.
 WITH query AS (
-    SELECT websearch_to_tsquery('simple', %(q)s::text) AS tsq
+    SELECT tsq, querytree(tsq) AS positive
+    FROM websearch_to_tsquery('simple', %(q)s::text) AS tsq
 ),
 candidates AS (
     SELECT s.job_id, s.attempt, s.day, s.run_id, s.repo_id, s.ref, s.first_seq, s.last_seq,
            s.last_ts, s.document
     FROM job_log_search s, query
-    WHERE s.document @@ query.tsq
+    WHERE query.positive <> 'T'
+      AND s.document @@ query.positive::tsquery
       AND (%(repo_id)s::bigint IS NULL OR s.repo_id = %(repo_id)s::bigint)
       AND (%(ref)s::text IS NULL OR s.ref = %(ref)s::text)
       AND (%(since)s::timestamptz IS NULL OR s.last_ts >= %(since)s::timestamptz)
@@ -54,7 +58,7 @@ SELECT r.job_id, r.attempt, r.run_id, r.repo_id, repo.name AS repo_name, r.ref, 
        j.name AS job_name, l.seq, l.stream, l.ts, r.chunk_rank, l.line_rank,
        ts_headline('simple', mj_logs_search_text(l.line), query.tsq,
                    'StartSel=' || chr(57344) || ', StopSel=' || chr(57345)
-                   || ', MaxWords=30, MinWords=10, MaxFragments=2') AS headline
+                   || ', MaxWords=30, MinWords=10') AS headline
 FROM ranked r
 CROSS JOIN query
 JOIN jobs j ON j.id = r.job_id
