@@ -78,6 +78,9 @@ class JobExecution:
         self._killer: asyncio.Task[None] | None = None
         self.directory: Path | None = None
         self.started = time.monotonic()
+        # Per stream code: since when its reader has waited for output, or
+        # None while it is handling output.
+        self._read_wait_since: dict[int, float | None] = {}
 
     @property
     def log_extra(self) -> dict[str, Any]:
@@ -292,7 +295,7 @@ class JobExecution:
                 await process.wait()
             if self._killer is not None:
                 await self._killer
-            _done, pending = await asyncio.wait(readers, timeout=DRAIN_SECONDS)
+            pending = await self._drain_readers(readers)
             for reader in pending:
                 reader.cancel()
             for reader in pending:
@@ -308,10 +311,29 @@ class JobExecution:
         code = process.returncode if process.returncode is not None else -1
         return 128 - code if code < 0 else code
 
+    async def _drain_readers(self, readers: list[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
+        """Wait for the pipe readers; return them once every one left has waited
+        DRAIN_SECONDS for output (a background process holds its pipe open).
+
+        Readers still handling output are never cut short: on a busy worker,
+        storing what a step printed may take longer than DRAIN_SECONDS.
+        """
+        pending = set(readers)
+        while pending:
+            _done, pending = await asyncio.wait(pending, timeout=DRAIN_SECONDS)
+            now = time.monotonic()
+            waits = [since for since in self._read_wait_since.values() if since is not None]
+            busy = len(waits) < len(pending) or any(now - since < DRAIN_SECONDS for since in waits)
+            if pending and not busy:
+                break
+        return pending
+
     async def _pump(self, stream: asyncio.StreamReader, code: int) -> None:
         splitter = LineSplitter()
         while True:
+            self._read_wait_since[code] = time.monotonic()
             chunk = await stream.read(READ_CHUNK_BYTES)
+            self._read_wait_since[code] = None
             if not chunk:
                 break
             ts = utc_timestamp()
