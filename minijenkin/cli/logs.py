@@ -56,7 +56,7 @@ def _raise_for_status(response: httpx.Response) -> None:
         detail = response.text
     if response.status_code == 404:
         raise NotFoundError(str(detail))
-    raise ApiRequestError(f"the API answered {response.status_code}: {detail}")
+    raise ApiRequestError(f"the API returned HTTP {response.status_code}: {detail}")
 
 
 class LinePrinter:

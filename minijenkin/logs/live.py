@@ -2,7 +2,7 @@
 
 The log flush sends `NOTIFY mj_logs_v1 'job_id:attempt:last_seq'` after each
 batch, and every change of a job's state sends `NOTIFY mj_runs_v1 'run_id'`.
-The hub holds the process's only LISTEN connection and wakes the viewers of
+The hub owns the process's only LISTEN connection and wakes the viewers of
 the job or run named in a notification. Viewers then read the new lines
 from job_logs themselves: notifications carry ids, never log text.
 
@@ -127,7 +127,7 @@ class LogHub:
                 if delay > 0.2:
                     logger.info("log LISTEN connection restored", extra={"action": "log_listen_resume"})
                 delay = 0.2
-                # Lines stored while nobody listened raised no wake-up here.
+                # Lines stored while the connection was down woke no viewer.
                 self._wake_all()
                 await self._consume(conn)
             except asyncio.CancelledError:

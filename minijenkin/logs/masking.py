@@ -2,10 +2,10 @@
 
 A job receives its secrets as `{name: value}` in its claim context. Every
 occurrence of a value in the job's output is replaced with MASK. Output is
-split into lines before masking, so a multi-line value (a PEM key) is also
-masked line by line, and the string values inside a JSON secret (a
-service-account file) are masked one by one, since a step may print just
-one field.
+split into lines before masking, so each line of a multi-line value (a PEM
+key) is masked on its own too. The string values inside a JSON secret (a
+service-account file) are also masked one by one, because a step may print
+just one field.
 
 Values shorter than SECRET_MIN_LENGTH cannot be masked safely: masking "a"
 would garble every line while hiding nothing. `validate_secret_value`

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -29,7 +30,10 @@ _ANGLE_BRACKETS = str.maketrans({"\ue002": "<", "\ue003": ">"})
 # Matching chunks ranked per search: the newest ones win beyond this, which
 # bounds the cost of ranking a word that occurs in millions of lines.
 CANDIDATE_CHUNKS = 1000
-INDEX_BATCHES_PER_TICK = 5000
+# One indexer call covers about this many lines (at least one queued
+# batch); a tick repeats calls for at most INDEX_TICK_SECONDS.
+INDEX_LINES_PER_CALL = 50_000
+INDEX_TICK_SECONDS = 1.5
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,20 @@ async def search_logs(
     return hits
 
 
-async def index_pending(conn: psycopg.AsyncConnection,
-                        max_batches: int = INDEX_BATCHES_PER_TICK) -> tuple[int, int]:
-    """Index queued log batches; return (attempts, chunks) indexed."""
-    cursor = await conn.execute(QUERIES["logs_index"], {"max_batches": max_batches})
-    row = await cursor.fetchone()
-    if row is None:
-        return 0, 0
-    return int(row["attempts"]), int(row["chunks"])
+async def index_pending(conn: psycopg.AsyncConnection) -> tuple[int, int]:
+    """Index queued log batches until none is left or INDEX_TICK_SECONDS passed.
+
+    Returns the (attempts, chunks) indexed. Bounding the work keeps each
+    indexer transaction short whatever the backlog.
+    """
+    deadline = time.monotonic() + INDEX_TICK_SECONDS
+    attempts = chunks = 0
+    while True:
+        cursor = await conn.execute(QUERIES["logs_index"], {"max_lines": INDEX_LINES_PER_CALL})
+        row = await cursor.fetchone()
+        if row is None or not row["attempts"]:
+            return attempts, chunks
+        attempts += int(row["attempts"])
+        chunks += int(row["chunks"])
+        if time.monotonic() >= deadline:
+            return attempts, chunks

@@ -313,7 +313,7 @@ class JobExecution:
 
     async def _drain_readers(self, readers: list[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
         """Wait for the pipe readers; return them once every one left has waited
-        DRAIN_SECONDS for output (a background process holds its pipe open).
+        DRAIN_SECONDS for output (a background process keeps its pipe open).
 
         Readers still handling output are never cut short: on a busy worker,
         storing what a step printed may take longer than DRAIN_SECONDS.

@@ -2,7 +2,7 @@
 
 Lines from every job of the worker process go into one buffer. A background
 task sends the buffer FLUSH_INTERVAL_SECONDS after its oldest line arrived,
-or sooner when it holds BATCH_MAX_BYTES, with COPY into a per-session
+or sooner when it contains BATCH_MAX_BYTES, with COPY into a per-session
 staging table followed by
 mj_logs_flush_v1() in the same transaction. A failed batch is sent again
 after a reconnect; the (job, attempt, seq) primary key makes the resend

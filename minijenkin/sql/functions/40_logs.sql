@@ -23,20 +23,25 @@ DECLARE
     v_day date;
     v_created integer := 0;
 BEGIN
-    -- Two passes, so that job_logs is locked before job_log_search.
+    -- CREATE TABLE ... PARTITION OF would lock the parent ACCESS EXCLUSIVE,
+    -- stalling every insert and read of the logs. ATTACH PARTITION needs
+    -- only SHARE UPDATE EXCLUSIVE on the parent, which readers and writers
+    -- do not conflict with; it also creates the parent's indexes on the new
+    -- table. Two passes lock job_logs before job_log_search.
     FOR v_day IN SELECT generate_series(p_from, p_to, interval '1 day')::date LOOP
         IF to_regclass(mj_logs_partition_name(v_day)) IS NULL THEN
-            EXECUTE format(
-                'CREATE TABLE IF NOT EXISTS %I PARTITION OF job_logs FOR VALUES FROM (%L) TO (%L)',
-                mj_logs_partition_name(v_day), v_day, v_day + 1);
+            EXECUTE format('CREATE TABLE %I (LIKE job_logs INCLUDING ALL)', mj_logs_partition_name(v_day));
+            EXECUTE format('ALTER TABLE job_logs ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                           mj_logs_partition_name(v_day), v_day, v_day + 1);
             v_created := v_created + 1;
         END IF;
     END LOOP;
     FOR v_day IN SELECT generate_series(p_from, p_to, interval '1 day')::date LOOP
         IF to_regclass(mj_logs_search_partition_name(v_day)) IS NULL THEN
-            EXECUTE format(
-                'CREATE TABLE IF NOT EXISTS %I PARTITION OF job_log_search FOR VALUES FROM (%L) TO (%L)',
-                mj_logs_search_partition_name(v_day), v_day, v_day + 1);
+            EXECUTE format('CREATE TABLE %I (LIKE job_log_search INCLUDING ALL)',
+                           mj_logs_search_partition_name(v_day));
+            EXECUTE format('ALTER TABLE job_log_search ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                           mj_logs_search_partition_name(v_day), v_day, v_day + 1);
         END IF;
     END LOOP;
     RETURN v_created;

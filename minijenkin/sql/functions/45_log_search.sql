@@ -24,13 +24,14 @@ CREATE OR REPLACE FUNCTION mj_logs_search_vector(p_line text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT to_tsvector('simple', mj_logs_search_text(p_line)) $$;
 
--- Index what the log flush queued: take up to p_max_batches queued batches
--- (oldest first), then rebuild every chunk they touch from the stored lines.
+-- Index what the log flush queued: take queued batches, oldest first, until
+-- they cover p_max_lines lines (at least one batch), then rebuild every
+-- chunk they touch from the stored lines.
 -- Rebuilding whole chunks makes the work idempotent, so a batch queued twice
 -- or a chunk filled over several batches ends up indexed the same.
 -- Returns the number of attempts and chunks indexed. Run by the maintenance
 -- leader only; SKIP LOCKED also keeps two concurrent callers apart.
-CREATE OR REPLACE FUNCTION mj_logs_index_v1(p_max_batches integer)
+CREATE OR REPLACE FUNCTION mj_logs_index_v1(p_max_lines integer)
 RETURNS TABLE (attempts integer, chunks integer)
     LANGUAGE plpgsql
     AS $$
@@ -48,11 +49,20 @@ BEGIN
         WITH taken AS (
             DELETE FROM job_log_index_queue q
             WHERE q.id IN (
-                SELECT pending.id
-                FROM job_log_index_queue pending
-                ORDER BY pending.id
-                LIMIT p_max_batches
-                FOR UPDATE SKIP LOCKED
+                SELECT sized.id
+                FROM (
+                    SELECT locked.id,
+                           sum(locked.last_seq - locked.first_seq + 1) OVER (ORDER BY locked.id)
+                               - (locked.last_seq - locked.first_seq + 1) AS lines_before
+                    FROM (
+                        SELECT pending.id, pending.first_seq, pending.last_seq
+                        FROM job_log_index_queue pending
+                        ORDER BY pending.id
+                        LIMIT 10000
+                        FOR UPDATE SKIP LOCKED
+                    ) locked
+                ) sized
+                WHERE sized.lines_before < p_max_lines
             )
             RETURNING q.job_id, q.attempt, q.day, q.first_seq, q.last_seq
         )

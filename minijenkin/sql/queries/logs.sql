@@ -23,7 +23,7 @@ LIMIT %(limit)s::integer;
 
 -- name: logs_index
 -- Index queued log batches for full-text search (the search indexer's tick).
-SELECT attempts, chunks FROM mj_logs_index_v1(%(max_batches)s::integer);
+SELECT attempts, chunks FROM mj_logs_index_v1(%(max_lines)s::integer);
 
 -- name: logs_search
 -- Rank log chunks matching a web-search style query, then return their matching lines.
@@ -31,7 +31,12 @@ SELECT attempts, chunks FROM mj_logs_index_v1(%(max_batches)s::integer);
 -- excludes lines, not whole chunks. A query with no positive word ('T') matches nothing.
 -- The newest `candidates` matching chunks are ranked, so ranking cost stays bounded
 -- however common the searched words are.
-WITH query AS (
+WITH lock_order AS (
+    -- Parsed first, so job_logs is locked before job_log_search, the order
+    -- partition upkeep uses; the other order can deadlock with it.
+    SELECT 1 FROM job_logs WHERE false
+),
+query AS (
     SELECT tsq, querytree(tsq) AS positive
     FROM websearch_to_tsquery('simple', %(q)s::text) AS tsq
 ),
