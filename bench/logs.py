@@ -309,6 +309,8 @@ def bench_latency(install: Installation) -> dict[str, float]:
                 received = time.time()
                 if event.event == "end":
                     break
+                if event.event != "line":
+                    continue  # keep-alive ping
                 text = json.loads(event.data)["text"]
                 match = re.match(r"t=([0-9.]+) ", text)
                 if match:

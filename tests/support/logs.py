@@ -46,6 +46,8 @@ def read_events(client: httpx.Client, job_id: int, *, headers: dict[str, str] | 
                      headers={"Accept": "text/event-stream", **(headers or {})}) as source:
         assert source.response.status_code == 200, source.response.read()
         for event in source.iter_sse():
+            if event.event not in ("line", "end"):
+                continue  # keep-alive ping
             events.append((event.event, event.id or None, json.loads(event.data)))
             if event.event == "end" or (stop_after is not None and len(events) >= stop_after):
                 break
