@@ -57,6 +57,9 @@ class LogShipper:
         self._first_pending_at: float | None = None
         self._changed = asyncio.Condition()
         self._flush_requested = asyncio.Event()
+        # Set when a line arrives in an empty buffer, so that the idle sender
+        # starts the FLUSH_INTERVAL_SECONDS timer for it.
+        self._lines_arrived = asyncio.Event()
         self._conn: psycopg.AsyncConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -71,6 +74,7 @@ class LogShipper:
         await self.flush()
         self._closing = True
         self._flush_requested.set()
+        self._lines_arrived.set()
         if self._task is not None:
             await self._task
         if self._conn is not None:
@@ -91,6 +95,7 @@ class LogShipper:
             self._appended += 1
             if self._first_pending_at is None:
                 self._first_pending_at = time.monotonic()
+                self._lines_arrived.set()
             if self._pending_bytes >= BATCH_MAX_BYTES:
                 self._flush_requested.set()
 
@@ -120,12 +125,15 @@ class LogShipper:
             if self._closing or self._flush_requested.is_set():
                 self._flush_requested.clear()
                 return
-            if self._first_pending_at is not None:
-                remaining = self._first_pending_at + FLUSH_INTERVAL_SECONDS - time.monotonic()
-                if remaining <= 0:
-                    return
-            else:
-                remaining = None
+            if self._first_pending_at is None:
+                # Idle: wait for a line (or close) rather than a flush request,
+                # which would come only once 4 MiB are buffered.
+                self._lines_arrived.clear()
+                await self._lines_arrived.wait()
+                continue
+            remaining = self._first_pending_at + FLUSH_INTERVAL_SECONDS - time.monotonic()
+            if remaining <= 0:
+                return
             try:
                 await asyncio.wait_for(self._flush_requested.wait(), timeout=remaining)
             except TimeoutError:

@@ -105,12 +105,14 @@ async def _stream_logs(request: Request, job_id: int, attempt: int | None,
     # is a 404 rather than a stream that ends at once.
     job = await live.check_stream(pool, job_id=job_id, attempt=attempt)
 
-    async def encode() -> AsyncIterator[ServerSentEvent]:
-        async for event in live.stream_attempt(pool, hub, job=job, job_id=job_id, attempt=attempt,
-                                               after=after):
-            yield ServerSentEvent(
-                data=json.dumps(event.data, ensure_ascii=False, separators=(",", ":")),
-                event=event.kind, id=None if event.seq is None else str(event.seq))
+    async def encode() -> AsyncIterator[bytes]:
+        async for events in live.stream_attempt(pool, hub, job=job, job_id=job_id,
+                                                attempt=attempt, after=after):
+            yield b"".join(
+                ServerSentEvent(
+                    data=json.dumps(event.data, ensure_ascii=False, separators=(",", ":")),
+                    event=event.kind, id=None if event.seq is None else str(event.seq)).encode()
+                for event in events)
 
     return EventSourceResponse(encode(), ping=SSE_PING_SECONDS,
                                headers={"Cache-Control": "no-store"})
