@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+from httpx_sse import connect_sse
 
 from tests.support.api import ApiServer
 from tests.support.github import encode, push_payload, signed_headers
@@ -256,3 +259,41 @@ def test_log_cap_truncates_while_job_runs(
     printed = [text for text in before_notice if text.isdigit()]
     assert printed == [str(n) for n in range(1, len(printed) + 1)]
     assert len(printed) > 500
+
+
+def test_sse_delivers_lines_while_job_runs(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    # The step waits up to 60 s for the gate, which the test opens only once
+    # "first" has arrived: a stream that delivered lines only when the job
+    # ended would miss the 30 s deadline below.
+    script = (f"echo first; for i in $(seq 1 600); do [ -e {gate} ] && break; sleep 0.1; done; "
+              "echo second")
+    pipeline = f"jobs:\n  gated:\n    steps:\n      - run: '{script}'\n"
+    start_worker()
+    texts: list[str] = []
+
+    def view(job_id: int) -> None:
+        with api_server.client() as viewer, connect_sse(
+                viewer, "GET", f"/api/jobs/{job_id}/logs",
+                headers={"Accept": "text/event-stream"}) as source:
+            for event in source.iter_sse():
+                if event.event == "end":
+                    return
+                if event.event == "line":
+                    texts.append(json.loads(event.data)["text"])
+
+    with api_server.client() as client:
+        run_id = start_run(client, git_repo, pipeline)
+        job = wait_for_job(client, run_id, "gated")
+        thread = threading.Thread(target=view, args=(job["id"],))
+        thread.start()
+        wait_for(lambda: "first" in texts, timeout=30, message="the line 'first' while the step runs")
+        gate.touch()
+        thread.join(timeout=60)
+        run = wait_finished(client, run_id)
+
+    assert run["status"] == "succeeded"
+    assert [text for text in texts if text in ("first", "second")] == ["first", "second"]
