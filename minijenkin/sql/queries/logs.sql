@@ -37,15 +37,17 @@ WITH lock_order AS (
     SELECT 1 FROM job_logs WHERE false
 ),
 query AS (
-    SELECT tsq, querytree(tsq) AS positive
-    FROM websearch_to_tsquery('simple', %(q)s::text) AS tsq
+    SELECT websearch_to_tsquery('simple', %(q)s::text) AS tsq
 ),
 candidates AS (
+    -- The query is written out rather than read from the CTE above, so the
+    -- planner sees its words: it walks job_log_search_recent_idx for a word
+    -- found in most chunks and uses the GIN index for a rare one.
     SELECT s.job_id, s.attempt, s.day, s.run_id, s.repo_id, s.ref, s.first_seq, s.last_seq,
            s.last_ts, s.document
-    FROM job_log_search s, query
-    WHERE query.positive <> 'T'
-      AND s.document @@ query.positive::tsquery
+    FROM job_log_search s
+    WHERE querytree(websearch_to_tsquery('simple', %(q)s::text)) <> 'T'
+      AND s.document @@ querytree(websearch_to_tsquery('simple', %(q)s::text))::tsquery
       AND (%(repo_id)s::bigint IS NULL OR s.repo_id = %(repo_id)s::bigint)
       AND (%(ref)s::text IS NULL OR s.ref = %(ref)s::text)
       AND (%(since)s::timestamptz IS NULL OR s.last_ts >= %(since)s::timestamptz)
