@@ -109,22 +109,29 @@ class JobExecution:
     # -- logging --------------------------------------------------------------
 
     async def emit(self, stream: int, text: str, ts: str | None = None) -> None:
-        if self.log_truncated:
-            return
-        if self.masker:
-            text = self.masker.mask(text)
-        size = len(text) + 1
-        if self.log_bytes + size > self.worker.log_cap_bytes and stream != SYSTEM:
-            self.log_truncated = True
-            text = (f"log truncated: this job's output exceeded {self.worker.log_cap_bytes} bytes; "
-                    "the job keeps running, further output is discarded")
-            stream = SYSTEM
-        self.log_bytes += size
-        self.seq += 1
-        await self.worker.shipper.append(
+        await self.emit_many(stream, [text], ts)
+
+    async def emit_many(self, stream: int, texts: list[str], ts: str | None = None) -> None:
+        """Mask, number and cap lines of one stream, then hand them to the shipper at once."""
+        timestamp = ts or utc_timestamp()
+        lines: list[tuple[int, int, str, str]] = []
+        for original in texts:
+            if self.log_truncated:
+                break
+            text = self.masker.mask(original) if self.masker else original
+            size = len(text) + 1
+            code = stream
+            if self.log_bytes + size > self.worker.log_cap_bytes and stream != SYSTEM:
+                self.log_truncated = True
+                text = (f"log truncated: this job's output exceeded {self.worker.log_cap_bytes} "
+                        "bytes; the job keeps running, further output is discarded")
+                code = SYSTEM
+            self.log_bytes += size
+            self.seq += 1
+            lines.append((self.seq, code, timestamp, text))
+        await self.worker.shipper.append_many(
             job_id=self.job.job_id, attempt=self.job.attempt, lease_token=self.job.lease_token,
-            seq=self.seq, stream=stream, ts=ts or utc_timestamp(), text=text,
-        )
+            lines=lines)
 
     async def system(self, text: str) -> None:
         # System lines bypass the cap check inside emit only when not truncated;
@@ -336,11 +343,8 @@ class JobExecution:
             self._read_wait_since[code] = None
             if not chunk:
                 break
-            ts = utc_timestamp()
-            for line in splitter.feed(chunk):
-                await self.emit(code, line, ts)
-        for line in splitter.finish():
-            await self.emit(code, line)
+            await self.emit_many(code, splitter.feed(chunk), utc_timestamp())
+        await self.emit_many(code, splitter.finish())
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:

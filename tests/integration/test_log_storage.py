@@ -54,6 +54,16 @@ def test_flush_ignores_resent_batch(db: psycopg.Connection) -> None:
     assert stored_lines(db, job["job_id"]) == list(enumerate(lines, start=1))
 
 
+def test_flush_stores_only_new_lines_of_overlapping_batch(db: psycopg.Connection) -> None:
+    job = _running_job(db)
+    store_lines(db, job, [f"line {n}" for n in range(1, 6)])
+
+    result = store_lines(db, job, [f"line {n}" for n in range(3, 9)], first_seq=3)
+
+    assert result == [{"job_id": job["job_id"], "attempt": 1, "stored": 3, "last_seq": 8}]
+    assert stored_lines(db, job["job_id"]) == [(n, f"line {n}") for n in range(1, 9)]
+
+
 def test_flush_drops_lines_of_stale_lease(db: psycopg.Connection) -> None:
     job = _running_job(db)
     stale = {**job, "lease_token": "00000000-0000-4000-8000-000000000000"}
