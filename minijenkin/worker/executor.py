@@ -71,7 +71,8 @@ class JobExecution:
         self.seq = 0
         self.log_bytes = 0
         self.log_truncated = False
-        self.masker = SecretMasker.from_context(job.context)
+        self._masker = SecretMasker([])
+        self._masked_secrets: object = None
         self.stop_reason: str | None = None
         self.process_groups: set[int] = set()
         self._current: asyncio.subprocess.Process | None = None
@@ -108,17 +109,28 @@ class JobExecution:
 
     # -- logging --------------------------------------------------------------
 
+    @property
+    def masker(self) -> SecretMasker:
+        """The masker for the secrets in the job's context, rebuilt when they are replaced
+        (secrets may be loaded after this execution was created)."""
+        secrets = self.job.context.get("secrets")
+        if secrets is not self._masked_secrets:
+            self._masker = SecretMasker.from_context(self.job.context)
+            self._masked_secrets = secrets
+        return self._masker
+
     async def emit(self, stream: int, text: str, ts: str | None = None) -> None:
         await self.emit_many(stream, [text], ts)
 
     async def emit_many(self, stream: int, texts: list[str], ts: str | None = None) -> None:
         """Mask, number and cap lines of one stream, then hand them to the shipper at once."""
         timestamp = ts or utc_timestamp()
+        masker = self.masker
         lines: list[tuple[int, int, str, str]] = []
         for original in texts:
             if self.log_truncated:
                 break
-            text = self.masker.mask(original) if self.masker else original
+            text = masker.mask(original) if masker else original
             size = len(text) + 1
             code = stream
             if self.log_bytes + size > self.worker.log_cap_bytes and stream != SYSTEM:
