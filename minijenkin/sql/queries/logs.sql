@@ -31,6 +31,8 @@ SELECT attempts, chunks FROM mj_logs_index_v1(%(max_lines)s::integer);
 -- excludes lines, not whole chunks. A query with no positive word ('T') matches nothing.
 -- The newest `candidates` matching chunks are ranked, so ranking cost stays bounded
 -- however common the searched words are.
+-- NOTE: a phrase ("a b") is checked against every chunk holding all its words, since
+-- the GIN index stores no positions: about 1 s over 10M lines for two common words.
 WITH lock_order AS (
     -- Parsed first, so job_logs is locked before job_log_search, the order
     -- partition upkeep uses; the other order can deadlock with it.
