@@ -377,8 +377,9 @@ def bench_search(install: Installation, total_lines: int) -> dict[str, float]:
                    "VALUES (%s, 1, %s, 1, %s)", (job_id, day, per_job))
     insert_seconds = time.perf_counter() - started
 
-    # The API's indexer loop takes part too; done when the queue is empty
-    # and no batch is still being indexed (SKIP LOCKED hides those).
+    # The API's indexer loop takes part too. Indexing is done when the queue
+    # is empty and this call found nothing, because SKIP LOCKED hides the
+    # batches the API is still indexing.
     started = time.perf_counter()
     while True:
         indexed = db.execute("SELECT attempts FROM mj_logs_index_v1(50000)").fetchone()["attempts"]

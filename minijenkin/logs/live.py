@@ -6,9 +6,9 @@ The hub owns the process's only LISTEN connection and wakes the viewers of
 the job or run named in a notification. Viewers then read the new lines
 from job_logs themselves: notifications carry ids, never log text.
 
-A viewer also re-reads on its own every few seconds, and the hub wakes every
-viewer after reconnecting, so a notification lost while the LISTEN
-connection was down delays lines but never loses them.
+A viewer also re-reads on its own every VIEWER_RECHECK_SECONDS, and the hub
+wakes every viewer after reconnecting. A notification lost while the LISTEN
+connection was down therefore delays lines by at most that interval.
 """
 
 from __future__ import annotations

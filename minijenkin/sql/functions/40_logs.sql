@@ -26,7 +26,7 @@ BEGIN
     -- CREATE TABLE ... PARTITION OF would lock the parent ACCESS EXCLUSIVE,
     -- stalling every insert and read of the logs. ATTACH PARTITION needs
     -- only SHARE UPDATE EXCLUSIVE on the parent, which readers and writers
-    -- do not conflict with; it also creates the parent's indexes on the new
+    -- do not conflict with. It also creates the parent's indexes on the new
     -- table. Two passes lock job_logs before job_log_search.
     FOR v_day IN SELECT generate_series(p_from, p_to, interval '1 day')::date LOOP
         IF to_regclass(mj_logs_partition_name(v_day)) IS NULL THEN

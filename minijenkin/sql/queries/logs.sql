@@ -43,8 +43,9 @@ query AS (
 ),
 candidates AS (
     -- The query is written out rather than read from the CTE above, so the
-    -- planner sees its words: it walks job_log_search_recent_idx for a word
-    -- found in most chunks and uses the GIN index for a rare one.
+    -- planner can estimate how many chunks match. It then walks
+    -- job_log_search_recent_idx for a word found in most chunks and uses the
+    -- GIN index for a rare one.
     SELECT s.job_id, s.attempt, s.day, s.run_id, s.repo_id, s.ref, s.first_seq, s.last_seq,
            s.last_ts, s.document
     FROM job_log_search s
