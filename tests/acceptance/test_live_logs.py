@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 from httpx_sse import connect_sse
 
@@ -297,3 +299,39 @@ def test_sse_delivers_lines_while_job_runs(
 
     assert run["status"] == "succeeded"
     assert [text for text in texts if text in ("first", "second")] == ["first", "second"]
+
+
+def test_worker_memory_stays_bounded(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # 200 MB in one line without a newline, then 200,000 short lines.
+    script = "head -c 200000000 /dev/zero | tr '\\\\0' x; echo; seq 1 200000"
+    pipeline = f"jobs:\n  flood:\n    steps:\n      - run: \"{script}\"\n"
+    # The default cap of 100 MiB: half the output reaches the shipper, which
+    # must hold back the pipe reader while the database catches up.
+    worker = start_worker()
+    process = psutil.Process(worker.pid)
+    peak = 0
+    with api_server.client() as client:
+        run_id = start_run(client, git_repo, pipeline)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            peak = max(peak, process.memory_info().rss)
+            if client.get(f"/api/runs/{run_id}").json()["status"] not in (
+                    "pending", "queued", "running"):
+                break
+            time.sleep(0.05)
+        run = wait_finished(client, run_id)
+        job = [job for job in run["jobs"] if job["key"] == "flood"][0]
+
+    assert run["status"] == "succeeded", worker.output()
+    # The buffers are bounded (64 KiB line pieces, 32 MiB of unsent lines);
+    # 200 MB of output must not show up in the worker's memory.
+    assert peak < 150 * 1024 * 1024, peak
+    lines = [text for _, text in stored_lines(db, job["id"])]
+    assert lines[1].startswith("▶ Run head -c 200000000")
+    assert lines[2] == "x" * 65536 + " \u21b5[line continues]"
+    assert lines[-2] == ("log truncated: this job's output exceeded 104857600 bytes; the job "
+                         "keeps running, further output is discarded")
+    assert lines[-1] == "Job succeeded"
