@@ -37,6 +37,7 @@ NOTIFY_CONCURRENCY_DEFAULT = 16
 # BENCHMARKS.md), so the default keeps that background work to a few percent
 # of one core; live figures do not wait for it.
 METRICS_REFRESH_SECONDS_DEFAULT = 300.0
+LOG_INDEX_INTERVAL_SECONDS_DEFAULT = 2.0
 
 
 def _default_data_dir() -> Path:
@@ -144,6 +145,11 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(
         default=LOG_RETENTION_DAYS_DEFAULT, ge=1,
         description="Days of job logs kept; older daily partitions are dropped.",
+    )
+    log_index_interval_seconds: float = Field(
+        default=LOG_INDEX_INTERVAL_SECONDS_DEFAULT, ge=0.1,
+        description="Seconds between runs of the log search indexer; a stored line becomes "
+                    "searchable within about this time.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
     git_remote_timeout_seconds: float = Field(

@@ -21,6 +21,7 @@ from minijenkin.api.routes import (
     notifications,
     repos,
     runs,
+    search,
     schedules,
     secrets,
     tokens,
@@ -29,6 +30,7 @@ from minijenkin.api.routes import (
 from minijenkin.config import Settings
 from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import create_pool
+from minijenkin.logs.live import LogHub
 from minijenkin.maintenance import run_maintenance
 from minijenkin.notify.dispatcher import Dispatcher
 from minijenkin.secrets import encrypt_legacy_webhook_secrets
@@ -56,6 +58,8 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         app.state.settings = settings
         app.state.keyring = keyring
         await _encrypt_legacy_secrets(pool, keyring)
+        app.state.log_hub = LogHub(conninfo)
+        await app.state.log_hub.start()
         background: asyncio.Task[None] | None = None
         dispatcher: Dispatcher | None = None
         dispatching: asyncio.Task[None] | None = None
@@ -75,6 +79,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+            await app.state.log_hub.close()
             await pool.close()
             logger.info("API stopped", extra={"action": "api_stop"})
 
@@ -85,7 +90,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, hooks, repos, runs, jobs, notifications, metrics):
+    for module in (health, hooks, repos, runs, jobs, notifications, metrics, search):
         app.include_router(module.router)
     for module in (secrets, tokens, webhook_deliveries, schedules):
         app.include_router(module.router)

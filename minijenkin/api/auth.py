@@ -44,12 +44,26 @@ async def current_principal(
     return principal
 
 
-def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that lets the request through only with at least `scope`."""
+async def current_principal_brief(
+    request: Request,
+    conn: Annotated[psycopg.AsyncConnection, Depends(db_connection, scope="function")],
+) -> Principal:
+    """Like `current_principal`, but the connection goes back to the pool before the
+    response is sent, so a streaming response does not hold it."""
+    return await current_principal(request, conn)
 
-    async def check(
-        request: Request, principal: Annotated[Principal, Depends(current_principal)],
-    ) -> Principal:
+
+def require(scope: Scope, *, brief: bool = False) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that lets the request through only with at least `scope`.
+
+    With `brief`, the connection used to check the token is released before
+    the response starts (for streaming responses).
+    """
+    identify = current_principal_brief if brief else current_principal
+
+    # A default rather than Annotated: string annotations (PEP 563) are
+    # resolved in module globals, where the local `identify` does not exist.
+    async def check(request: Request, principal: Principal = Depends(identify)) -> Principal:  # noqa: B008
         if principal.allows(scope):
             return principal
         if principal.scope is None:
@@ -67,3 +81,5 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 ReadAccess = Annotated[Principal, Depends(require("read"))]
 TriggerAccess = Annotated[Principal, Depends(require("trigger"))]
 AdminAccess = Annotated[Principal, Depends(require("admin"))]
+# For routes that may stream: holds no pooled connection while the response is sent.
+StreamReadAccess = Annotated[Principal, Depends(require("read", brief=True))]

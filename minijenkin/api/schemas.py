@@ -328,6 +328,42 @@ class LogPage(BaseModel):
     complete: bool = Field(description="True when the attempt has ended and every line was read.")
 
 
+class LogEnd(BaseModel):
+    """Data of the final `end` event of a log stream."""
+
+    job_id: int
+    attempt: int = Field(description="0 when the job ended without ever running.")
+    status: str
+    exit_code: int | None
+    reason: str | None
+    last_seq: int | None = None
+
+
+class SearchHit(BaseModel):
+    job_id: int
+    attempt: int
+    run_id: int
+    repo: str
+    ref: str
+    job_key: str
+    job_name: str
+    seq: int = Field(description="Line number: the line's seq within the attempt's log.")
+    stream: Stream
+    ts: dt.datetime
+    rank: float = Field(description="Relevance of the block of lines around the hit; "
+                                    "hits are ordered by it.")
+    line_rank: float
+    snippet: str = Field(description="Part of the line around the matched words, as plain text.")
+    snippet_html: str = Field(description="The snippet HTML-escaped, matches wrapped in <mark>.")
+    job_url: str
+    log_url: str = Field(description="The attempt's log page starting at this line.")
+
+
+class SearchResults(BaseModel):
+    query: str
+    hits: list[SearchHit]
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]

@@ -17,6 +17,7 @@ from rich.console import Console
 from minijenkin import __version__
 from minijenkin.cli import notify as notify_commands
 from minijenkin.cli import pipeline as pipeline_commands
+from minijenkin.cli import logs as log_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
 from minijenkin.cli import secrets as secret_commands
@@ -44,6 +45,8 @@ app.command("exec")(pipeline_commands.exec_command)
 app.add_typer(secret_commands.app, name="secret")
 app.command("trigger")(trigger_command)
 app.command("status")(status_command.status)
+app.command("logs")(log_commands.logs)
+app.command("search")(log_commands.search)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(

@@ -19,6 +19,9 @@ STREAM_CODES = {name: code for code, name in STREAM_NAMES.items()}
 class AttemptInfo:
     day: dt.date
     finished: bool
+    status: str
+    exit_code: int | None
+    reason: str | None
 
 
 async def attempt_info(conn: psycopg.AsyncConnection, job_id: int, attempt: int) -> AttemptInfo:
@@ -27,7 +30,8 @@ async def attempt_info(conn: psycopg.AsyncConnection, job_id: int, attempt: int)
     row = await cursor.fetchone()
     if row is None:
         raise NotFoundError(f"job {job_id} has no attempt {attempt}")
-    return AttemptInfo(day=row["day"], finished=row["status"] != "running")
+    return AttemptInfo(day=row["day"], finished=row["status"] != "running", status=row["status"],
+                       exit_code=row["exit_code"], reason=row["reason"])
 
 
 async def read_lines(

@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from minijenkin import polling, schedules
 from minijenkin.config import Settings
 from minijenkin.metrics.upkeep import LOG_INGEST_SAMPLE_SECONDS, make_refresh_tick, sample_log_ingest
+from minijenkin.logs.search import index_pending
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,11 @@ def make_loops(settings: Settings) -> list[Loop]:
 
     async def fire_schedules(conn: psycopg.AsyncConnection) -> None:
         await schedules.tick(conn)
+    async def index_logs(conn: psycopg.AsyncConnection) -> None:
+        attempts, chunks = await index_pending(conn)
+        if chunks:
+            logger.debug("log lines indexed for search", extra={
+                "action": "log_index", "attempts": attempts, "chunks": chunks})
 
     return [
         Loop("reaper", settings.maintenance_interval_seconds, reap),
@@ -109,6 +115,7 @@ def make_loops(settings: Settings) -> list[Loop]:
         Loop("metrics_refresh", settings.maintenance_interval_seconds,
              make_refresh_tick(settings.metrics_refresh_seconds)),
         Loop("log_ingest_sample", LOG_INGEST_SAMPLE_SECONDS, sample_log_ingest),
+        Loop("log_indexer", settings.log_index_interval_seconds, index_logs),
     ]
 
 

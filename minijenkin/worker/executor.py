@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minijenkin.logs.lines import LineSplitter
+from minijenkin.logs.masking import SecretMasker
 from minijenkin.logs.store import STREAM_CODES
 from minijenkin.pipeline import PIPELINE_FILE, sources
 from minijenkin.pipeline.events import Event
@@ -79,6 +80,8 @@ class JobExecution:
         self.seq = 0
         self.log_bytes = 0
         self.log_truncated = False
+        self._masker = SecretMasker([])
+        self._masked_secrets: object = None
         self.stop_reason: str | None = None
         self.process_groups: set[int] = set()
         self._current: asyncio.subprocess.Process | None = None
@@ -87,6 +90,9 @@ class JobExecution:
         self.started = time.monotonic()
         # Set when the running step exceeded its own `timeout-minutes`.
         self.step_timed_out = False
+        # Per stream code: since when its reader has waited for output, or
+        # None while it is handling output.
+        self._read_wait_since: dict[int, float | None] = {}
 
     @property
     def log_extra(self) -> dict[str, Any]:
@@ -114,21 +120,41 @@ class JobExecution:
 
     # -- logging --------------------------------------------------------------
 
+    @property
+    def masker(self) -> SecretMasker:
+        """The masker for the secrets in the job's context, rebuilt when they are replaced
+        (secrets may be loaded after this execution was created)."""
+        secrets = self.job.context.get("secrets")
+        if secrets is not self._masked_secrets:
+            self._masker = SecretMasker.from_context(self.job.context)
+            self._masked_secrets = secrets
+        return self._masker
+
     async def emit(self, stream: int, text: str, ts: str | None = None) -> None:
-        if self.log_truncated:
-            return
-        size = len(text) + 1
-        if self.log_bytes + size > self.worker.log_cap_bytes and stream != SYSTEM:
-            self.log_truncated = True
-            text = (f"log truncated: this job's output exceeded {self.worker.log_cap_bytes} bytes; "
-                    "the job keeps running, further output is discarded")
-            stream = SYSTEM
-        self.log_bytes += size
-        self.seq += 1
-        await self.worker.shipper.append(
+        await self.emit_many(stream, [text], ts)
+
+    async def emit_many(self, stream: int, texts: list[str], ts: str | None = None) -> None:
+        """Mask, number and cap lines of one stream, then hand them to the shipper at once."""
+        timestamp = ts or utc_timestamp()
+        masker = self.masker
+        lines: list[tuple[int, int, str, str]] = []
+        for original in texts:
+            if self.log_truncated:
+                break
+            text = masker.mask(original) if masker else original
+            size = len(text) + 1
+            code = stream
+            if self.log_bytes + size > self.worker.log_cap_bytes and stream != SYSTEM:
+                self.log_truncated = True
+                text = (f"log truncated: this job's output exceeded {self.worker.log_cap_bytes} "
+                        "bytes; the job keeps running, further output is discarded")
+                code = SYSTEM
+            self.log_bytes += size
+            self.seq += 1
+            lines.append((self.seq, code, timestamp, text))
+        await self.worker.shipper.append_many(
             job_id=self.job.job_id, attempt=self.job.attempt, lease_token=self.job.lease_token,
-            seq=self.seq, stream=stream, ts=ts or utc_timestamp(), text=text,
-        )
+            lines=lines)
 
     async def system(self, text: str) -> None:
         # System lines bypass the cap check inside emit only when not truncated;
@@ -413,7 +439,7 @@ class JobExecution:
                 await process.wait()
             if self._killer is not None:
                 await self._killer
-            _done, pending = await asyncio.wait(readers, timeout=DRAIN_SECONDS)
+            pending = await self._drain_readers(readers)
             for reader in pending:
                 reader.cancel()
             for reader in pending:
@@ -429,17 +455,33 @@ class JobExecution:
         code = process.returncode if process.returncode is not None else -1
         return 128 - code if code < 0 else code
 
+    async def _drain_readers(self, readers: list[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
+        """Wait for the pipe readers; return them once every one left has waited
+        DRAIN_SECONDS for output (a background process keeps its pipe open).
+
+        Readers still handling output are never cut short: on a busy worker,
+        storing what a step printed may take longer than DRAIN_SECONDS.
+        """
+        pending = set(readers)
+        while pending:
+            _done, pending = await asyncio.wait(pending, timeout=DRAIN_SECONDS)
+            now = time.monotonic()
+            waits = [since for since in self._read_wait_since.values() if since is not None]
+            busy = len(waits) < len(pending) or any(now - since < DRAIN_SECONDS for since in waits)
+            if pending and not busy:
+                break
+        return pending
+
     async def _pump(self, stream: asyncio.StreamReader, code: int) -> None:
         splitter = LineSplitter()
         while True:
+            self._read_wait_since[code] = time.monotonic()
             chunk = await stream.read(READ_CHUNK_BYTES)
+            self._read_wait_since[code] = None
             if not chunk:
                 break
-            ts = utc_timestamp()
-            for line in splitter.feed(chunk):
-                await self.emit(code, line, ts)
-        for line in splitter.finish():
-            await self.emit(code, line)
+            await self.emit_many(code, splitter.feed(chunk), utc_timestamp())
+        await self.emit_many(code, splitter.finish())
 
 
 # Ask the kernel to SIGKILL the step's shell when the worker process dies

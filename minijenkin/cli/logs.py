@@ -1,0 +1,196 @@
+"""`minijenkin logs` and `minijenkin search`: job logs in a terminal, through the API.
+
+Both talk to the API rather than to PostgreSQL, so they work from any
+machine that has a token of scope `read`. `logs --follow` reads the same
+Server-Sent Events stream as the dashboard and, after a dropped connection,
+resumes from the last line it printed (Last-Event-ID).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Any, TextIO
+
+import httpx
+import typer
+from httpx_sse import connect_sse
+
+from minijenkin.config import DEFAULT_HOST, DEFAULT_PORT
+from minijenkin.errors import MiniJenkinError, NotFoundError
+from minijenkin.logs.render import for_terminal
+
+PAGE_LINES = 5000
+RECONNECTS_MAX = 10
+RECONNECT_DELAY_MAX_SECONDS = 5.0
+HTTP_TIMEOUT_SECONDS = 30.0
+# Dim text for Mini-Jenkin's own lines on a colour terminal.
+_SYSTEM_STYLE = ("\x1b[2m", "\x1b[0m")
+
+UrlOption = Annotated[str, typer.Option(
+    "--url", envvar="MINIJENKIN_API_URL",
+    help="Base URL of the Mini-Jenkin API.")]
+TokenOption = Annotated[str | None, typer.Option(
+    "--token", envvar="MINIJENKIN_API_TOKEN",
+    help="API token of scope read or higher.")]
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+
+class ApiRequestError(MiniJenkinError):
+    """The API rejected the request."""
+
+
+def _client(url: str, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers,
+                        timeout=httpx.Timeout(HTTP_TIMEOUT_SECONDS, read=None))
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    if response.status_code == 404:
+        raise NotFoundError(str(detail))
+    raise ApiRequestError(f"the API returned HTTP {response.status_code}: {detail}")
+
+
+class LinePrinter:
+    """Writes log lines to a terminal or a file, with escape sequences made safe."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.color = out.isatty()
+
+    def line(self, line: dict[str, Any]) -> None:
+        text = for_terminal(line["text"], color=self.color)
+        if line["stream"] == "system" and self.color:
+            text = f"{_SYSTEM_STYLE[0]}{text}{_SYSTEM_STYLE[1]}"
+        self.out.write(text + "\n")
+
+
+def print_page_by_page(client: httpx.Client, job_id: int, attempt: int | None,
+                       printer: LinePrinter) -> None:
+    """Print every line stored so far, one JSON page at a time."""
+    after = 0
+    while True:
+        params: dict[str, int] = {"after": after, "limit": PAGE_LINES}
+        if attempt is not None:
+            params["attempt"] = attempt
+        response = client.get(f"/api/jobs/{job_id}/logs", params=params)
+        _raise_for_status(response)
+        page = response.json()
+        for line in page["lines"]:
+            printer.line(line)
+        # Pin the attempt of the first page: a retry starting meanwhile must
+        # not switch the log half-way.
+        attempt = page["attempt"] or attempt
+        if len(page["lines"]) < PAGE_LINES:
+            return
+        after = page["next_after"]
+
+
+def follow(client: httpx.Client, job_id: int, attempt: int | None, printer: LinePrinter,
+           err: TextIO) -> dict[str, Any]:
+    """Print lines as they are stored until the attempt ends; return the `end` event's data.
+
+    A dropped connection is reopened with the last seq printed as
+    Last-Event-ID, up to RECONNECTS_MAX times in a row.
+    """
+    last_seq: int | None = None
+    failures = 0
+    delay = 0.2
+    while True:
+        headers = {"Accept": "text/event-stream"}
+        if last_seq is not None:
+            headers["Last-Event-ID"] = str(last_seq)
+        params = {"attempt": attempt} if attempt is not None else {}
+        try:
+            with connect_sse(client, "GET", f"/api/jobs/{job_id}/logs", params=params,
+                             headers=headers) as source:
+                _raise_for_status(source.response)
+                for event in source.iter_sse():
+                    failures = 0
+                    if event.event == "line":
+                        line = json.loads(event.data)
+                        printer.line(line)
+                        last_seq = line["seq"]
+                        # Stay on this attempt when reconnecting.
+                        attempt = line["attempt"]
+                    elif event.event == "end":
+                        end = json.loads(event.data)
+                        printer.out.flush()
+                        return end
+        except httpx.TransportError as exc:
+            failures += 1
+            if failures > RECONNECTS_MAX:
+                raise ApiRequestError(
+                    f"lost the log stream {failures} times in a row: {exc}") from exc
+            err.write(f"log stream interrupted ({exc}); reconnecting\n")
+        else:
+            # The server closed the stream without an `end` event (it is
+            # stopping): reconnect and resume.
+            failures += 1
+            if failures > RECONNECTS_MAX:
+                raise ApiRequestError("the API closed the log stream repeatedly before the end")
+        printer.out.flush()
+        time.sleep(delay)
+        delay = min(delay * 2, RECONNECT_DELAY_MAX_SECONDS)
+
+
+def logs(
+    job_id: Annotated[int, typer.Argument(help="Job id, as shown by the API and the dashboard.")],
+    attempt: Annotated[int | None, typer.Option(
+        "--attempt", min=1, help="Attempt number. Default: the latest attempt.")] = None,
+    follow_log: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new lines until the attempt ends.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Print a job's log; with --follow, stream it live until the attempt ends."""
+    printer = LinePrinter(sys.stdout)
+    with _client(url, token) as client:
+        if not follow_log:
+            print_page_by_page(client, job_id, attempt, printer)
+            return
+        end = follow(client, job_id, attempt, printer, sys.stderr)
+    outcome = end["status"]
+    if end.get("exit_code") is not None:
+        outcome += f" (exit code {end['exit_code']})"
+    sys.stderr.write(f"attempt {end['attempt']} of job {job_id} ended: {outcome}\n")
+
+
+def search(
+    query: Annotated[str, typer.Argument(
+        help='Words to find, web-search style: "exact phrase", -excluded, or.')],
+    repo: Annotated[str | None, typer.Option("--repo", help="Only this repository.")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", help="Only runs of this branch.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only lines written at or after this ISO 8601 time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Hits to show.")] = 20,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Search job logs; prints one hit per line: repository, job, line number and snippet."""
+    params: dict[str, str | int] = {"q": query, "limit": limit}
+    for name, value in (("repo", repo), ("branch", branch), ("since", since)):
+        if value is not None:
+            params[name] = value
+    with _client(url, token) as client:
+        response = client.get("/api/search", params=params)
+    _raise_for_status(response)
+    hits = response.json()["hits"]
+    color = sys.stdout.isatty()
+    for hit in hits:
+        snippet = for_terminal(hit["snippet"], color=False)
+        where = f"{hit['repo']} job {hit['job_id']} ({hit['job_key']}) attempt {hit['attempt']} " \
+                f"line {hit['seq']}"
+        if color:
+            where = f"\x1b[1m{where}\x1b[0m"
+        sys.stdout.write(f"{where}: {snippet}\n")
+    if not hits:
+        sys.stderr.write("no matching log lines\n")

@@ -1,0 +1,97 @@
+"""Masking secret values in log lines before they leave the worker.
+
+A job receives its secrets as `{name: value}` in its claim context. Every
+occurrence of a value in the job's output is replaced with MASK. Output is
+split into lines before masking, so each line of a multi-line value (a PEM
+key) is masked on its own too. The string values inside a JSON secret (a
+service-account file) are also masked one by one, because a step may print
+just one field.
+
+Values shorter than SECRET_MIN_LENGTH cannot be masked safely: masking "a"
+would garble every line while hiding nothing. `validate_secret_value`
+rejects them when a secret is stored; `SecretMasker` skips fragments of
+that length (a lone `}` line of a JSON file, say).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+
+from minijenkin.errors import InvalidInputError
+
+MASK = "***"
+SECRET_MIN_LENGTH = 4
+
+
+def validate_secret_value(name: str, value: str) -> None:
+    """Raise InvalidInputError when `value` is too short to be masked in logs.
+
+    Secret stores call this before they save a value.
+    """
+    if len(value) < SECRET_MIN_LENGTH:
+        raise InvalidInputError(
+            f"secret {name!r} is {len(value)} characters long; values shorter than "
+            f"{SECRET_MIN_LENGTH} characters cannot be masked in logs safely, so store a longer value",
+            field="value")
+
+
+def _json_strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _json_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _json_strings(item)
+
+
+def secret_fragments(value: str) -> set[str]:
+    """Strings to mask for one secret: the value, each of its lines, and its JSON string values."""
+    fragments = {value}
+    lines = value.splitlines()
+    if len(lines) > 1:
+        fragments.update(line.strip() for line in lines)
+    stripped = value.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            parsed = None
+        for text in _json_strings(parsed):
+            fragments.add(text)
+            # The escaped form is what a step prints when it echoes the file.
+            fragments.add(json.dumps(text)[1:-1])
+            # A JSON string may hold a multi-line value too (a private key).
+            fragments.update(line.strip() for line in text.splitlines())
+    return {fragment for fragment in fragments if len(fragment) >= SECRET_MIN_LENGTH}
+
+
+class SecretMasker:
+    """Replaces every fragment of the given secrets with MASK."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        fragments: set[str] = set()
+        for value in values:
+            fragments.update(secret_fragments(value))
+        # Longest first, so a value wins over a shorter fragment it contains.
+        ordered = sorted(fragments, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, object]) -> SecretMasker:
+        """Build a masker from a claim context's `secrets` mapping (name to value)."""
+        secrets = context.get("secrets") or {}
+        if not isinstance(secrets, Mapping):
+            return cls([])
+        return cls(str(value) for value in secrets.values() if value is not None)
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def mask(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(MASK, text)

@@ -1,0 +1,106 @@
+-- Full-text search over job logs: the background indexer and its helpers.
+--
+-- Text-search configuration 'simple': log lines are identifiers, paths and
+-- messages rather than prose, so words are lower-cased but neither stemmed
+-- nor dropped as stop words ("No such file" keeps "no").
+
+-- Lines per search chunk. Changing it requires rebuilding job_log_search,
+-- because chunk numbers are derived from it.
+CREATE OR REPLACE FUNCTION mj_logs_chunk_lines() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT 64 $$;
+
+-- The part of a line that is indexed and highlighted. Bounding it keeps a
+-- chunk's tsvector far below PostgreSQL's 1 MB limit whatever a step prints
+-- (64 lines of at most 2,048 characters each). The default text-search
+-- parser reads `<...>` as an XML tag and drops it, so `<` and `>` become
+-- the private-use characters U+E002 and U+E003 (logs/search.py turns them
+-- back): `<script>` is then indexed and highlighted like any other word.
+CREATE OR REPLACE FUNCTION mj_logs_search_text(p_line text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT translate(left(p_line, 2048), '<>', U&'\E002\E003') $$;
+
+CREATE OR REPLACE FUNCTION mj_logs_search_vector(p_line text) RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT to_tsvector('simple', mj_logs_search_text(p_line)) $$;
+
+-- Index what the log flush queued: take queued batches, oldest first, until
+-- they cover p_max_lines lines (at least one batch), then rebuild every
+-- chunk they touch from the stored lines.
+-- Rebuilding whole chunks makes the work idempotent, so a batch queued twice
+-- or a chunk filled over several batches ends up indexed the same.
+-- Returns the number of attempts and chunks indexed. Run by the maintenance
+-- leader only; SKIP LOCKED also keeps two concurrent callers apart.
+CREATE OR REPLACE FUNCTION mj_logs_index_v1(p_max_lines integer)
+RETURNS TABLE (attempts integer, chunks integer)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_range record;
+    v_count integer;
+    v_lines integer := mj_logs_chunk_lines();
+BEGIN
+    attempts := 0;
+    chunks := 0;
+    -- job_logs before job_log_search: partition upkeep locks them in that
+    -- order too, and the reverse order would deadlock with it.
+    LOCK TABLE job_logs IN ACCESS SHARE MODE;
+    FOR v_range IN
+        WITH taken AS (
+            DELETE FROM job_log_index_queue q
+            WHERE q.id IN (
+                SELECT sized.id
+                FROM (
+                    SELECT locked.id,
+                           sum(locked.last_seq - locked.first_seq + 1) OVER (ORDER BY locked.id)
+                               - (locked.last_seq - locked.first_seq + 1) AS lines_before
+                    FROM (
+                        SELECT pending.id, pending.first_seq, pending.last_seq
+                        FROM job_log_index_queue pending
+                        ORDER BY pending.id
+                        LIMIT 10000
+                        FOR UPDATE SKIP LOCKED
+                    ) locked
+                ) sized
+                WHERE sized.lines_before < p_max_lines
+            )
+            RETURNING q.job_id, q.attempt, q.day, q.first_seq, q.last_seq
+        )
+        SELECT t.job_id, t.attempt, t.day, min(t.first_seq) AS first_seq, max(t.last_seq) AS last_seq
+        FROM taken t
+        GROUP BY t.job_id, t.attempt, t.day
+        ORDER BY t.job_id, t.attempt
+    LOOP
+        IF to_regclass(mj_logs_search_partition_name(v_range.day)) IS NULL THEN
+            PERFORM mj_logs_ensure_partitions_v1(v_range.day, v_range.day);
+        END IF;
+
+        INSERT INTO job_log_search AS s (job_id, attempt, chunk, day, run_id, repo_id, ref,
+                                         first_seq, last_seq, last_ts, document)
+        SELECT l.job_id, l.attempt, (l.seq - 1) / v_lines, l.day, j.run_id, j.repo_id, pr.ref,
+               min(l.seq), max(l.seq), max(l.ts),
+               to_tsvector('simple', string_agg(mj_logs_search_text(l.line), E'\n' ORDER BY l.seq))
+        FROM job_logs l
+        JOIN jobs j ON j.id = l.job_id
+        JOIN pipeline_runs pr ON pr.id = j.run_id
+        WHERE l.job_id = v_range.job_id
+          AND l.attempt = v_range.attempt
+          AND l.day = v_range.day
+          -- Whole chunks: from the first line of the first touched chunk to
+          -- the last line of the last one.
+          AND l.seq > ((v_range.first_seq - 1) / v_lines) * v_lines
+          AND l.seq <= ((v_range.last_seq - 1) / v_lines + 1) * v_lines
+        GROUP BY l.job_id, l.attempt, (l.seq - 1) / v_lines, l.day, j.run_id, j.repo_id, pr.ref
+        ON CONFLICT (job_id, attempt, chunk, day) DO UPDATE
+            SET first_seq = excluded.first_seq,
+                last_seq = excluded.last_seq,
+                last_ts = excluded.last_ts,
+                document = excluded.document;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+
+        attempts := attempts + 1;
+        chunks := chunks + v_count;
+    END LOOP;
+    RETURN NEXT;
+END;
+$$;

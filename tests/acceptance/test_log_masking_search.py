@@ -1,0 +1,198 @@
+"""Secret masking by real workers, full-text search over stored logs, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from minijenkin.config import Settings
+from tests.acceptance.test_live_logs import start_run, step_lines, wait_finished
+from tests.support import factories
+from tests.support.api import ApiServer
+from tests.support.gitrepo import GitRepo
+from tests.support.logs import store_lines
+from tests.support.waiting import wait_for
+from tests.support.workers import WorkerProcess, scrubbed_environment
+
+PEM = "-----BEGIN TEST KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\nQfLhbd0bt3vQ2nX8yk5Q\n-----END TEST KEY-----"
+SERVICE_ACCOUNT = json.dumps({"client_id": "svc-account-77", "private_key": "pk-hidden-value",
+                              "port": 443, "kind": "sa"})
+
+
+def give_claims_secrets(db: psycopg.Connection, secrets: dict[str, str]) -> None:
+    """Make every claim in this test database carry `secrets` in the job's context.
+
+    Until stored secrets exist, the test wraps the claim function the workers
+    call; the workers themselves run unchanged.
+    """
+    db.execute("ALTER FUNCTION mj_job_claim_v1(uuid, text[], integer) "
+               "RENAME TO mj_job_claim_without_secrets")
+    db.execute(f"""
+        CREATE FUNCTION mj_job_claim_v1(p_worker_id uuid, p_labels text[], p_limit integer)
+        RETURNS TABLE (job_id bigint, run_id bigint, attempt integer, lease_token uuid, kind text,
+                       key text, name text, spec jsonb, condition text, timeout_seconds integer,
+                       context jsonb)
+        LANGUAGE sql AS $$
+            SELECT c.job_id, c.run_id, c.attempt, c.lease_token, c.kind, c.key, c.name, c.spec,
+                   c.condition, c.timeout_seconds,
+                   c.context || jsonb_build_object('secrets', {psycopg.sql.quote(json.dumps(secrets))}::jsonb)
+            FROM mj_job_claim_without_secrets(p_worker_id, p_labels, p_limit) c
+        $$""")
+
+
+def test_secret_values_are_masked(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    give_claims_secrets(db, {"DEPLOY_TOKEN": "tok-1234-abcd", "SIGNING_KEY": PEM,
+                             "SERVICE_ACCOUNT": SERVICE_ACCOUNT})
+    script = "\n".join([
+        "echo 'token=tok-1234-abcd;'",
+        f"printf '%s\\n' '{PEM}'",
+        "echo 'id svc-account-77 key pk-hidden-value port 443 kind sa'",
+        f"echo '{SERVICE_ACCOUNT}'",
+        "echo 'tok-1234-abc is not the token'",
+    ])
+    pipeline = "jobs:\n  deploy:\n    steps:\n      - run: |\n" + "".join(
+        f"          {line}\n" for line in script.splitlines())
+    worker = start_worker()
+    with api_server.client() as client:
+        run = wait_finished(client, start_run(client, git_repo, pipeline))
+        job = [job for job in run["jobs"] if job["key"] == "deploy"][0]
+
+    assert run["status"] == "succeeded", worker.output()
+    assert step_lines(db, job["id"]) == [
+        (1, "token=***;"),
+        (1, "***"),
+        (1, "***"),
+        (1, "***"),
+        (1, "***"),
+        (1, "id *** key *** port 443 kind sa"),
+        (1, "***"),
+        (1, "tok-1234-abc is not the token"),
+    ]
+    dump = db.execute("SELECT string_agg(line, E'\\n') AS text FROM job_logs").fetchone()["text"]
+    for fragment in ("tok-1234-abcd", "MIIBOgIBAAJBAKj34GkxFhD9", "svc-account-77", "pk-hidden-value"):
+        assert fragment not in dump
+
+
+def _search_server(settings: Settings, database_url: str) -> ApiServer:
+    fast = settings.model_copy(update={"log_index_interval_seconds": 0.2})
+    return ApiServer(fast, database_url).start()
+
+
+def _job_with_lines(db: psycopg.Connection, repo_id: int, worker_id, lines: list[str],
+                    ref: str = "refs/heads/main") -> int:
+    run_id = factories.create_run(db, repo_id, ref=ref)
+    [job] = [job for job in factories.claim(db, worker_id) if job["run_id"] == run_id]
+    store_lines(db, job, lines)
+    return job["job_id"]
+
+
+def test_search_ranks_hits_with_snippets(
+    settings: Settings, database_url: str, db: psycopg.Connection,
+) -> None:
+    repo_id = factories.create_repo(db, name="acme/api")
+    other_repo = factories.create_repo(db, name="acme/web")
+    worker_id = factories.register_worker(db)
+    filler = [f"compiling unit {n}" for n in range(30)]
+    dense = _job_with_lines(db, repo_id, worker_id, [
+        "database timeout while migrating", *filler,
+        "retry: database timeout again", "giving up: database timeout <script>x</script>"])
+    single = _job_with_lines(db, repo_id, worker_id, [*filler, "warning: database timeout"])
+    scattered = _job_with_lines(db, repo_id, worker_id, ["database opened", *filler, "timeout"])
+    other = _job_with_lines(db, other_repo, worker_id, ["database timeout elsewhere"],
+                            ref="refs/heads/feature")
+    server = _search_server(settings, database_url)
+    try:
+        with server.client() as client:
+            def search(**params: str) -> list[dict]:
+                response = client.get("/api/search", params=params)
+                assert response.status_code == 200, response.text
+                return response.json()["hits"]
+
+            hits = wait_for(lambda: len(search(q="database timeout")) == 5 and search(
+                q="database timeout"), timeout=30, message="the indexer to index every job")
+            in_repo = search(q="database timeout", repo="acme/api")
+            on_branch = search(q="database timeout", branch="feature")
+            phrase = search(q='"timeout again"')
+            excluded = search(q="database -timeout")
+            future = search(q="database", since="2999-01-01T00:00:00Z")
+            unknown_repo = client.get("/api/search", params={"q": "x", "repo": "acme/none"})
+            empty_query = client.get("/api/search", params={"q": ""})
+            with server.client(token=None) as anonymous_client:
+                anonymous = anonymous_client.get("/api/search", params={"q": "x"})
+    finally:
+        server.stop()
+
+    assert [(hit["job_id"], hit["seq"]) for hit in hits] == [
+        (dense, 1), (dense, 32), (dense, 33), (other, 1), (single, 31)]
+    assert hits[0]["rank"] > hits[3]["rank"]
+    assert hits[3]["rank"] >= hits[4]["rank"]
+    assert scattered not in {hit["job_id"] for hit in hits}
+    top = hits[0]
+    assert top["repo"] == "acme/api"
+    assert top["ref"] == "refs/heads/main"
+    assert top["job_key"] == "plan"
+    assert top["attempt"] == 1
+    assert top["stream"] == "stdout"
+    assert top["snippet"] == "database timeout while migrating"
+    assert top["snippet_html"] == "<mark>database</mark> <mark>timeout</mark> while migrating"
+    assert top["job_url"] == f"/api/jobs/{dense}"
+    assert top["log_url"] == f"/api/jobs/{dense}/logs?attempt=1&after=0"
+    escaped = hits[2]
+    assert escaped["snippet"] == "giving up: database timeout <script>x</script>"
+    assert escaped["snippet_html"] == (
+        "giving up: <mark>database</mark> <mark>timeout</mark> &lt;script&gt;x&lt;/script&gt;")
+    assert {hit["job_id"] for hit in in_repo} == {dense, single}
+    assert [hit["job_id"] for hit in on_branch] == [other]
+    assert [(hit["job_id"], hit["seq"]) for hit in phrase] == [(dense, 32)]
+    assert [(hit["job_id"], hit["seq"]) for hit in excluded] == [(scattered, 1)]
+    assert future == []
+    assert unknown_repo.status_code == 404
+    assert unknown_repo.json()["detail"] == "repository 'acme/none' does not exist"
+    assert empty_query.status_code == 422
+    assert empty_query.json()["field"] == "q"
+    assert anonymous.status_code == 401
+
+
+def _cli(api_server: ApiServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**scrubbed_environment(), "MINIJENKIN_API_URL": api_server.url,
+           "MINIJENKIN_API_TOKEN": api_server.admin_token}
+    return subprocess.run([sys.executable, "-m", "minijenkin", *args], env=env, text=True,
+                          capture_output=True, timeout=60, check=False)
+
+
+def test_cli_prints_and_follows_logs(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess], tmp_path: Path,
+) -> None:
+    script = r"printf '\033[32mgreen\033[0m \033]0;title\007ok\n'; for i in 1 2 3; do echo line $i; sleep 0.3; done"
+    pipeline = f"jobs:\n  show:\n    steps:\n      - run: |\n          {script}\n"
+    start_worker()
+    with api_server.client() as client:
+        run_id = start_run(client, git_repo, pipeline)
+        job = wait_for(lambda: [j for j in client.get(f"/api/runs/{run_id}").json()["jobs"]
+                                if j["key"] == "show"], timeout=60, message="job show")[0]
+        followed = _cli(api_server, "logs", str(job["id"]), "--follow")
+        wait_finished(client, run_id)
+    printed = _cli(api_server, "logs", str(job["id"]))
+    missing = _cli(api_server, "logs", "999999")
+
+    assert followed.returncode == 0, followed.stderr
+    followed_lines = followed.stdout.splitlines()
+    assert followed_lines[0].startswith("Running job show (attempt 1) on ")
+    assert followed_lines[1].startswith("▶ Run printf")
+    # Not a terminal: colours and the title-setting OSC sequence are removed.
+    assert followed_lines[2:] == ["green ok", "line 1", "line 2", "line 3", "Job succeeded"]
+    assert followed.stderr.strip().endswith(
+        f"attempt 1 of job {job['id']} ended: succeeded (exit code 0)")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == followed.stdout
+    assert missing.returncode == 1
+    assert "job 999999 does not exist" in missing.stderr

@@ -1,0 +1,91 @@
+"""Secret masking and log rendering: pure functions, no database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minijenkin.errors import InvalidInputError
+from minijenkin.logs.masking import SecretMasker, validate_secret_value
+from minijenkin.logs.render import HtmlRenderer, for_terminal, plain_text
+
+
+def test_masker_replaces_every_occurrence() -> None:
+    masker = SecretMasker(["hunter22"])
+
+    assert masker.mask("pw=hunter22 again hunter22") == "pw=*** again ***"
+    assert masker.mask("nothing here") == "nothing here"
+
+
+def test_masker_masks_each_line_of_multiline_secret() -> None:
+    masker = SecretMasker(["-----BEGIN KEY-----\r\nabcdEFGH1234\n-----END KEY-----\n"])
+
+    assert masker.mask("-----BEGIN KEY-----") == "***"
+    assert masker.mask("  abcdEFGH1234") == "  ***"
+    assert masker.mask("-----END KEY-----") == "***"
+
+
+def test_masker_masks_json_string_values() -> None:
+    secret = json.dumps({"user": "svc-deployer", "key": "line-one\nline-two", "port": 5432,
+                         "nested": [{"token": "tok-9876"}], "short": "ab"})
+    masker = SecretMasker([secret])
+
+    assert masker.mask("user svc-deployer token tok-9876 port 5432 ab") == \
+        "user *** token *** port 5432 ab"
+    assert masker.mask("line-one") == "***"
+    assert masker.mask('"key": "line-one\\nline-two"') == '"key": "***"'
+    assert masker.mask(secret) == "***"
+
+
+def test_masker_prefers_longest_fragment() -> None:
+    masker = SecretMasker(["abcd", "abcdefgh"])
+
+    assert masker.mask("xabcdefghx") == "x***x"
+
+
+def test_masker_from_context_without_secrets() -> None:
+    assert not SecretMasker.from_context({"repo": {}})
+    assert not SecretMasker.from_context({"secrets": "not a mapping"})
+    assert SecretMasker.from_context({"secrets": {"A": "long-enough"}}).mask("long-enough") == "***"
+
+
+@pytest.mark.parametrize("value", ["", "a", "abc"])
+def test_short_secret_is_rejected(value: str) -> None:
+    with pytest.raises(InvalidInputError) as error:
+        validate_secret_value("API_KEY", value)
+
+    assert str(error.value) == (
+        f"secret 'API_KEY' is {len(value)} characters long; values shorter than 4 characters "
+        "cannot be masked in logs safely, so store a longer value")
+    assert error.value.field == "value"
+
+
+def test_four_character_secret_is_accepted() -> None:
+    validate_secret_value("PIN", "1234")
+
+
+def test_html_escapes_script_tags() -> None:
+    html = HtmlRenderer().line_to_html("<script>alert('x')</script> & more")
+
+    assert html == "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more"
+
+
+def test_html_keeps_colours_and_escapes_text() -> None:
+    html = HtmlRenderer().line_to_html("\x1b[31m<b>red</b>\x1b[0m plain")
+
+    assert html == '<span style="color: #aa0000">&lt;b&gt;red&lt;/b&gt;</span> plain'
+
+
+def test_html_drops_non_colour_sequences() -> None:
+    html = HtmlRenderer().line_to_html("a\x1b]0;window title\x07b\x1b[2Jc\x9bd\x00e")
+
+    assert html == "abcde"
+
+
+def test_terminal_keeps_colours_only_when_asked() -> None:
+    text = "\x1b[1;32mok\x1b[0m \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ \x1b[5A"
+
+    assert for_terminal(text, color=True) == "\x1b[1;32mok\x1b[0m link "
+    assert for_terminal(text, color=False) == "ok link "
+    assert plain_text(text) == "ok link "
