@@ -19,6 +19,7 @@ import psycopg
 from minijenkin.crypto import Keyring
 from minijenkin.db import translate_errors
 from minijenkin.errors import InvalidInputError, NotFoundError
+from minijenkin.logs.masking import validate_secret_value
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 # Log masking replaces a value wherever it appears; a value of one to three
 # characters would match ordinary output everywhere and hide nothing.
-SECRET_VALUE_MIN = 4
 SECRET_VALUE_MAX = 64 * 1024
 ENVIRONMENT_MAX = 255
 ROTATION_BATCH = 200
@@ -48,10 +48,7 @@ def validate_secret(name: str, value: str, environment: str | None) -> None:
         raise InvalidInputError(
             f"invalid secret name {name!r}: use letters, digits and '_', not starting with a "
             "digit, at most 100 characters", field="name")
-    if len(value) < SECRET_VALUE_MIN:
-        raise InvalidInputError(
-            f"secret value is too short: use at least {SECRET_VALUE_MIN} characters, because "
-            "shorter values cannot be masked in logs safely", field="value")
+    validate_secret_value(name, value)
     if len(value.encode("utf-8")) > SECRET_VALUE_MAX:
         raise InvalidInputError(f"secret value is larger than {SECRET_VALUE_MAX} bytes", field="value")
     if "\x00" in value:

@@ -24,6 +24,7 @@ from tests.support.gitrepo import GitRepo
 from tests.support.postgres import PgServer, embedded_server, server_directory, system_server
 from tests.support.workers import FAST_WORKER_ENV, WorkerProcess
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """Give each session a private temporary root.
 

@@ -15,9 +15,9 @@ import typer
 from rich.console import Console
 
 from minijenkin import __version__
+from minijenkin.cli import logs as log_commands
 from minijenkin.cli import notify as notify_commands
 from minijenkin.cli import pipeline as pipeline_commands
-from minijenkin.cli import logs as log_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
 from minijenkin.cli import secrets as secret_commands
@@ -169,5 +169,5 @@ def main() -> None:
     try:
         app()
     except MiniJenkinError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
         sys.exit(1)

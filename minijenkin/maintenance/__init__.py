@@ -18,8 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from minijenkin import polling, schedules
 from minijenkin.config import Settings
-from minijenkin.metrics.upkeep import LOG_INGEST_SAMPLE_SECONDS, make_refresh_tick, sample_log_ingest
 from minijenkin.logs.search import index_pending
+from minijenkin.metrics.upkeep import LOG_INGEST_SAMPLE_SECONDS, make_refresh_tick, sample_log_ingest
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)

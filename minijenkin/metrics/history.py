@@ -8,9 +8,9 @@ as fresh as their last refresh, which the responses report.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any

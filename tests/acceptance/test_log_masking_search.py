@@ -8,12 +8,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from minijenkin.config import Settings
-from tests.acceptance.test_live_logs import start_run, step_lines, wait_finished
+from tests.acceptance.test_live_logs import REPO, SECRET, start_run, step_lines, wait_finished
 from tests.support import factories
 from tests.support.api import ApiServer
+from tests.support.github import encode, push_payload, signed_headers
 from tests.support.gitrepo import GitRepo
 from tests.support.logs import store_lines
 from tests.support.waiting import wait_for
@@ -24,33 +26,29 @@ SERVICE_ACCOUNT = json.dumps({"client_id": "svc-account-77", "private_key": "pk-
                               "port": 443, "kind": "sa"})
 
 
-def give_claims_secrets(db: psycopg.Connection, secrets: dict[str, str]) -> None:
-    """Make every claim in this test database carry `secrets` in the job's context.
-
-    Until stored secrets exist, the test wraps the claim function the workers
-    call; the workers themselves run unchanged.
-    """
-    db.execute("ALTER FUNCTION mj_job_claim_v1(uuid, text[], integer) "
-               "RENAME TO mj_job_claim_without_secrets")
-    db.execute(f"""
-        CREATE FUNCTION mj_job_claim_v1(p_worker_id uuid, p_labels text[], p_limit integer)
-        RETURNS TABLE (job_id bigint, run_id bigint, attempt integer, lease_token uuid, kind text,
-                       key text, name text, spec jsonb, condition text, timeout_seconds integer,
-                       context jsonb)
-        LANGUAGE sql AS $$
-            SELECT c.job_id, c.run_id, c.attempt, c.lease_token, c.kind, c.key, c.name, c.spec,
-                   c.condition, c.timeout_seconds,
-                   c.context || jsonb_build_object('secrets', {psycopg.sql.quote(json.dumps(secrets))}::jsonb)
-            FROM mj_job_claim_without_secrets(p_worker_id, p_labels, p_limit) c
-        $$""")
+def start_run_with_secrets(client: httpx.Client, repo: GitRepo, pipeline: str,
+                           secrets: dict[str, str]) -> int:
+    """Register the repository with `secrets` stored through the API, then push `pipeline`."""
+    commit = repo.commit({".minijenkin.yml": pipeline}, "Pipeline")
+    response = client.post("/api/repos", json={"name": REPO, "url": repo.url,
+                                                "webhook_secret": SECRET})
+    assert response.status_code == 201, response.text
+    repo_id = response.json()["id"]
+    for name, value in secrets.items():
+        stored = client.put(f"/api/repos/{repo_id}/secrets/{name}", json={"value": value})
+        assert stored.status_code in (200, 201), stored.text
+    body = encode(push_payload(full_name=REPO, clone_url=repo.url, after=commit))
+    response = client.post("/hooks/github", content=body, headers=signed_headers(SECRET, body))
+    assert response.status_code == 201, response.text
+    return int(response.json()["run_id"])
 
 
 def test_secret_values_are_masked(
     api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    give_claims_secrets(db, {"DEPLOY_TOKEN": "tok-1234-abcd", "SIGNING_KEY": PEM,
-                             "SERVICE_ACCOUNT": SERVICE_ACCOUNT})
+    secrets = {"DEPLOY_TOKEN": "tok-1234-abcd", "SIGNING_KEY": PEM,
+               "SERVICE_ACCOUNT": SERVICE_ACCOUNT}
     script = "\n".join([
         "echo 'token=tok-1234-abcd;'",
         f"printf '%s\\n' '{PEM}'",
@@ -58,11 +56,14 @@ def test_secret_values_are_masked(
         f"echo '{SERVICE_ACCOUNT}'",
         "echo 'tok-1234-abc is not the token'",
     ])
-    pipeline = "jobs:\n  deploy:\n    steps:\n      - run: |\n" + "".join(
-        f"          {line}\n" for line in script.splitlines())
+    # The job references each secret, so the worker receives (and masks) all three.
+    pipeline = ("jobs:\n  deploy:\n    env:\n"
+                + "".join(f"      {name}: ${{{{ secrets.{name} }}}}\n" for name in secrets)
+                + "    steps:\n      - run: |\n"
+                + "".join(f"          {line}\n" for line in script.splitlines()))
     worker = start_worker()
     with api_server.client() as client:
-        run = wait_finished(client, start_run(client, git_repo, pipeline))
+        run = wait_finished(client, start_run_with_secrets(client, git_repo, pipeline, secrets))
         job = [job for job in run["jobs"] if job["key"] == "deploy"][0]
 
     assert run["status"] == "succeeded", worker.output()
@@ -172,7 +173,8 @@ def test_cli_prints_and_follows_logs(
     api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
     start_worker: Callable[..., WorkerProcess], tmp_path: Path,
 ) -> None:
-    script = r"printf '\033[32mgreen\033[0m \033]0;title\007ok\n'; for i in 1 2 3; do echo line $i; sleep 0.3; done"
+    script = (r"printf '\033[32mgreen\033[0m \033]0;title\007ok\n'; "
+              r"for i in 1 2 3; do echo line $i; sleep 0.3; done")
     pipeline = f"jobs:\n  show:\n    steps:\n      - run: |\n          {script}\n"
     start_worker()
     with api_server.client() as client:

@@ -210,4 +210,4 @@ def test_cli_secret_set_reads_stdin(api_server: ApiServer, database_url: str,
     assert "NPM_TOKEN" in listed.stdout
     assert "npm-secret-value" not in listed.stdout + listed.stderr
     assert short.returncode == 1
-    assert "secret value is too short: use at least 4 characters" in short.stderr
+    assert "values shorter than 4 characters cannot be masked in logs safely" in short.stderr

@@ -185,7 +185,8 @@ def test_log_ingest_rate_counts_reset_counter_from_zero(db: psycopg.Connection,
 
 def test_log_ingest_sample_then_rate(db: psycopg.Connection, database_url: str) -> None:
     today = db.execute("SELECT (now() AT TIME ZONE 'UTC')::date AS d").fetchone()["d"]
-    db.execute("SELECT mj_logs_ensure_partitions_v1(%s, %s)", (today - dt.timedelta(days=1), today + dt.timedelta(days=1)))
+    db.execute("SELECT mj_logs_ensure_partitions_v1(%s, %s)",
+               (today - dt.timedelta(days=1), today + dt.timedelta(days=1)))
 
     partitions = db.execute("SELECT mj_metrics_log_ingest_sample_v1(600) AS n").fetchone()["n"]
     sampled_at = db.execute("SELECT sampled_at FROM metrics_log_ingest_samples").fetchone()[
