@@ -223,15 +223,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--latency-jobs", type=int, required=True)
     parser.add_argument("--interval", type=float, required=True)
+    parser.add_argument("--queue", choices=sorted(QUEUES), action="append",
+                        help="Measure only this queue (repeatable); default: all.")
+    parser.add_argument("--measure", choices=("throughput", "latency", "both"), default="both")
     args = parser.parse_args()
 
-    results = {}
-    for name in QUEUES:
-        results[name] = {
-            "version": version(name),
-            "throughput": throughput(name, args.url, args.jobs, args.processes, args.batch),
-            "latency": latency(name, args.url, args.latency_jobs, args.interval, args.processes),
-        }
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.queue or QUEUES:
+        entry: dict[str, Any] = {"version": version(name)}
+        if args.measure in ("throughput", "both"):
+            entry["throughput"] = throughput(name, args.url, args.jobs, args.processes, args.batch)
+        if args.measure in ("latency", "both"):
+            entry["latency"] = latency(name, args.url, args.latency_jobs, args.interval,
+                                       args.processes)
+        results[name] = entry
     print(json.dumps(results))
 
 

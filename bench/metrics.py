@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -326,7 +326,7 @@ def summarise(values: list[float]) -> dict[str, float]:
 def compare_claims(urls: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
     """Measure claim and finish latency per database, in interleaved rounds."""
     samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in urls}
-    for name, url in urls.items():
+    for url in urls.values():
         claim_round(url, 30)  # warm-up
     for round_number in range(CLAIM_ROUNDS):
         for name, url in urls.items():

@@ -250,7 +250,7 @@ def measure(args: argparse.Namespace) -> dict[str, float | str]:
     receiver = subprocess.Popen([sys.executable, __file__, "--serve-receiver", str(port)])
     dispatcher: subprocess.Popen | None = None
     results: dict[str, float | str] = {"server_version": server_version,
-                                       "load_before": "%.1f" % os.getloadavg()[0]}
+                                       "load_before": f"{os.getloadavg()[0]:.1f}"}
     try:
         migrate(url)
         receiver_url = f"http://127.0.0.1:{port}"
@@ -318,7 +318,7 @@ def measure(args: argparse.Namespace) -> dict[str, float | str]:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(database)))
-    results["load_after"] = "%.1f" % os.getloadavg()[0]
+    results["load_after"] = f"{os.getloadavg()[0]:.1f}"
     return results
 
 

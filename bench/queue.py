@@ -190,13 +190,26 @@ def measure_pgbench(admin_url: str, seconds: int) -> dict[str, float]:
     return {"tps": float(tps.group(1)), "latency_ms": float(latency.group(1))}
 
 
-def measure_competitors(python: str, admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure_competitor(python: str, admin_url: str, args: argparse.Namespace, queue: str,
+                       measure: str, jobs: int) -> dict[str, Any]:
     result = subprocess.run(
-        [python, "-m", "bench.competitors", "--url", admin_url,
-         "--jobs", str(args.jobs), "--processes", str(args.processes), "--batch", str(args.batch),
-         "--latency-jobs", str(args.latency_jobs), "--interval", str(args.interval)],
+        [python, "-m", "bench.competitors", "--url", admin_url, "--queue", queue,
+         "--measure", measure, "--jobs", str(jobs), "--processes", str(args.processes),
+         "--batch", str(args.batch), "--latency-jobs", str(args.latency_jobs),
+         "--interval", str(args.interval)],
         check=True, capture_output=True, text=True, cwd=ROOT)
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)[queue]
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _median_latency(summaries: list[dict[str, float]]) -> dict[str, float]:
+    return {key: _median([summary[key] for summary in summaries])
+            for key in ("p50_ms", "p95_ms", "p99_ms")}
 
 
 def machine_description(admin_url: str) -> str:
@@ -214,9 +227,8 @@ def machine_description(admin_url: str) -> str:
 
 def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     pgbench = results["pgbench"]
-    ours = results["minijenkin"]
-    rows = [("Mini-Jenkin", ours)] + [(name, data) for name, data in results["competitors"].items()]
-    pgqueuer = results["competitors"]["pgqueuer"]["throughput"]
+    rows = [("Mini-Jenkin", results["minijenkin"]), ("pgqueuer", results["pgqueuer"]),
+            ("procrastinate", results["procrastinate"])]
     lines = [
         SECTION_START,
         "## Queue core (bench/queue.py)",
@@ -224,25 +236,39 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"Command: `{results['command']}`  ",
         f"Date: {results['date']}  ",
         f"Machine: {results['machine']}  ",
-        f"Competitors: pgqueuer {results['competitors']['pgqueuer']['version']}, "
-        f"procrastinate {results['competitors']['procrastinate']['version']} "
-        "(benchmark environment only)  ",
-        f"Reference: `pgbench -N -c 2 -j 2` on the same server: {pgbench['tps']:.0f} tps, "
+        f"Competitors: pgqueuer {results['pgqueuer']['version']}, "
+        f"procrastinate {results['procrastinate']['version']} (benchmark environment only)  ",
+        f"Reference: `pgbench -N -c 2 -j 2` on the same server, median of "
+        f"{len(pgbench['runs'])} runs spread over the benchmark: {pgbench['tps']:.0f} tps, "
         f"latency average {pgbench['latency_ms']:.2f} ms",
+        "",
+        f"Mini-Jenkin and pgqueuer are measured in {args.rounds} alternating rounds, so that a "
+        "change in the machine's load hits both; figures are medians over the rounds, with the "
+        "range in brackets. procrastinate is measured once, with "
+        f"{args.procrastinate_jobs:,} jobs, because it drains about 100 jobs/s.",
         "",
         f"(a) Draining {args.jobs:,} no-op jobs with {args.processes} worker processes "
         f"(batch {args.batch}):",
         "",
-        "| queue | jobs/s | / pgbench tps | / pgqueuer |",
+        "| queue | jobs/s | / pgbench tps | / pgqueuer (per round) |",
         "| --- | ---: | ---: | ---: |",
     ]
+    ratios = results["ratios"]
     for name, data in rows:
-        lines.append(f"| {name} | {data['throughput']:.0f} | {data['throughput'] / pgbench['tps']:.2f} "
-                     f"| {data['throughput'] / pgqueuer:.2f} |")
+        runs = data["throughput_runs"]
+        span = f" [{min(runs):.0f}-{max(runs):.0f}]" if len(runs) > 1 else ""
+        if name == "Mini-Jenkin":
+            versus = f"{_median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+        elif name == "pgqueuer":
+            versus = "1.00"
+        else:
+            versus = f"{data['throughput'] / results['pgqueuer']['throughput']:.2f}"
+        lines.append(f"| {name} | {data['throughput']:.0f}{span} | "
+                     f"{data['throughput'] / pgbench['tps']:.2f} | {versus} |")
     lines += [
         "",
         f"(b) Pickup latency, {args.latency_jobs} jobs enqueued {args.interval * 1000:.0f} ms apart "
-        f"to {args.processes} idle worker processes:",
+        f"to {args.processes} idle worker processes (medians over rounds):",
         "",
         "| queue | p50 ms | p95 ms | p99 ms | p99 / pgbench latency |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -251,12 +277,13 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         latency = data["latency"]
         lines.append(f"| {name} | {latency['p50_ms']:.2f} | {latency['p95_ms']:.2f} | "
                      f"{latency['p99_ms']:.2f} | {latency['p99_ms'] / pgbench['latency_ms']:.2f} |")
-    ratio = ours["throughput"] / pgqueuer
+    ratio = _median(ratios)
+    p99 = results["minijenkin"]["latency"]["p99_ms"]
     lines += [
         "",
         f"Targets: throughput at least 1.5x pgqueuer's: {ratio:.2f}x, "
         f"{'met' if ratio >= 1.5 else 'missed'}; pickup p99 under 10 ms: "
-        f"{ours['latency']['p99_ms']:.2f} ms, {'met' if ours['latency']['p99_ms'] < 10 else 'missed'}.",
+        f"{p99:.2f} ms, {'met' if p99 < 10 else 'missed'}.",
         SECTION_END,
     ]
     return "\n".join(lines) + "\n"
@@ -283,6 +310,9 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.02, help="Seconds between enqueues.")
     parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Alternating rounds of Mini-Jenkin and pgqueuer.")
+    parser.add_argument("--procrastinate-jobs", type=int, default=2_000)
     parser.add_argument("--bench-python", default=str(ROOT / ".venv-bench" / "bin" / "python"),
                         help="Python of the environment that has pgqueuer and procrastinate.")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -293,13 +323,36 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_description(args.url),
     }
-    results["pgbench"] = measure_pgbench(args.url, args.pgbench_seconds)
-    results["minijenkin"] = {
-        "throughput": measure_minijenkin_throughput(args.url, args.jobs, args.processes, args.batch),
-        "latency": measure_minijenkin_latency(args.url, args.latency_jobs, args.interval,
-                                              args.processes),
-    }
-    results["competitors"] = measure_competitors(args.bench_python, args.url, args)
+    pgbench_runs = [measure_pgbench(args.url, args.pgbench_seconds)]
+    ours: dict[str, list[Any]] = {"throughput": [], "latency": []}
+    theirs: dict[str, list[Any]] = {"throughput": [], "latency": []}
+    version = ""
+    for _ in range(args.rounds):
+        ours["throughput"].append(
+            measure_minijenkin_throughput(args.url, args.jobs, args.processes, args.batch))
+        pgqueuer = measure_competitor(args.bench_python, args.url, args, "pgqueuer", "both",
+                                      args.jobs)
+        theirs["throughput"].append(pgqueuer["throughput"])
+        theirs["latency"].append(pgqueuer["latency"])
+        version = pgqueuer["version"]
+        ours["latency"].append(measure_minijenkin_latency(args.url, args.latency_jobs,
+                                                          args.interval, args.processes))
+        pgbench_runs.append(measure_pgbench(args.url, args.pgbench_seconds))
+    procrastinate = measure_competitor(args.bench_python, args.url, args, "procrastinate", "both",
+                                       args.procrastinate_jobs)
+
+    results["pgbench"] = {"runs": pgbench_runs,
+                          "tps": _median([run["tps"] for run in pgbench_runs]),
+                          "latency_ms": _median([run["latency_ms"] for run in pgbench_runs])}
+    results["minijenkin"] = {"throughput_runs": ours["throughput"],
+                             "throughput": _median(ours["throughput"]),
+                             "latency": _median_latency(ours["latency"])}
+    results["pgqueuer"] = {"version": version, "throughput_runs": theirs["throughput"],
+                           "throughput": _median(theirs["throughput"]),
+                           "latency": _median_latency(theirs["latency"])}
+    results["procrastinate"] = {**procrastinate, "throughput_runs": [procrastinate["throughput"]]}
+    results["ratios"] = [mine / other for mine, other in
+                         zip(ours["throughput"], theirs["throughput"], strict=True)]
     section = render(results, args)
     print(section)
     print(json.dumps(results, indent=2), file=sys.stderr)

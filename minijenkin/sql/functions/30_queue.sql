@@ -200,17 +200,19 @@ BEGIN
         FROM claimed c
     ),
     runs_started AS (
-        -- SKIP LOCKED: a run being cancelled or closed right now holds its
-        -- row lock; waiting for it here could deadlock with that transaction,
-        -- and the status it is about to set wins anyway.
+        -- Only a plan job starts a queued run; claims of other jobs skip
+        -- this. SKIP LOCKED: a run being cancelled or closed right now holds
+        -- its row lock; waiting for it here could deadlock with that
+        -- transaction, and the status it is about to set wins anyway.
         UPDATE pipeline_runs pr
         SET status = 'running', started_at = coalesce(pr.started_at, now())
-        WHERE pr.id IN (
+        WHERE pr.id = ANY (ARRAY(
             SELECT locked.id
             FROM pipeline_runs locked
-            WHERE locked.id IN (SELECT c.run_id FROM claimed c) AND locked.status = 'queued'
+            WHERE locked.id = ANY (ARRAY(SELECT c.run_id FROM claimed c WHERE c.kind = 'plan'))
+              AND locked.status = 'queued'
             FOR UPDATE SKIP LOCKED
-        )
+        ))
     )
     SELECT c.id, c.run_id, c.attempt, c.lease_token, c.kind, c.key, c.name, c.spec, c.condition,
            c.timeout_seconds,
