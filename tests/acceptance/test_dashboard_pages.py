@@ -13,6 +13,7 @@ from tests.support import factories
 from tests.support.api import ApiServer
 from tests.support.dashboard import create_run, wait_for_log_partitions
 from tests.support.logs import store_lines
+from tests.support.waiting import wait_for
 
 RUN_ROW = re.compile(r'<tr data-run-id="(\d+)">')
 
@@ -201,3 +202,95 @@ def test_unknown_run_is_an_html_404(api_server: ApiServer) -> None:
     assert "run 999999 does not exist" in response.text
     assert job.status_code == 404
     assert "job 999999 does not exist" in job.text
+
+
+def test_workers_page_shows_labels_heartbeat_and_running_jobs(
+    api_server: ApiServer, db: psycopg.Connection,
+) -> None:
+    repo_id = factories.create_repo(db)
+    busy = factories.register_worker(db, ["linux", "<gpu>"])
+    factories.register_worker(db, ["arm"])
+    run_id = factories.create_run(db, repo_id)
+    plan = factories.claim(db, busy)[0]
+    gone = factories.register_worker(db, ["old"])
+    db.execute("SELECT mj_worker_stop_v1(%s)", (gone,))
+
+    with api_server.client() as client:
+        page = client.get("/workers").text
+
+    live_table = page[page.index('id="workers-table"'):page.index("</table>")]
+    assert live_table.count("<tr data-worker=") == 2
+    assert '<span class="label">&lt;gpu&gt;</span>' in live_table
+    assert f'<a href="/jobs/{plan["job_id"]}">plan</a>' in live_table
+    assert f"run #{run_id}" in live_table
+    assert "1 / 4" in live_table
+    assert "2 live, 1 of 8 job slots busy" in page
+    assert "Stopped in the last 24 hours" in page
+    assert '<span class="label">old</span>' in page[page.index("Stopped in the last"):]
+
+
+def test_metrics_page_embeds_chart_series(api_server: ApiServer, db: psycopg.Connection) -> None:
+    wait_for(lambda: db.execute("SELECT count(*) AS n FROM metrics_queue_samples").fetchone()["n"],
+             timeout=30, message="a queue sample")
+
+    with api_server.client() as client:
+        page = client.get("/charts", params={"days": 7})
+        bad = client.get("/charts", params={"days": 0})
+
+    assert page.status_code == 200
+    charts = json.loads(re.search(
+        r'<script type="application/json" id="chart-data">(.*?)</script>', page.text, re.S).group(1))
+    assert [chart["id"] for chart in charts] == ["queue-depth", "queue-wait", "run-duration",
+                                                 "success-rate", "throughput"]
+    queue = charts[0]
+    # 24 hours of 10-minute buckets, the first one starting before the window does.
+    assert len(queue["times"]) == 145
+    assert [series["label"] for series in queue["series"]] == [
+        "queued (max)", "queued (mean)", "running (mean)"]
+    assert [value for value in queue["series"][0]["values"] if value is not None] == [0]
+    for chart in charts[1:]:
+        assert len(chart["times"]) in (7, 8)
+        assert all(len(series["values"]) == len(chart["times"]) for series in chart["series"])
+    assert 'src="/static/vendor/uplot/uPlot.iife.min.js?v=' in page.text
+    assert bad.status_code == 422
+
+
+def test_static_files_are_served_with_the_package(api_server: ApiServer) -> None:
+    with api_server.client(token=None) as client:
+        chart_library = client.get("/static/vendor/uplot/uPlot.iife.min.js")
+        licence = client.get("/static/vendor/uplot/LICENSE")
+        missing = client.get("/static/nothing.js")
+
+    assert chart_library.status_code == 200
+    assert chart_library.text.startswith("/*! https://github.com/leeoniya/uPlot (v1.6.32) */")
+    assert "Permission is hereby granted" in licence.text
+    assert missing.status_code == 404
+
+
+def test_search_page_shows_escaped_snippets(api_server: ApiServer, db: psycopg.Connection) -> None:
+    repo_id = factories.create_repo(db)
+    worker = factories.register_worker(db)
+    factories.create_run(db, repo_id)
+    plan = factories.claim(db, worker)[0]
+    wait_for_log_partitions(db)
+    store_lines(db, plan, ["compiling", "<script>needle()</script> found", "done"])
+    db.execute("SELECT mj_logs_index_v1(100000)")
+
+    with api_server.client() as client:
+        page = client.get("/search", params={"q": "needle"}).text
+        unknown_repo = client.get("/search", params={"q": "needle", "repo": "no/such"}).text
+
+    hits = page[page.index('id="search-hits"'):]
+    assert f'href="/jobs/{plan["job_id"]}?attempt=1#L2"' in hits
+    assert "&lt;script&gt;<mark>needle</mark>()&lt;/script&gt; found" in hits
+    assert "<script>needle" not in page
+    assert "repository &#39;no/such&#39; does not exist" in unknown_repo
+
+
+def test_environments_page_shows_empty_state(api_server: ApiServer) -> None:
+    with api_server.client() as client:
+        page = client.get("/environments")
+
+    assert page.status_code == 200
+    assert 'id="environments-empty"' in page.text
+    assert "No deployment environments." in page.text

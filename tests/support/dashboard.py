@@ -46,8 +46,15 @@ class BrowserSession:
     def post_action(self, path: str, **headers: str) -> httpx.Response:
         return self.client.post(path, headers={"X-CSRF-Token": self.csrf_token, **headers})
 
+    def __enter__(self) -> BrowserSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.close()
+
 
 def sign_in(api_server: ApiServer, token: str) -> BrowserSession:
+    """Sign in through the form; use the result in a `with` block, which closes its client."""
     client = httpx.Client(base_url=api_server.url, timeout=30)
     form = client.get("/signin")
     assert form.status_code == 200, form.text
