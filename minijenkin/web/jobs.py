@@ -2,8 +2,8 @@
 
 The page embeds the last TAIL_LINES lines of the attempt, already rendered
 to escaped HTML, and the attempt's highest seq. The viewer (static/logview.js)
-then scrolls virtually over the seq range: it asks /api/jobs/{id}/logs for
-the windows the reader scrolls to and follows new lines over Server-Sent
+then scrolls virtually over the seq range: it requests from
+/api/jobs/{id}/logs the windows the reader scrolls to and follows new lines over Server-Sent
 Events, so a 1,000,000-line log is never rendered or downloaded at once.
 """
 

@@ -61,7 +61,7 @@ async def runs_page(
     trigger: Annotated[str | None, Query(max_length=32)] = None,
     before: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
-    """The runs list, newest first, filtered by repository, branch, status and trigger."""
+    """Render the runs list, newest first, filtered by repository, branch, status and trigger."""
     filters = {"repo": _optional(repo), "branch": _optional(branch), "status": _optional(status),
                "trigger": _optional(trigger)}
     _check_choice("status", filters["status"], runs.RUN_STATUSES)
@@ -88,7 +88,7 @@ async def runs_page(
 
 
 def _trigger_details(run: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The run's trigger as (label, value) rows, in the order people look for them."""
+    """Return the run's trigger as (label, value) rows, in the order people look for them."""
     trigger = run["trigger"] or {}
     labels = [("source", "Source"), ("forge", "Forge"), ("sender", "Sender"), ("actor", "Started by"),
               ("delivery_id", "Delivery"), ("branch", "Branch"), ("tag", "Tag")]
@@ -117,7 +117,7 @@ async def _load_run(conn: Conn, run_id: int) -> tuple[dict[str, Any], list[dict[
 @router.get("/runs/new")
 async def new_run_page(request: Request, conn: Conn, principal: PagePrincipal,
                        repo: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    """The form that starts a manual run with inputs."""
+    """Render the form that starts a manual run with inputs."""
     return _new_run_form(request, principal, repo_names=await _repo_names(conn),
                          values={"repo": repo or "", "ref": "", "commit": "", "inputs": ""})
 
@@ -181,7 +181,7 @@ async def create_run(request: Request, conn: Conn) -> Response:
 
 @router.get("/runs/{run_id}")
 async def run_page(run_id: int, request: Request, conn: Conn, principal: PagePrincipal) -> Response:
-    """A run: commit and trigger details, the job graph and the jobs table."""
+    """Render a run: commit and trigger details, the job graph and the jobs table."""
     run, jobs = await _load_run(conn, run_id)
     now = dt.datetime.now(dt.UTC)
     layout = graph.layout(jobs, now=now)

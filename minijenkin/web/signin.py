@@ -51,7 +51,7 @@ async def signin_page(
     next: Annotated[str | None, Query(max_length=NEXT_MAX_CHARS)] = None,  # noqa: A002
     expired: Annotated[bool, Query()] = False,
 ) -> Response:
-    """The sign-in form: paste an API token."""
+    """Render the sign-in form, where a person pastes an API token."""
     notice = ("Your session's token is no longer valid (revoked or expired). Sign in again."
               if expired else None)
     return _signin_form(request, next_path=safe_next(next), notice=notice)

@@ -177,9 +177,9 @@ async def search_page(
 @router.get("/environments")
 async def environments_page(request: Request, principal: PagePrincipal) -> Response:
     """Deployment environments: lock holder, waiting deploys and history."""
-    # NOTE: deployment environments (lock holder, waiting deploys, approvals)
-    # are not part of this server's schema yet, so the page always shows its
-    # empty state; the list is to be read from the deployment API once it exists.
+    # NOTE: this server's schema has no deployment environments yet (lock
+    # holder, waiting deploys, approvals). The page therefore always shows its
+    # empty state, until the list is read from the deployment API.
     environments: list[dict[str, Any]] = []
     return render("environments.html", {
         **page_context(request, principal, section="environments", title="Environments"),

@@ -2,7 +2,7 @@
 //
 // Every state-changing request sends the page's CSRF token in the
 // X-CSRF-Token header (see minijenkin/web/session.py). Text that comes from
-// the server as JSON is inserted with textContent; the only HTML inserted is
+// the server as JSON is inserted with textContent. The only HTML inserted is
 // what the server rendered and escaped itself (pages, log lines).
 "use strict";
 
@@ -54,7 +54,7 @@
   });
 
   // Live regions: elements with data-live are replaced by the same element
-  // of a fresh copy of the page whenever their event stream says so.
+  // of a fresh copy of the page whenever their event stream sends `changed`.
   let refreshing = false;
   let refreshAgain = false;
 
