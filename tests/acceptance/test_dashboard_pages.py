@@ -273,17 +273,19 @@ def test_search_page_shows_escaped_snippets(api_server: ApiServer, db: psycopg.C
     factories.create_run(db, repo_id)
     plan = factories.claim(db, worker)[0]
     wait_for_log_partitions(db)
-    store_lines(db, plan, ["compiling", "<script>needle()</script> found", "done"])
-    db.execute("SELECT mj_logs_index_v1(100000)")
+    store_lines(db, plan, ["compiling", "<script>alert(1)</script> needle found", "done"])
 
     with api_server.client() as client:
+        # The API's indexer loop makes stored lines searchable within a few seconds.
+        wait_for(lambda: client.get("/api/search", params={"q": "needle"}).json()["hits"],
+                 timeout=30, interval=0.2, message="the line to be indexed")
         page = client.get("/search", params={"q": "needle"}).text
         unknown_repo = client.get("/search", params={"q": "needle", "repo": "no/such"}).text
 
     hits = page[page.index('id="search-hits"'):]
     assert f'href="/jobs/{plan["job_id"]}?attempt=1#L2"' in hits
-    assert "&lt;script&gt;<mark>needle</mark>()&lt;/script&gt; found" in hits
-    assert "<script>needle" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; <mark>needle</mark> found" in hits
+    assert "<script>alert" not in page
     assert "repository &#39;no/such&#39; does not exist" in unknown_repo
 
 
