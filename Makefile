@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 
-.PHONY: run test install lint clean bench-queue
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test install install-browser lint clean bench-queue
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -23,7 +26,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/minijenkin up --demo
 
-test: $(STAMP)
+install-browser:
+	@test -x $(CHROMIUM) || { \
+		echo "$(CHROMIUM) is missing: installing Debian's chromium package"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: $(STAMP) install-browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The competitors live in their own environment so that they never become

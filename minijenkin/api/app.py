@@ -34,6 +34,7 @@ from minijenkin.logs.live import LogHub
 from minijenkin.maintenance import run_maintenance
 from minijenkin.notify.dispatcher import Dispatcher
 from minijenkin.secrets import encrypt_legacy_webhook_secrets
+from minijenkin.web.site import install_dashboard
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         app.include_router(module.router)
     for module in (secrets, tokens, webhook_deliveries, schedules):
         app.include_router(module.router)
+    install_dashboard(app)
     return app
 
 

@@ -1,4 +1,5 @@
-"""Authentication of API requests: `Authorization: Bearer <token>`.
+"""Authentication of API requests: `Authorization: Bearer <token>`, or the dashboard's
+session cookie (see minijenkin/web/session.py).
 
 `MINIJENKIN_ADMIN_TOKEN`, when set, is accepted as an admin token without a
 database row (for automation that bootstraps everything else). Anonymous
@@ -16,6 +17,7 @@ from fastapi import Depends, Request
 from minijenkin.api.deps import db_connection
 from minijenkin.auth import ANONYMOUS, Principal, Scope, find_token, tokens_equal
 from minijenkin.errors import AuthenticationError, PermissionDeniedError
+from minijenkin.web.session import cookie_token
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -31,8 +33,20 @@ def _bearer_token(request: Request) -> str | None:
 async def current_principal(
     request: Request, conn: Annotated[psycopg.AsyncConnection, Depends(db_connection)],
 ) -> Principal:
-    """Who is calling; AuthenticationError for a token that is unknown, revoked or expired."""
+    """Who is calling; AuthenticationError for a token that is unknown, revoked or expired.
+
+    Without an Authorization header, the dashboard's session cookie is read
+    (PermissionDeniedError for a state-changing request without its CSRF token).
+    """
     token = _bearer_token(request)
+    if token is None:
+        token = cookie_token(request)
+    return await principal_for_token(request, conn, token)
+
+
+async def principal_for_token(request: Request, conn: psycopg.AsyncConnection,
+                              token: str | None) -> Principal:
+    """The principal of a token value (ANONYMOUS for None); AuthenticationError when unusable."""
     if token is None:
         return ANONYMOUS
     admin_token = request.app.state.settings.admin_token

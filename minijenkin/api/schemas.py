@@ -318,6 +318,8 @@ class LogLine(BaseModel):
     stream: Stream
     ts: dt.datetime
     text: str
+    html: str | None = Field(default=None, description="With `html=true`: the text as escaped "
+                                                       "HTML, ANSI colours as inline styles.")
 
 
 class LogPage(BaseModel):
@@ -325,7 +327,14 @@ class LogPage(BaseModel):
     attempt: int
     lines: list[LogLine]
     next_after: int = Field(description="Pass as `after` to read the following lines.")
+    last_seq: int = Field(description="Highest seq stored so far for the attempt; 0 without lines.")
     complete: bool = Field(description="True when the attempt has ended and every line was read.")
+
+
+class LogFindResult(BaseModel):
+    job_id: int
+    attempt: int
+    seq: int | None = Field(description="The matching line's seq; null when no line matches.")
 
 
 class LogEnd(BaseModel):

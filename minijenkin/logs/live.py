@@ -59,6 +59,8 @@ class LogHub:
         self.application_name = application_name
         self._by_job: dict[int, set[Viewer]] = {}
         self._by_run: dict[int, set[Viewer]] = {}
+        # Dashboard pages that show every run (the runs list).
+        self._any_run: set[Viewer] = set()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.closed = False
@@ -94,6 +96,19 @@ class LogHub:
                     if not viewers:
                         del index[key]
 
+    @contextlib.contextmanager
+    def subscribe_runs(self, run_id: int | None) -> Iterator[Viewer]:
+        """A viewer woken by every state change of one run's jobs, or of any run's (None)."""
+        viewer = Viewer(0, run_id or 0)
+        viewers = self._any_run if run_id is None else self._by_run.setdefault(run_id, set())
+        viewers.add(viewer)
+        try:
+            yield viewer
+        finally:
+            viewers.discard(viewer)
+            if run_id is not None and not viewers:
+                self._by_run.pop(run_id, None)
+
     async def wait(self, viewer: Viewer) -> None:
         """Wait until the viewer's job may have changed, or the recheck interval passed."""
         timeout = VIEWER_RECHECK_SECONDS if self.connected else VIEWER_RECHECK_DISCONNECTED_SECONDS
@@ -109,11 +124,17 @@ class LogHub:
         index = self._by_job if channel == LOG_CHANNEL else self._by_run
         for viewer in index.get(int(key_text), ()):
             viewer.changed.set()
+        if channel == RUN_CHANNEL:
+            for viewer in self._any_run:
+                viewer.changed.set()
 
     def _wake_all(self) -> None:
-        for viewers in self._by_job.values():
-            for viewer in viewers:
-                viewer.changed.set()
+        for index in (self._by_job, self._by_run):
+            for viewers in index.values():
+                for viewer in viewers:
+                    viewer.changed.set()
+        for viewer in self._any_run:
+            viewer.changed.set()
 
     async def _listen_loop(self) -> None:
         delay = 0.2

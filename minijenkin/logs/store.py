@@ -13,6 +13,8 @@ from minijenkin.sql import QUERIES
 
 STREAM_NAMES = {1: "stdout", 2: "stderr", 3: "system"}
 STREAM_CODES = {name: code for code, name in STREAM_NAMES.items()}
+# seq is a PostgreSQL integer.
+SEQ_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,60 @@ async def read_lines(
     cursor = await conn.execute(QUERIES["log_lines_after"], {
         "job_id": job_id, "attempt": attempt, "day": day, "after": after, "limit": limit,
     })
-    return [
-        {"seq": row["seq"], "stream": STREAM_NAMES.get(row["stream"], "stdout"), "ts": row["ts"],
-         "text": row["line"]}
-        for row in await cursor.fetchall()
-    ]
+    return [_line(row) for row in await cursor.fetchall()]
+
+
+def _line(row: dict[str, Any]) -> dict[str, Any]:
+    return {"seq": row["seq"], "stream": STREAM_NAMES.get(row["stream"], "stdout"), "ts": row["ts"],
+            "text": row["line"]}
+
+
+async def read_tail(
+    conn: psycopg.AsyncConnection,
+    *,
+    job_id: int,
+    attempt: int,
+    day: dt.date,
+    limit: int,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
+    """The last `limit` lines with seq < `before` (every line when None), in order."""
+    cursor = await conn.execute(QUERIES["log_lines_tail"], {
+        "job_id": job_id, "attempt": attempt, "day": day,
+        "before": SEQ_MAX + 1 if before is None else before, "limit": limit,
+    })
+    return [_line(row) for row in await cursor.fetchall()]
+
+
+async def last_seq(conn: psycopg.AsyncConnection, *, job_id: int, attempt: int, day: dt.date) -> int:
+    """The highest stored seq of an attempt, 0 when it has no line yet."""
+    cursor = await conn.execute(QUERIES["log_last_seq"],
+                                {"job_id": job_id, "attempt": attempt, "day": day})
+    row = await cursor.fetchone()
+    return int(row["last_seq"]) if row else 0
+
+
+async def find_line(
+    conn: psycopg.AsyncConnection,
+    *,
+    job_id: int,
+    attempt: int,
+    day: dt.date,
+    needle: str,
+    start: int,
+    backwards: bool = False,
+) -> int | None:
+    """The seq of the nearest line after `start` (before it when `backwards`) containing
+    `needle`, ignoring case; None when there is none.
+
+    The scan walks the attempt's lines in seq order from `start` and stops at
+    the first match, so a rare needle in a long log reads many lines.
+    """
+    if backwards:
+        cursor = await conn.execute(QUERIES["log_find_previous"], {
+            "job_id": job_id, "attempt": attempt, "day": day, "before": start, "needle": needle})
+    else:
+        cursor = await conn.execute(QUERIES["log_find_next"], {
+            "job_id": job_id, "attempt": attempt, "day": day, "after": start, "needle": needle})
+    row = await cursor.fetchone()
+    return None if row is None else int(row["seq"])

@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from minijenkin import polling, schedules
 from minijenkin.config import Settings
 from minijenkin.logs.search import index_pending
+from minijenkin.metrics.queue_samples import QUEUE_SAMPLE_SECONDS, sample_queue
 from minijenkin.metrics.upkeep import LOG_INGEST_SAMPLE_SECONDS, make_refresh_tick, sample_log_ingest
 from minijenkin.sql import QUERIES
 
@@ -116,6 +117,7 @@ def make_loops(settings: Settings) -> list[Loop]:
              make_refresh_tick(settings.metrics_refresh_seconds)),
         Loop("log_ingest_sample", LOG_INGEST_SAMPLE_SECONDS, sample_log_ingest),
         Loop("log_indexer", settings.log_index_interval_seconds, index_logs),
+        Loop("queue_sample", QUEUE_SAMPLE_SECONDS, sample_queue),
     ]
 
 

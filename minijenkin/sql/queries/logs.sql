@@ -4,11 +4,43 @@ SELECT (started_at AT TIME ZONE 'UTC')::date AS day, status, exit_code, reason, 
 FROM job_attempts
 WHERE job_id = %(job_id)s::bigint AND attempt = %(attempt)s::integer;
 
+-- name: log_find_next
+-- Find the first line after seq `after` whose text contains `needle` (case-insensitive).
+SELECT seq
+FROM job_logs
+WHERE job_id = %(job_id)s::bigint
+  AND attempt = %(attempt)s::integer
+  AND day = %(day)s::date
+  AND seq > %(after)s::integer
+  AND strpos(lower(line), lower(%(needle)s::text)) > 0
+ORDER BY seq
+LIMIT 1;
+
+-- name: log_find_previous
+-- Find the last line before seq `before` whose text contains `needle` (case-insensitive).
+SELECT seq
+FROM job_logs
+WHERE job_id = %(job_id)s::bigint
+  AND attempt = %(attempt)s::integer
+  AND day = %(day)s::date
+  AND seq < %(before)s::integer
+  AND strpos(lower(line), lower(%(needle)s::text)) > 0
+ORDER BY seq DESC
+LIMIT 1;
+
 -- name: log_job_state
 -- The run, latest attempt number and status of a job, for a log viewer waiting on it.
 SELECT run_id, attempt, status, reason
 FROM jobs
 WHERE id = %(job_id)s::bigint;
+
+-- name: log_last_seq
+-- The highest stored seq of one attempt (0 without lines), by a backward scan of the primary key.
+SELECT coalesce(max(seq), 0) AS last_seq
+FROM job_logs
+WHERE job_id = %(job_id)s::bigint
+  AND attempt = %(attempt)s::integer
+  AND day = %(day)s::date;
 
 -- name: log_lines_after
 -- Read up to `limit` lines of one attempt after a sequence number, in order.
@@ -20,6 +52,21 @@ WHERE job_id = %(job_id)s::bigint
   AND seq > %(after)s::integer
 ORDER BY seq
 LIMIT %(limit)s::integer;
+
+-- name: log_lines_tail
+-- Read the last `limit` lines of one attempt that come before seq `before`, in order.
+SELECT seq, stream, ts, line
+FROM (
+    SELECT seq, stream, ts, line
+    FROM job_logs
+    WHERE job_id = %(job_id)s::bigint
+      AND attempt = %(attempt)s::integer
+      AND day = %(day)s::date
+      AND seq < %(before)s::bigint
+    ORDER BY seq DESC
+    LIMIT %(limit)s::integer
+) newest
+ORDER BY seq;
 
 -- name: logs_index
 -- Index queued log batches for full-text search (the search indexer's tick).

@@ -1,0 +1,105 @@
+"""The log API behind the dashboard's viewer: tails, line windows, HTML, find and raw download."""
+
+from __future__ import annotations
+
+import psycopg
+
+from tests.support import factories
+from tests.support.api import ApiServer
+from tests.support.dashboard import wait_for_log_partitions
+from tests.support.logs import read_events, store_lines
+
+
+def job_with_lines(db: psycopg.Connection, lines: list[str]) -> dict:
+    repo_id = factories.create_repo(db)
+    worker = factories.register_worker(db)
+    factories.create_run(db, repo_id)
+    plan = factories.claim(db, worker)[0]
+    wait_for_log_partitions(db)
+    store_lines(db, plan, lines)
+    return plan
+
+
+def test_tail_returns_last_lines_before_a_seq(api_server: ApiServer, db: psycopg.Connection) -> None:
+    plan = job_with_lines(db, [f"line {n}" for n in range(1, 101)])
+
+    with api_server.client() as client:
+        tail = client.get(f"/api/jobs/{plan['job_id']}/logs", params={"tail": 3}).json()
+        earlier = client.get(f"/api/jobs/{plan['job_id']}/logs",
+                             params={"tail": 2, "before": 50}).json()
+        window = client.get(f"/api/jobs/{plan['job_id']}/logs",
+                            params={"after": 10, "limit": 2}).json()
+        misuse = client.get(f"/api/jobs/{plan['job_id']}/logs", params={"before": 5})
+
+    assert [line["text"] for line in tail["lines"]] == ["line 98", "line 99", "line 100"]
+    assert tail["last_seq"] == 100
+    assert tail["next_after"] == 100
+    assert tail["complete"] is False
+    assert "html" not in tail["lines"][0]
+    assert [line["seq"] for line in earlier["lines"]] == [48, 49]
+    assert [line["seq"] for line in window["lines"]] == [11, 12]
+    assert window["last_seq"] == 100
+    assert misuse.status_code == 422
+    assert misuse.json()["field"] == "before"
+
+
+def test_html_lines_are_escaped_with_colours(api_server: ApiServer, db: psycopg.Connection) -> None:
+    plan = job_with_lines(db, ["<b>plain</b>", "\x1b[32mgreen & <i>\x1b[0m", "\x1b]0;title\x07x"])
+
+    with api_server.client() as client:
+        page = client.get(f"/api/jobs/{plan['job_id']}/logs", params={"html": "true"}).json()
+        events = read_events(client, plan["job_id"], params={"html": "true"}, stop_after=3)
+
+    assert [line["html"] for line in page["lines"]] == [
+        "&lt;b&gt;plain&lt;/b&gt;",
+        '<span style="color: #00aa00">green &amp; &lt;i&gt;</span>',
+        "x",
+    ]
+    assert [data["html"] for _, _, data in events] == [line["html"] for line in page["lines"]]
+    assert [data["text"] for _, _, data in events] == ["<b>plain</b>", "\x1b[32mgreen & <i>\x1b[0m",
+                                                      "\x1b]0;title\x07x"]
+
+
+def test_find_walks_matches_in_both_directions(api_server: ApiServer,
+                                               db: psycopg.Connection) -> None:
+    lines = [f"step {n}" for n in range(1, 301)]
+    lines[9] = "ERROR: first"
+    lines[199] = "an Error again"
+    plan = job_with_lines(db, lines)
+    path = f"/api/jobs/{plan['job_id']}/logs/find"
+
+    with api_server.client() as client:
+        first = client.get(path, params={"q": "error"}).json()
+        second = client.get(path, params={"q": "error", "start": 10}).json()
+        none_after = client.get(path, params={"q": "error", "start": 200}).json()
+        last = client.get(path, params={"q": "ERROR", "direction": "previous"}).json()
+        before = client.get(path, params={"q": "error", "direction": "previous", "start": 200}).json()
+        empty = client.get(path, params={"q": ""})
+
+    assert first == {"job_id": plan["job_id"], "attempt": 1, "seq": 10}
+    assert second["seq"] == 200
+    assert none_after["seq"] is None
+    assert last["seq"] == 200
+    assert before["seq"] == 10
+    assert empty.status_code == 422
+
+
+def test_raw_download_is_plain_text(api_server: ApiServer, db: psycopg.Connection) -> None:
+    lines = [f"line {n}" for n in range(1, 25_001)]
+    lines[0] = "\x1b[1;31mbold red\x1b[0m <tag>"
+    plan = job_with_lines(db, lines)
+
+    with api_server.client() as client:
+        response = client.get(f"/api/jobs/{plan['job_id']}/logs/raw")
+        missing = client.get("/api/jobs/999999/logs/raw")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="job-{plan["job_id"]}-attempt-1.log"')
+    text_lines = response.text.split("\n")
+    assert text_lines[0] == "bold red <tag>"
+    assert text_lines[1:25_000] == lines[1:]
+    assert text_lines[25_000] == ""
+    assert len(text_lines) == 25_001
+    assert missing.status_code == 404
