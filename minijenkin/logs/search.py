@@ -25,8 +25,10 @@ from minijenkin.sql import QUERIES
 # line's own text can be escaped before the marks become HTML tags.
 _START = "\ue000"
 _STOP = "\ue001"
-# mj_logs_search_text() stores `<` and `>` as these, out of the parser's sight.
-_ANGLE_BRACKETS = str.maketrans({"\ue002": "<", "\ue003": ">"})
+# Keep in step with mj_logs_search_text(): the part of a line the parser
+# sees, with `<` and `>` replaced by spaces.
+SEARCH_TEXT_CHARS = 2048
+_BRACKETS_TO_SPACES = str.maketrans("<>", "  ")
 # Matching chunks ranked per search: the newest ones win beyond this, which
 # bounds the cost of ranking a word that occurs in millions of lines.
 CANDIDATE_CHUNKS = 1000
@@ -56,13 +58,32 @@ class SearchHit:
     snippet_html: str
 
 
-def _highlight(headline: str) -> tuple[str, str]:
+def _restore_brackets(segments: list[str], line: str) -> list[str]:
+    """Put the line's own `<` and `>` back into the headline's segments.
+
+    ts_headline returns an excerpt of the text it was given, which is the
+    line with brackets turned into spaces; the same positions of the
+    original line hold the real characters.
+    """
+    searched = line[:SEARCH_TEXT_CHARS].translate(_BRACKETS_TO_SPACES)
+    start = searched.find("".join(segments))
+    if start < 0:
+        return segments
+    restored = []
+    for segment in segments:
+        restored.append(line[start:start + len(segment)])
+        start += len(segment)
+    return restored
+
+
+def _highlight(headline: str, line: str) -> tuple[str, str]:
     """Return (plain snippet, escaped HTML snippet with <mark> around matches)."""
     # Splitting at both marks alternates unmatched and matched text.
+    segments = _restore_brackets(headline.replace(_STOP, _START).split(_START), line)
     parts: list[str] = []
     plain: list[str] = []
-    for index, piece in enumerate(headline.replace(_STOP, _START).split(_START)):
-        text = plain_text(piece.translate(_ANGLE_BRACKETS))
+    for index, piece in enumerate(segments):
+        text = plain_text(piece)
         plain.append(text)
         escaped = html.escape(text, quote=True)
         parts.append(f"<mark>{escaped}</mark>" if index % 2 == 1 else escaped)
@@ -89,7 +110,7 @@ async def search_logs(
     })
     hits = []
     for row in await cursor.fetchall():
-        snippet, snippet_html = _highlight(row["headline"])
+        snippet, snippet_html = _highlight(row["headline"], row["line"])
         hits.append(SearchHit(
             job_id=row["job_id"], attempt=row["attempt"], run_id=row["run_id"],
             repo=row["repo_name"], ref=row["ref"], job_key=row["job_key"], job_name=row["job_name"],

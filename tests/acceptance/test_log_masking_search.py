@@ -109,6 +109,7 @@ def test_search_ranks_hits_with_snippets(
     scattered = _job_with_lines(db, repo_id, worker_id, ["database opened", *filler, "timeout"])
     other = _job_with_lines(db, other_repo, worker_id, ["database timeout elsewhere"],
                             ref="refs/heads/feature")
+    tagged = _job_with_lines(db, repo_id, worker_id, ["<script>needle()</script> done"])
     server = _search_server(settings, database_url)
     try:
         with server.client() as client:
@@ -124,6 +125,7 @@ def test_search_ranks_hits_with_snippets(
             phrase = search(q='"timeout again"')
             excluded = search(q="database -timeout")
             future = search(q="database", since="2999-01-01T00:00:00Z")
+            inside_tag = search(q="needle")
             unknown_repo = client.get("/api/search", params={"q": "x", "repo": "acme/none"})
             empty_query = client.get("/api/search", params={"q": ""})
             with server.client(token=None) as anonymous_client:
@@ -155,6 +157,10 @@ def test_search_ranks_hits_with_snippets(
     assert [(hit["job_id"], hit["seq"]) for hit in phrase] == [(dense, 32)]
     assert [(hit["job_id"], hit["seq"]) for hit in excluded] == [(scattered, 1)]
     assert future == []
+    assert [(hit["job_id"], hit["seq"]) for hit in inside_tag] == [(tagged, 1)]
+    assert inside_tag[0]["snippet"] == "<script>needle()</script> done"
+    assert inside_tag[0]["snippet_html"] == (
+        "&lt;script&gt;<mark>needle</mark>()&lt;/script&gt; done")
     assert unknown_repo.status_code == 404
     assert unknown_repo.json()["detail"] == "repository 'acme/none' does not exist"
     assert empty_query.status_code == 422

@@ -17,6 +17,7 @@ CREATE OR REPLACE FUNCTION mj_lock_namespace() RETURNS integer
 --   migrations                 the migrator (session lock)
 --   maintenance:<loop>         leader of one maintenance loop (transaction lock)
 --   deploy:<environment>       the running deploy of an environment (session lock)
+--   log_partitions             creating job_logs partitions (transaction lock)
 CREATE OR REPLACE FUNCTION mj_lock_key(p_name text) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT hashtext(p_name) $$;

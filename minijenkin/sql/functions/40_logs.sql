@@ -28,6 +28,11 @@ BEGIN
     -- only SHARE UPDATE EXCLUSIVE on the parent, which readers and writers
     -- do not conflict with. It also creates the parent's indexes on the new
     -- table. Two passes lock job_logs before job_log_search.
+    --
+    -- A log flush and the maintenance loop may both find a day missing; the
+    -- transaction lock makes the second wait for the first and then see its
+    -- tables instead of failing on a duplicate name.
+    PERFORM pg_advisory_xact_lock(mj_lock_namespace(), mj_lock_key('log_partitions'));
     FOR v_day IN SELECT generate_series(p_from, p_to, interval '1 day')::date LOOP
         IF to_regclass(mj_logs_partition_name(v_day)) IS NULL THEN
             EXECUTE format('CREATE TABLE %I (LIKE job_logs INCLUDING ALL)', mj_logs_partition_name(v_day));

@@ -14,11 +14,14 @@ CREATE OR REPLACE FUNCTION mj_logs_chunk_lines() RETURNS integer
 -- chunk's tsvector far below PostgreSQL's 1 MB limit whatever a step prints
 -- (64 lines of at most 2,048 characters each). The default text-search
 -- parser reads `<...>` as an XML tag and drops it, so `<` and `>` become
--- the private-use characters U+E002 and U+E003 (logs/search.py turns them
--- back): `<script>` is then indexed and highlighted like any other word.
+-- spaces: `<script>` is then indexed and highlighted like any other word.
+-- Spaces, not other characters: in a database with the C locale the parser
+-- counts every non-ASCII character as a letter, which would glue a stand-in
+-- character to the word next to it. logs/search.py restores the brackets in
+-- snippets from the original line (the mapping keeps every position).
 CREATE OR REPLACE FUNCTION mj_logs_search_text(p_line text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT translate(left(p_line, 2048), '<>', U&'\E002\E003') $$;
+    AS $$ SELECT translate(left(p_line, 2048), '<>', '  ') $$;
 
 CREATE OR REPLACE FUNCTION mj_logs_search_vector(p_line text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE

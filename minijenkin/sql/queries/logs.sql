@@ -112,7 +112,7 @@ ranked AS (
     LIMIT %(limit)s::integer
 )
 SELECT r.job_id, r.attempt, r.run_id, r.repo_id, repo.name AS repo_name, r.ref, j.key AS job_key,
-       j.name AS job_name, l.seq, l.stream, l.ts, r.chunk_rank, l.line_rank,
+       j.name AS job_name, l.seq, l.stream, l.ts, l.line, r.chunk_rank, l.line_rank,
        ts_headline('simple', mj_logs_search_text(l.line), query.tsq,
                    'StartSel=' || chr(57344) || ', StopSel=' || chr(57345)
                    || ', MaxWords=30, MinWords=10') AS headline
