@@ -115,9 +115,10 @@ $$;
 --
 -- Fairness: candidates are taken per repository (the first p_limit of each)
 -- and ordered by the number of jobs their repository already runs plus their
--- rank within the repository. A repository with 500 queued jobs and some of
--- them running therefore yields the next free slot to another repository's
--- single job. Ranking within candidates alone would not: its first job would
+-- rank within the repository; the running count is taken only when more
+-- than one repository has candidates. A repository with 500 queued jobs and
+-- some of them running therefore yields the next free slot to another
+-- repository's single job. Ranking within candidates alone would not: its first job would
 -- tie with the other repository's and win on its older id at every claim.
 -- Priority still comes first across repositories.
 CREATE OR REPLACE FUNCTION mj_job_claim_v1(p_worker_id uuid, p_labels text[], p_limit integer)
@@ -149,7 +150,7 @@ BEGIN
 
     RETURN QUERY
     WITH candidates AS (
-        SELECT c.id, c.repo_id, c.priority, busy.running
+        SELECT c.id, c.repo_id, c.priority
         FROM repositories r
         CROSS JOIN LATERAL (
             SELECT q.id, q.repo_id, q.priority
@@ -162,20 +163,27 @@ BEGIN
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
         ) c
-        -- Evaluated only for repositories that have a candidate.
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS running
-            FROM jobs rj
-            WHERE rj.repo_id = r.id AND rj.status = 'running'
-        ) busy
+    ),
+    busy AS (
+        -- Running jobs per candidate repository, counted only when several
+        -- repositories compete: with one, the order is the queue order
+        -- anyway. The count walks the repository's entries in
+        -- jobs_running_repo_idx, which include dead ones until vacuum, so
+        -- skipping it keeps a single busy repository's claims cheap.
+        SELECT competing.repo_id,
+               (SELECT count(*) FROM jobs rj
+                WHERE rj.repo_id = competing.repo_id AND rj.status = 'running') AS running
+        FROM (SELECT DISTINCT cand.repo_id FROM candidates cand) competing
+        WHERE (SELECT count(DISTINCT cand.repo_id) FROM candidates cand) > 1
     ),
     chosen AS (
         SELECT ranked.id
         FROM (
             SELECT cand.id, cand.priority,
-                   cand.running + row_number() OVER (
+                   coalesce(busy.running, 0) + row_number() OVER (
                        PARTITION BY cand.repo_id ORDER BY cand.priority DESC, cand.id) AS share
             FROM candidates cand
+            LEFT JOIN busy ON busy.repo_id = cand.repo_id
         ) ranked
         ORDER BY ranked.priority DESC, ranked.share, ranked.id
         LIMIT p_limit
@@ -190,8 +198,10 @@ BEGIN
             finished_at = NULL,
             exit_code = NULL,
             reason = NULL
-        FROM chosen
-        WHERE j.id = chosen.id
+        -- An id array, not a join with `chosen`: the cached generic plan
+        -- guesses `chosen` large and would hash-join it with a sequential
+        -- scan of every job ever run; = ANY keeps it on the primary key.
+        WHERE j.id = ANY (ARRAY(SELECT chosen.id FROM chosen))
         RETURNING j.*
     ),
     recorded AS (
@@ -540,7 +550,10 @@ BEGIN
             lease_token = NULL,
             finished_at = now()
         FROM item
-        WHERE j.id = item.job_id
+        -- = ANY on the parameter keeps both updates on the primary keys
+        -- whatever row count the cached generic plan guesses for `item`.
+        WHERE j.id = ANY (p_job_ids)
+          AND j.id = item.job_id
           AND j.status = 'running'
           AND j.lease_token = item.lease_token
           AND NOT (item.status IN ('failed', 'timed_out') AND j.retry <> '{}'::jsonb)
@@ -551,7 +564,7 @@ BEGIN
         SET status = closed.status, exit_code = closed.exit_code, reason = closed.reason,
             finished_at = now()
         FROM closed
-        WHERE a.job_id = closed.id AND a.attempt = closed.attempt
+        WHERE a.job_id = ANY (p_job_ids) AND a.job_id = closed.id AND a.attempt = closed.attempt
     )
     SELECT coalesce(array_agg(closed.id), '{}') INTO v_closed FROM closed;
 
