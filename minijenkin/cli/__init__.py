@@ -38,6 +38,7 @@ app = typer.Typer(
 app.add_typer(notify_commands.app, name="notify")
 app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
+app.command("show")(run_commands.show)
 app.command("cancel")(run_commands.cancel)
 app.command("rerun")(run_commands.rerun)
 app.command("validate")(pipeline_commands.validate)

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from minijenkin import repos
-from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.cli.common import load_cli_settings, output_console, run_with_connection
 from minijenkin.crypto import load_keyring
 from minijenkin.notify import KINDS, targets
 
@@ -74,7 +73,7 @@ def list_targets(repo: RepoArgument) -> None:
         options = ", ".join(f"{key}={value}" for key, value in sorted(row["options"].items()))
         table.add_row(str(row["id"]), row["kind"], row["url_display"],
                       "yes" if row["has_secret"] else "no", ", ".join(row["events"]), options or "-")
-    Console().print(table)
+    output_console().print(table)
 
 
 @app.command("remove")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from minijenkin import repos
 from minijenkin.api.schemas import validate_git_url
-from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.cli.common import load_cli_settings, output_console, run_with_connection
 from minijenkin.crypto import load_keyring
 from minijenkin.errors import InvalidInputError
 
@@ -54,6 +53,6 @@ def list_repositories() -> None:
         last = f"{row['last_run_id']} {row['last_run_status']}" if row["last_run_id"] else "-"
         table.add_row(str(row["id"]), row["name"], row["url"],
                       "yes" if row["has_webhook_secret"] else "no", last)
-    Console().print(table)
+    output_console().print(table)
 
 

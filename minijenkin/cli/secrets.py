@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from minijenkin import repos, secrets
-from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.cli.common import load_cli_settings, output_console, run_with_connection
 from minijenkin.crypto import generate_key, load_keyring
 from minijenkin.errors import InvalidInputError
 
@@ -64,7 +63,7 @@ def list_secrets(repo: RepoArgument) -> None:
     table = Table("name", "environment", "updated")
     for row in run_with_connection(fetch):
         table.add_row(row["name"], row["environment"] or "-", str(row["updated_at"]))
-    Console().print(table)
+    output_console().print(table)
 
 
 @app.command("delete")

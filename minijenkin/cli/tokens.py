@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from minijenkin import auth
-from minijenkin.cli.common import run_with_connection
+from minijenkin.cli.common import output_console, run_with_connection
 
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ def list_tokens() -> None:
     for row in rows:
         table.add_row(*(str(row[key]) if row[key] is not None else "-" for key in (
             "id", "name", "scope", "created_at", "last_used_at", "expires_at", "revoked_at")))
-    Console().print(table)
+    output_console().print(table)
 
 
 @app.command("revoke")

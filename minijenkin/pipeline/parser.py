@@ -22,6 +22,7 @@ from minijenkin.pipeline.diagnostics import (
     Collector,
     PipelineValidationError,
     check_keys,
+    misspelled,
     scalar_text,
     suggestion,
 )
@@ -161,7 +162,8 @@ class _FileParser:
         jobs: dict[str, JobDefinition] = {}
         jobs_node = document.get("jobs")
         if jobs_node is None:
-            self.add("missing required key 'jobs'", Position(1, 1))
+            if not misspelled(document, "jobs", PIPELINE_KEYS):
+                self.add("missing required key 'jobs'", Position(1, 1))
         elif not isinstance(jobs_node, Mapping) or not jobs_node:
             self.add("'jobs' must be a mapping of job ids to jobs", value_position(document, "jobs"))
         else:
@@ -421,7 +423,8 @@ class _FileParser:
         check_keys(self.errors, value, ENVIRONMENT_KEYS, where)
         name = self._string(value, "name", where)
         if name is None:
-            self.add("missing required key 'name'", node_position(value), where)
+            if not misspelled(value, "name", ENVIRONMENT_KEYS):
+                self.add("missing required key 'name'", node_position(value), where)
             return None
         checks.check_template(self.errors, name, scope, where, self.at(value, "name"))
         url = self._string(value, "url", where)
@@ -435,7 +438,8 @@ class _FileParser:
                env_taint: dict[str, bool]) -> tuple[Step, ...]:
         raw = job.get("steps")
         if raw is None:
-            self.add("missing required key 'steps'", node_position(job), path)
+            if not misspelled(job, "steps", JOB_KEYS):
+                self.add("missing required key 'steps'", node_position(job), path)
             return ()
         if not isinstance(raw, list) or not raw:
             self.add("'steps' must be a non-empty list", value_position(job, "steps"), path)
@@ -479,7 +483,8 @@ class _FileParser:
         run = item.get("run")
         uses = item.get("uses")
         if run is None and uses is None:
-            self.add("missing required key 'run'", position, path)
+            if not (misspelled(item, "run", STEP_KEYS) or misspelled(item, "uses", STEP_KEYS)):
+                self.add("missing required key 'run'", position, path)
             return None
         if run is not None and uses is not None:
             self.add("a step has either 'run' or 'uses', not both", key_position(item, "uses"), path)
