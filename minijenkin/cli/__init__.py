@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from minijenkin import __version__
+from minijenkin.cli import doctor as doctor_command
 from minijenkin.cli import logs as log_commands
 from minijenkin.cli import notify as notify_commands
 from minijenkin.cli import pipeline as pipeline_commands
@@ -47,6 +48,7 @@ app.command("trigger")(trigger_command)
 app.command("status")(status_command.status)
 app.command("logs")(log_commands.logs)
 app.command("search")(log_commands.search)
+app.command("doctor")(doctor_command.doctor)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(
