@@ -16,6 +16,17 @@ from minijenkin.runtime import database_url
 
 T = TypeVar("T")
 
+# Shown under the --help of every command that connects to the database.
+DATABASE_EPILOG = (
+    "Database: MINIJENKIN_DATABASE_URL (or DATABASE_URL); when unset, the embedded server that "
+    "`minijenkin up` runs in MINIJENKIN_DATA_DIR (default: ~/.local/share/minijenkin)."
+)
+# Shown under the --help of the long-running processes.
+SETTINGS_EPILOG = (
+    DATABASE_EPILOG + " Every other setting is a MINIJENKIN_* environment variable; "
+    "docs/configuration.md lists them with units and defaults."
+)
+
 
 def load_cli_settings(**overrides: object) -> Settings:
     """Settings from the environment, with the options the user passed (not None) on top."""

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from minijenkin import repos
-from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.cli.common import DATABASE_EPILOG, load_cli_settings, run_with_connection
 from minijenkin.crypto import load_keyring
 from minijenkin.notify import KINDS, targets
 
@@ -20,7 +20,7 @@ app = typer.Typer(help="Add, list and remove notification targets of a repositor
 RepoArgument = Annotated[str, typer.Argument(help="Repository name, as in `minijenkin repo list`.")]
 
 
-@app.command("add")
+@app.command("add", epilog=DATABASE_EPILOG)
 def add(
     repo: RepoArgument,
     kind: Annotated[str, typer.Option("--kind", help=f"One of: {', '.join(KINDS)}.")],
@@ -61,7 +61,7 @@ def add(
     print(f"added {row['kind']} target {row['id']} to {repo} for {', '.join(row['events'])}")
 
 
-@app.command("list")
+@app.command("list", epilog=DATABASE_EPILOG)
 def list_targets(repo: RepoArgument) -> None:
     """List a repository's targets (URLs shown as scheme and host only)."""
 
@@ -77,7 +77,7 @@ def list_targets(repo: RepoArgument) -> None:
     Console().print(table)
 
 
-@app.command("remove")
+@app.command("remove", epilog=DATABASE_EPILOG)
 def remove(
     repo: RepoArgument,
     target_id: Annotated[int, typer.Argument(help="Id shown by `minijenkin notify list`.")],
