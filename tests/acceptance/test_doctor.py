@@ -168,3 +168,27 @@ def test_doctor_fails_on_low_disk_space(db: psycopg.Connection, database_url: st
     assert disk.startswith("FAIL disk ")
     assert disk.endswith(f"MiB on the file system of {tmp_path}")
     assert any(line.startswith(f"fix: free at least {2**40} MiB there") for line in lines)
+
+
+def test_doctor_fails_on_host_clock_skew(db: psycopg.Connection, database_url: str,
+                                         tmp_path: Path) -> None:
+    register_worker(db)
+    # The doctor process alone sees a clock 30 s ahead, as on a host without NTP.
+    shifted = tmp_path / "shifted-clock"
+    shifted.mkdir()
+    (shifted / "sitecustomize.py").write_text(
+        "import time\n_real_time = time.time\ntime.time = lambda: _real_time() + 30.0\n")
+    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(tmp_path), "COLUMNS": "200",
+           "MINIJENKIN_DATABASE_URL": database_url, "PYTHONPATH": str(shifted)}
+
+    result = subprocess.run([sys.executable, "-m", "minijenkin", "doctor"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 1, result.stdout
+    lines = _lines(result)
+    [clock] = [line for line in lines if line.startswith("FAIL clock this host's clock is ")]
+    offset = float(clock.split()[6])
+    assert 29.9 < offset < 30.1
+    assert clock.split()[7:12] == ["s", "ahead", "of", "the", "database"]
+    assert any(line.startswith("fix: synchronise this host's clock with NTP") for line in lines)
+    assert lines[-1] == "1 check(s) failed"
