@@ -61,7 +61,7 @@ def run_checks(settings: Settings, limits: Limits) -> list[Finding]:
 
     A database that cannot be reached fails its own check and skips the
     checks that need it. A database without the schema skips the worker
-    checks. The disk check always runs.
+    checks. The disk and tool checks always run.
     """
     findings: list[Finding] = []
     try:
@@ -73,6 +73,7 @@ def run_checks(settings: Settings, limits: Limits) -> list[Finding]:
             "set MINIJENKIN_DATABASE_URL to a reachable PostgreSQL 15+ server, or start "
             "`minijenkin up`, which runs an embedded one"))
         findings.append(check_disk(settings.data_dir, limits))
+        findings.append(check_tools())
         return findings
 
     with conn:
@@ -83,6 +84,7 @@ def run_checks(settings: Settings, limits: Limits) -> list[Finding]:
         if migrations is not NO_SCHEMA:
             findings.extend(check_workers(conn, settings, limits))
     findings.append(check_disk(settings.data_dir, limits))
+    findings.append(check_tools())
     return findings
 
 
@@ -264,3 +266,17 @@ def check_disk(data_dir: Path, limits: Limits) -> Finding:
                        "mirrors, or a lower MINIJENKIN_LOG_RETENTION_DAYS), or move "
                        "MINIJENKIN_DATA_DIR to a larger disk")
     return Finding("disk", "ok", detail)
+
+
+# Workers clone with git and run every step with bash.
+REQUIRED_TOOLS = ("git", "bash")
+
+
+def check_tools() -> Finding:
+    """Check that the programs a worker on this host needs are on PATH."""
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return Finding("tools", "fail", f"not found on PATH: {', '.join(missing)}",
+                       f"install {' and '.join(missing)} (e.g. apt-get install {' '.join(missing)}) "
+                       "on every worker host")
+    return Finding("tools", "ok", "git and bash found")

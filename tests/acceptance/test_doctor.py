@@ -192,3 +192,18 @@ def test_doctor_fails_on_host_clock_skew(db: psycopg.Connection, database_url: s
     assert clock.split()[7:12] == ["s", "ahead", "of", "the", "database"]
     assert any(line.startswith("fix: synchronise this host's clock with NTP") for line in lines)
     assert lines[-1] == "1 check(s) failed"
+
+
+def test_doctor_fails_without_git(tmp_path: Path) -> None:
+    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(tmp_path), "COLUMNS": "200",
+           "PATH": str(tmp_path / "empty-bin")}
+
+    result = subprocess.run([sys.executable, "-m", "minijenkin", "doctor"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 1
+    lines = _lines(result)
+    assert "FAIL tools not found on PATH: git, bash" in lines
+    assert ("fix: install git and bash (e.g. apt-get install git bash) on every worker host"
+            in lines)
+    assert lines[-1] == "2 check(s) failed"
