@@ -3,10 +3,10 @@
     .venv/bin/python docs/screenshots.py
 
 Starts `minijenkin up --demo` on a free loopback port with a temporary data
-directory, lets the demo pipeline run once from a GitHub push, pushes again
-through a GitLab push webhook, then photographs the dashboard with Debian's
-Chromium (/usr/bin/chromium) through Playwright, which never downloads a
-browser. The PNG files go to docs/images/.
+directory and lets the demo pipeline run once from a GitHub push. Then it
+pushes again through a GitLab push webhook and photographs the dashboard
+with Debian's Chromium (/usr/bin/chromium) through Playwright, which never
+downloads a browser. The PNG files go to docs/images/.
 """
 
 from __future__ import annotations
