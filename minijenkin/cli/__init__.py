@@ -22,6 +22,7 @@ from minijenkin.cli import pipeline as pipeline_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
 from minijenkin.cli import secrets as secret_commands
+from minijenkin.cli import settings as settings_command
 from minijenkin.cli import status as status_command
 from minijenkin.cli import tokens as token_commands
 from minijenkin.cli.common import DATABASE_EPILOG, SETTINGS_EPILOG, load_cli_settings
@@ -51,6 +52,7 @@ app.command("status", epilog=DATABASE_EPILOG)(status_command.status)
 app.command("logs")(log_commands.logs)
 app.command("search")(log_commands.search)
 app.command("doctor", epilog=DATABASE_EPILOG)(doctor_command.doctor)
+app.command("settings")(settings_command.settings)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(

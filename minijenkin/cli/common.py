@@ -24,7 +24,7 @@ DATABASE_EPILOG = (
 # Shown under the --help of the long-running processes.
 SETTINGS_EPILOG = (
     DATABASE_EPILOG + " Every other setting is a MINIJENKIN_* environment variable; "
-    "docs/configuration.md lists them with units and defaults."
+    "`minijenkin settings` lists them with their values, units and defaults."
 )
 
 

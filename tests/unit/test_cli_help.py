@@ -19,7 +19,7 @@ ROOT = typer.main.get_command(app)
 BUILT_IN = {"install_completion", "show_completion", "help"}
 # Commands that never open a database connection.
 WITHOUT_DATABASE = {"", "validate", "exec", "logs", "search", "notify", "repo", "token", "secret",
-                    "secret generate-key"}
+                    "secret generate-key", "settings"}
 # A numeric option names what it counts in one of these words.
 UNITS = re.compile(r"\b(?:seconds?|MiB|days?|jobs?|process(?:es)?|hits?|attempt|id|port)\b", re.IGNORECASE)
 VARIABLE = re.compile(r"\b(?:MINIJENKIN_[A-Z_]+|DATABASE_URL)\b")
@@ -54,8 +54,8 @@ def test_command_tree_is_complete() -> None:
         "", "api", "cancel", "dispatcher", "doctor", "exec", "logs", "migrate", "notify",
         "notify add", "notify list", "notify remove", "repo", "repo add", "repo list", "rerun",
         "search", "secret", "secret delete", "secret generate-key", "secret list", "secret rotate-key",
-        "secret set", "status", "token", "token create", "token list", "token revoke", "trigger", "up",
-        "validate", "worker",
+        "secret set", "settings", "status", "token", "token create", "token list", "token revoke",
+        "trigger", "up", "validate", "worker",
     ]
 
 
