@@ -195,3 +195,14 @@ def test_deploy_files_name_only_real_variables() -> None:
                  *SYSTEMD.iterdir()]:
         unknown = sorted(set(VARIABLE.findall(path.read_text())) - set(variables))
         assert unknown == [], path.name
+
+
+def test_dockerignore_keeps_context_small() -> None:
+    ignored = {line for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line and not line.startswith("#")}
+
+    assert {".git", ".venv", ".env", "**/__pycache__"} <= ignored
+    copied = [rest.split()[:-1] for keyword, rest in _dockerfile_instructions()
+              if keyword == "COPY" and not rest.startswith("--from")]
+    assert copied == [["pyproject.toml", "constraints.txt", "README.md"], ["minijenkin"],
+                      ["constraints.txt"]]
