@@ -29,9 +29,10 @@ Status = Literal["ok", "warn", "fail"]
 
 MAX_CLOCK_SKEW_SECONDS_DEFAULT = 2.0
 MIN_FREE_MIB_DEFAULT = 1024
-# Recent attempts whose log timestamps bound each worker's clock offset.
+# Each worker's clock offset is bounded by the log timestamps of its latest
+# attempts: at most this many per worker, from the last 24 hours.
 CLOCK_WINDOW_SECONDS = 24 * 3600
-CLOCK_ATTEMPT_LIMIT = 500
+CLOCK_ATTEMPT_LIMIT = 50
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,18 +26,22 @@ WHERE status IN ('active', 'stopping')
 ORDER BY hostname, name;
 
 -- name: doctor_worker_clock_bounds
--- Bounds of each worker's clock offset from the database, in seconds, from its recent attempts.
+-- Bounds of each worker's clock offset from the database, in seconds, from its latest attempts.
 -- Log timestamps come from the worker's clock, attempt start and end from the database:
 -- a line logged after the attempt started bounds the offset from above, a step output
 -- line logged before the attempt finished bounds it from below.
 WITH recent AS (
     SELECT a.job_id, a.attempt, a.worker_id, a.started_at, a.finished_at
-    FROM job_attempts a
-    WHERE a.worker_id = ANY(%(worker_ids)s::uuid[])
-      AND a.started_at >= now() - make_interval(secs => %(window_seconds)s::float8)
-      AND a.finished_at IS NOT NULL
-    ORDER BY a.started_at DESC
-    LIMIT %(attempt_limit)s::integer
+    FROM unnest(%(worker_ids)s::uuid[]) AS w (id)
+    CROSS JOIN LATERAL (
+        SELECT *
+        FROM job_attempts a
+        WHERE a.worker_id = w.id
+          AND a.started_at >= now() - make_interval(secs => %(window_seconds)s::float8)
+          AND a.finished_at IS NOT NULL
+        ORDER BY a.started_at DESC
+        LIMIT %(attempt_limit)s::integer
+    ) a
 )
 SELECT r.worker_id,
        count(*)::integer AS attempts,
