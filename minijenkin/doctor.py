@@ -19,6 +19,7 @@ import psycopg
 
 from minijenkin import sql
 from minijenkin.config import Settings
+from minijenkin.crypto import KEY_FILE_NAME, Keyring, key_id
 from minijenkin.db import connect
 from minijenkin.db.migrate import MIN_SERVER_VERSION
 from minijenkin.errors import ConfigurationError, DatabaseUnavailableError
@@ -62,7 +63,7 @@ def run_checks(settings: Settings, limits: Limits) -> list[Finding]:
 
     A database that cannot be reached fails its own check and skips the
     checks that need it. A database without the schema skips the worker
-    checks. The disk and tool checks always run.
+    checks and the secret key check. The disk and tool checks always run.
     """
     findings: list[Finding] = []
     try:
@@ -84,6 +85,7 @@ def run_checks(settings: Settings, limits: Limits) -> list[Finding]:
         findings.append(migrations)
         if migrations is not NO_SCHEMA:
             findings.extend(check_workers(conn, settings, limits))
+            findings.append(check_secret_key(conn, settings))
     findings.append(check_disk(settings.data_dir, limits))
     findings.append(check_tools())
     return findings
@@ -267,6 +269,56 @@ def check_disk(data_dir: Path, limits: Limits) -> Finding:
                        "mirrors, or a lower MINIJENKIN_LOG_RETENTION_DAYS), or move "
                        "MINIJENKIN_DATA_DIR to a larger disk")
     return Finding("disk", "ok", detail)
+
+
+def local_key_ids(settings: Settings) -> tuple[list[str], str]:
+    """Return the ids of this host's secret keys, first the one that encrypts, and their source.
+
+    Unlike the API, this never generates a key file.
+    """
+    if settings.secret_key:
+        keyring = Keyring.from_text(settings.secret_key)
+        return [key_id(key) for key in keyring.keys], "MINIJENKIN_SECRET_KEY"
+    path = settings.data_dir / KEY_FILE_NAME
+    if path.exists():
+        keyring = Keyring.from_text(path.read_text())
+        return [key_id(key) for key in keyring.keys], str(path)
+    return [], f"neither MINIJENKIN_SECRET_KEY nor {path}"
+
+
+def check_secret_key(conn: psycopg.Connection, settings: Settings) -> Finding:
+    """Check that this host's secret keys can decrypt every stored secret.
+
+    Every ciphertext names the id of the key that sealed it, so nothing is
+    decrypted here. A host with another key can neither read a repository's
+    secrets nor verify its webhooks.
+    """
+    fix = ("give every API and worker process the same MINIJENKIN_SECRET_KEY; while rotating, "
+           "list the new key first and the old one after it")
+    try:
+        ids, source = local_key_ids(settings)
+    except ConfigurationError as exc:
+        return Finding("secrets", "fail", str(exc), fix)
+    stored = {row["key_id"]: row["sealed_values"]
+              for row in conn.execute(QUERIES["doctor_secret_key_ids"])}
+    total = sum(stored.values())
+    if not stored:
+        return Finding("secrets", "ok", "no encrypted values stored yet")
+
+    unknown = sorted(key for key in stored if key not in ids)
+    if unknown:
+        values = sum(stored[key] for key in unknown)
+        have = ", ".join(ids) if ids else "none"
+        return Finding("secrets", "fail",
+                       f"{values} of {total} stored values are sealed with key id(s) "
+                       f"{', '.join(unknown)}, which this host lacks (keys from {source}: {have})", fix)
+    older = sum(count for key, count in stored.items() if key != ids[0])
+    if older:
+        return Finding("secrets", "warn",
+                       f"{older} of {total} stored values are sealed with an older key",
+                       "finish the key rotation with `minijenkin secret rotate-key`")
+    return Finding("secrets", "ok", f"all {total} stored values sealed with key id {ids[0]} "
+                                    f"(from {source})")
 
 
 # Workers clone with git and run every step with bash.

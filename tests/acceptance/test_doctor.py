@@ -11,14 +11,16 @@ from pathlib import Path
 import psycopg
 
 from minijenkin import sql
+from minijenkin.crypto import Keyring, generate_key
 from tests.support.factories import claim, create_repo, create_run, register_worker
 from tests.support.workers import scrubbed_environment
 
 MIGRATIONS = len(sql.migration_files())
 
 
-def _doctor(database_url: str | None, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+def _doctor(database_url: str | None, data_dir: Path, *args: str,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir), "COLUMNS": "200", **(env or {})}
     if database_url is not None:
         env["MINIJENKIN_DATABASE_URL"] = database_url
     return subprocess.run([sys.executable, "-m", "minijenkin", "doctor", *args], env=env,
@@ -207,3 +209,57 @@ def test_doctor_fails_without_git(tmp_path: Path) -> None:
     assert ("fix: install git and bash (e.g. apt-get install git bash) on every worker host"
             in lines)
     assert lines[-1] == "2 check(s) failed"
+
+
+def _store_secret(db: psycopg.Connection, keyring: Keyring) -> None:
+    repo_id = create_repo(db, name="acme/api")
+    sealed = keyring.encrypt("deploy-token-value", purpose="secret")
+    db.execute("INSERT INTO secrets (repo_id, name, value_encrypted) VALUES (%s, 'TOKEN', %s)",
+               (repo_id, sealed))
+
+
+def test_doctor_accepts_matching_secret_key(db: psycopg.Connection, database_url: str,
+                                            tmp_path: Path) -> None:
+    register_worker(db)
+    key = generate_key()
+    keyring = Keyring.from_text(key)
+    _store_secret(db, keyring)
+
+    result = _doctor(database_url, tmp_path, env={"MINIJENKIN_SECRET_KEY": key})
+
+    assert result.returncode == 0, result.stdout
+    assert (f"ok secrets all 1 stored values sealed with key id {keyring.active_id} "
+            "(from MINIJENKIN_SECRET_KEY)") in _lines(result)
+
+
+def test_doctor_fails_on_other_secret_key(db: psycopg.Connection, database_url: str,
+                                          tmp_path: Path) -> None:
+    register_worker(db)
+    stored = Keyring.from_text(generate_key())
+    _store_secret(db, stored)
+    local = generate_key()
+
+    result = _doctor(database_url, tmp_path, env={"MINIJENKIN_SECRET_KEY": local})
+
+    assert result.returncode == 1
+    lines = _lines(result)
+    local_id = Keyring.from_text(local).active_id
+    assert (f"FAIL secrets 1 of 1 stored values are sealed with key id(s) {stored.active_id}, "
+            f"which this host lacks (keys from MINIJENKIN_SECRET_KEY: {local_id})") in lines
+    assert ("fix: give every API and worker process the same MINIJENKIN_SECRET_KEY; while "
+            "rotating, list the new key first and the old one after it") in lines
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_doctor_warns_during_key_rotation(db: psycopg.Connection, database_url: str,
+                                          tmp_path: Path) -> None:
+    register_worker(db)
+    old = generate_key()
+    _store_secret(db, Keyring.from_text(old))
+
+    result = _doctor(database_url, tmp_path, env={"MINIJENKIN_SECRET_KEY": f"{generate_key()},{old}"})
+
+    assert result.returncode == 0, result.stdout
+    lines = _lines(result)
+    assert "warn secrets 1 of 1 stored values are sealed with an older key" in lines
+    assert "fix: finish the key rotation with `minijenkin secret rotate-key`" in lines

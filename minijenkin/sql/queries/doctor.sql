@@ -62,3 +62,19 @@ LEFT JOIN LATERAL (
 ) last_line ON true
 WHERE first_line.ts IS NOT NULL
 GROUP BY r.worker_id;
+
+-- name: doctor_secret_key_ids
+-- Stored ciphertexts counted by the id of the key that sealed them (`mj1:<key id>:...`).
+SELECT split_part(sealed.value, ':', 2) AS key_id, count(*)::integer AS sealed_values
+FROM (
+    SELECT value_encrypted AS value FROM secrets
+    UNION ALL
+    SELECT webhook_secret_encrypted FROM repositories WHERE webhook_secret_encrypted IS NOT NULL
+    UNION ALL
+    SELECT url_encrypted FROM notification_targets WHERE url_encrypted IS NOT NULL
+    UNION ALL
+    SELECT secret_encrypted FROM notification_targets WHERE secret_encrypted IS NOT NULL
+) sealed
+WHERE sealed.value LIKE 'mj1:%'
+GROUP BY 1
+ORDER BY 1;
