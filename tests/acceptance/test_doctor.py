@@ -175,7 +175,7 @@ def test_doctor_fails_on_low_disk_space(db: psycopg.Connection, database_url: st
 def test_doctor_fails_on_host_clock_skew(db: psycopg.Connection, database_url: str,
                                          tmp_path: Path) -> None:
     register_worker(db)
-    # The doctor process alone sees a clock 30 s ahead, as on a host without NTP.
+    # Only the doctor process reads a clock 30 s ahead, as on a host without NTP.
     shifted = tmp_path / "shifted-clock"
     shifted.mkdir()
     (shifted / "sitecustomize.py").write_text(
