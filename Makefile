@@ -12,7 +12,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install install-browser lint clean bench-queue
+.PHONY: run test install install-browser lint clean bench-queue dist
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -44,8 +44,12 @@ $(BENCH_STAMP): bench/requirements.txt
 bench-queue: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.queue $(BENCH_ARGS)
 
+# The wheel that `pip install --constraint constraints.txt dist/minijenkin-*.whl` installs.
+dist: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir dist .
+
 lint: $(STAMP)
 	$(BIN)/python -m ruff check minijenkin tests bench
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) build dist *.egg-info .pytest_cache

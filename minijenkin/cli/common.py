@@ -18,6 +18,17 @@ from minijenkin.runtime import database_url
 
 T = TypeVar("T")
 
+# Shown under the --help of every command that connects to the database.
+DATABASE_EPILOG = (
+    "Database: MINIJENKIN_DATABASE_URL (or DATABASE_URL); when unset, the embedded server that "
+    "`minijenkin up` runs in MINIJENKIN_DATA_DIR (default: ~/.local/share/minijenkin)."
+)
+# Shown under the --help of the long-running processes.
+SETTINGS_EPILOG = (
+    DATABASE_EPILOG + " Every other setting is a MINIJENKIN_* environment variable; "
+    "`minijenkin settings` lists them with their values, units and defaults."
+)
+
 # Width used for tables when stdout is a pipe or a file: rich would otherwise
 # assume 80 columns and cut long URLs and view names with an ellipsis.
 UNBOUNDED_WIDTH = 10_000

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from minijenkin import repos
-from minijenkin.cli.common import load_cli_settings, output_console, run_with_connection
+from minijenkin.cli.common import DATABASE_EPILOG, load_cli_settings, output_console, run_with_connection
 from minijenkin.crypto import load_keyring
 from minijenkin.notify import KINDS, targets
 
@@ -19,7 +19,7 @@ app = typer.Typer(help="Add, list and remove notification targets of a repositor
 RepoArgument = Annotated[str, typer.Argument(help="Repository name, as in `minijenkin repo list`.")]
 
 
-@app.command("add")
+@app.command("add", epilog=DATABASE_EPILOG)
 def add(
     repo: RepoArgument,
     kind: Annotated[str, typer.Option("--kind", help=f"One of: {', '.join(KINDS)}.")],
@@ -60,7 +60,7 @@ def add(
     print(f"added {row['kind']} target {row['id']} to {repo} for {', '.join(row['events'])}")
 
 
-@app.command("list")
+@app.command("list", epilog=DATABASE_EPILOG)
 def list_targets(repo: RepoArgument) -> None:
     """List a repository's targets (URLs shown as scheme and host only)."""
 
@@ -76,7 +76,7 @@ def list_targets(repo: RepoArgument) -> None:
     output_console().print(table)
 
 
-@app.command("remove")
+@app.command("remove", epilog=DATABASE_EPILOG)
 def remove(
     repo: RepoArgument,
     target_id: Annotated[int, typer.Argument(help="Id shown by `minijenkin notify list`.")],

@@ -42,7 +42,7 @@ def cancel(
 
 
 def rerun(
-    run_id: Annotated[int, typer.Argument(min=1, help="A finished run.", show_default=False)],
+    run_id: Annotated[int, typer.Argument(min=1, help="Id of a finished run.", show_default=False)],
     failed_only: Annotated[bool, typer.Option(
         "--failed-only", help="Re-run only the jobs that did not succeed, and the jobs that "
                               "need them.")] = False,
