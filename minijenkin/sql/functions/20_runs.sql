@@ -168,7 +168,7 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', p_job_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    IF v_job.status IN ('pending', 'queued') THEN
+    IF v_job.status IN ('pending', 'queued', 'waiting', 'awaiting_approval') THEN
         UPDATE jobs
         SET status = 'cancelled', reason = p_reason, finished_at = now(), cancel_requested_at = now()
         WHERE id = p_job_id;
@@ -203,7 +203,7 @@ BEGIN
 
     UPDATE jobs
     SET status = 'cancelled', reason = p_reason, finished_at = now(), cancel_requested_at = now()
-    WHERE run_id = p_run_id AND status IN ('pending', 'queued');
+    WHERE run_id = p_run_id AND status IN ('pending', 'queued', 'waiting', 'awaiting_approval');
     GET DIAGNOSTICS v_ended = ROW_COUNT;
 
     FOR v_job_id IN
