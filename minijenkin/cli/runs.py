@@ -1,12 +1,13 @@
-"""`minijenkin cancel` and `minijenkin rerun`: stop or repeat runs and jobs."""
+"""`minijenkin cancel`, `rerun` and `approve`: stop, repeat or approve runs and jobs."""
 
 from __future__ import annotations
 
+import getpass
 from typing import Annotated
 
 import typer
 
-from minijenkin import runs
+from minijenkin import deploys, runs
 from minijenkin.cli.common import run_with_connection
 
 CANCEL_REASON = "cancelled from the command line"
@@ -49,3 +50,18 @@ def rerun(
     reset = run_with_connection(
         lambda conn: runs.rerun_run(conn, run_id, failed_only=failed_only))
     print(f"run {run_id}: {reset} jobs queued again")
+
+
+def approve(
+    job_id: Annotated[int, typer.Argument(
+        min=1, help="A deploy job in status awaiting_approval.", show_default=False)],
+    reject: Annotated[bool, typer.Option(
+        "--reject", help="Reject the deploy: the job and the jobs that need it are "
+                         "skipped.")] = False,
+) -> None:
+    """Approve a deploy that awaits approval (it then waits for its environment's lock),
+    or reject it with --reject. Recorded as approved by the local user name."""
+    by = f"cli:{getpass.getuser()}"
+    outcome = run_with_connection(
+        lambda conn: deploys.decide(conn, job_id, approve=not reject, by=by))
+    print(f"job {job_id}: deploy {outcome} by {by}")

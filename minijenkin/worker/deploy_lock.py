@@ -49,6 +49,7 @@ class DeployLock:
         self.job = job
         self.log_extra = log_extra
         self._watchdog: asyncio.Task[None] | None = None
+        self._released = asyncio.Event()
 
     @classmethod
     async def acquire(cls, conninfo: str, job: ClaimedJob,
@@ -84,8 +85,13 @@ class DeployLock:
                                              name=f"deploy-lock-{self.job.job_id}")
 
     async def _watch(self, interval_seconds: float, on_lost: Callable[[], None]) -> None:
+        # The loop ends between checks rather than by task cancellation: a
+        # query cancelled mid-flight would leave the connection busy while
+        # release() needs it.
         while True:
-            await asyncio.sleep(interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), timeout=interval_seconds)
+                return
             try:
                 await asyncio.wait_for(self.conn.execute("SELECT 1"), timeout=interval_seconds * 4)
             except (psycopg.Error, TimeoutError) as exc:
@@ -100,10 +106,9 @@ class DeployLock:
         If that fails, closing the connection still releases the locks, and
         the maintenance sweep wakes the next job.
         """
+        self._released.set()
         if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            await self._watchdog
         try:
             cursor = await self.conn.execute(QUERIES["deploy_lock_release"],
                                              {"job_id": self.job.job_id})

@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 JOB_CHANNEL = "mj_jobs_v1"
 CANCEL_CHANNEL = "mj_cancel_v1"
 RECONNECT_DELAY_MAX_SECONDS = 5.0
+# Calls of mj_deploy_acquire_v1 before a deploy job is failed for a database
+# error (a lost connection, a deadlock victim), with doubling pauses from 0.2 s.
+DEPLOY_LOCK_TRIES = 4
 
 # Why the claim loop ran a claim; logged with every claimed job.
 WAKE_START = "start"
@@ -278,14 +281,24 @@ class Worker:
         rather than run without its lock.
         """
         job = execution.job
-        try:
-            lock, result = await DeployLock.acquire(self.conninfo, job, execution.log_extra)
-        except _DB_ERRORS as exc:
-            reason = f"could not take the deploy lock: {exc}"
-            logger.error("deploy lock unavailable; failing the job", extra={
-                **execution.log_extra, "action": "deploy_lock_error", "error": str(exc)})
-            await self._report(execution, Outcome("failed", None, reason))
-            return None, False
+        delay = 0.2
+        for attempt in range(1, DEPLOY_LOCK_TRIES + 1):
+            try:
+                lock, result = await DeployLock.acquire(self.conninfo, job, execution.log_extra)
+                break
+            except _DB_ERRORS as exc:
+                if attempt < DEPLOY_LOCK_TRIES:
+                    logger.warning("taking the deploy lock failed; retrying", extra={
+                        **execution.log_extra, "action": "deploy_lock_retry", "attempt": attempt,
+                        "backoff_seconds": delay, "error": str(exc)})
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                reason = f"could not take the deploy lock: {exc}"
+                logger.error("deploy lock unavailable; failing the job", extra={
+                    **execution.log_extra, "action": "deploy_lock_error", "error": str(exc)})
+                await self._report(execution, Outcome("failed", None, reason))
+                return None, False
         if lock is None:
             logger.info("deploy job parked", extra={
                 **execution.log_extra, "action": "deploy_park", "outcome": result.outcome,

@@ -485,6 +485,11 @@ BEGIN
             PERFORM mj_job_close_v1(v_job.id, 'failed', NULL, 'worker lost');
             outcome := 'failed';
         END IF;
+        IF v_job.environment IS NOT NULL THEN
+            -- Defined in 50_deploy.sql: the deployment history shows the
+            -- end in the same transaction.
+            PERFORM mj_deploy_record_end_v1(v_job.id);
+        END IF;
         RETURN NEXT;
     END LOOP;
 END;

@@ -409,18 +409,16 @@ DECLARE
     v_name text;
     v_woken bigint;
 BEGIN
-    FOR v_ended IN
-        SELECT d.job_id FROM deployments d JOIN jobs j ON j.id = d.job_id
-        WHERE d.finished_at IS NULL
-          AND (NOT mj_status_is_active(j.status) OR (d.status = 'running' AND j.status <> 'running'))
-        ORDER BY d.job_id
-    LOOP
-        PERFORM mj_deploy_record_end_v1(v_ended);
-    END LOOP;
-
+    -- Queue locks first, as everywhere: a release holds its queue lock
+    -- while it closes the same deployment rows this sweep closes.
     v_names := ARRAY(
         SELECT n FROM (
-            SELECT 'deploy:' || j.environment AS n FROM jobs j
+            SELECT 'deploy:' || d.environment AS n
+            FROM deployments d JOIN jobs j ON j.id = d.job_id
+            WHERE d.finished_at IS NULL
+              AND (NOT mj_status_is_active(j.status) OR (d.status = 'running' AND j.status <> 'running'))
+            UNION
+            SELECT 'deploy:' || j.environment FROM jobs j
             WHERE j.environment IS NOT NULL AND j.status = 'waiting'
             UNION
             SELECT 'concurrency:' || j.concurrency_group FROM jobs j
@@ -430,6 +428,16 @@ BEGIN
         ) names
         ORDER BY n);
     PERFORM mj_deploy_queue_lock_v1(v_names);
+
+    FOR v_ended IN
+        SELECT d.job_id FROM deployments d JOIN jobs j ON j.id = d.job_id
+        WHERE d.finished_at IS NULL
+          AND 'deploy:' || d.environment = ANY (v_names)
+          AND (NOT mj_status_is_active(j.status) OR (d.status = 'running' AND j.status <> 'running'))
+        ORDER BY d.job_id
+    LOOP
+        PERFORM mj_deploy_record_end_v1(v_ended);
+    END LOOP;
 
     FOREACH v_name IN ARRAY v_names LOOP
         -- A queued job of the name tries the lock itself once claimed.
