@@ -107,7 +107,7 @@ JOIN pipeline_runs pr ON pr.id = d.run_id
 CROSS JOIN (SELECT coalesce(%(now)s::timestamptz, now()) AS at) clock
 CROSS JOIN (VALUES ('0.5', 0.5::float8), ('0.9', 0.9::float8)) AS q (quantile, fraction)
 WHERE d.status = 'succeeded' AND d.finished_at >= clock.at - interval '30 days'
-GROUP BY d.environment, q.quantile
+GROUP BY d.environment, q.quantile, q.fraction
 ORDER BY d.environment, q.quantile;
 
 -- name: metrics_log_ingest_rate
