@@ -556,12 +556,6 @@ class DeploymentList(BaseModel):
     next_before: int | None
 
 
-class DecisionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reject: bool = Field(default=False, description="Reject the deploy (it is skipped) instead of approving it.")
-
-
 class DecisionResult(BaseModel):
     job_id: int
     outcome: Literal["approved", "rejected"]

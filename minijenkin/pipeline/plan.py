@@ -167,7 +167,9 @@ class _Planner:
         except ExpressionError as exc:
             raise PipelineError(f"concurrency: {exc.message}", file=self.pipeline.file,
                                 path="concurrency") from exc
-        return {"group": group, "cancel_in_progress": cancel} if group else None
+        if not group:
+            return None
+        return {"group": group, "cancel_in_progress": cancel, "queue": concurrency.queue}
 
 
 def _make_keys_unique(jobs: list[ExpandedJob]) -> None:

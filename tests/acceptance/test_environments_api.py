@@ -82,7 +82,7 @@ def test_reject_over_http_skips_deploy(api_server: ApiServer, db: psycopg.Connec
         assert acquire(conn, job)["outcome"] == "awaiting_approval"
 
     with api_server.client() as client:
-        rejected = client.post(f"/api/jobs/{job['job_id']}/approve", json={"reject": True})
+        rejected = client.post(f"/api/jobs/{job['job_id']}/approve", params={"reject": "true"})
         again = client.post(f"/api/jobs/{job['job_id']}/approve")
         history = client.get("/api/environments/production/deployments").json()
 
@@ -113,7 +113,7 @@ def test_environment_api_rejects_bad_input(api_server: ApiServer) -> None:
         missing_field = client.put("/api/environments/production", json={})
         unknown = client.get("/api/environments/nowhere/deployments")
         unknown_job = client.post("/api/jobs/999999/approve")
-        bad_body = client.post("/api/jobs/1/approve", json={"reject": "maybe"})
+        bad_body = client.post("/api/jobs/1/approve", params={"reject": "maybe"})
 
     assert too_long.status_code == 422
     assert missing_field.status_code == 422

@@ -47,15 +47,18 @@ async def cancel_job(job_id: int, conn: Conn, _: TriggerAccess) -> schemas.Cance
 
 @router.post("/{job_id}/approve", response_model=schemas.DecisionResult,
              responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}})
-async def approve_job(job_id: int, conn: Conn, principal: AdminAccess,
-                      body: schemas.DecisionBody | None = None) -> schemas.DecisionResult:
-    """Approve a deploy that awaits approval, or reject it with `{"reject": true}`.
+async def approve_job(
+    job_id: int,
+    conn: Conn,
+    principal: AdminAccess,
+    reject: Annotated[bool, Query(
+        description="Reject the deploy instead: it is skipped with the jobs that need it.")] = False,
+) -> schemas.DecisionResult:
+    """Approve a deploy that awaits approval, or reject it with `?reject=true`.
 
     An approved deploy is queued again and still waits for its environment's
-    lock; a rejected one is skipped with the jobs that need it. Needs an
-    admin token.
+    lock. Needs an admin token; the decision is recorded under its name.
     """
-    reject = body.reject if body is not None else False
     outcome = await deploys.decide(conn, job_id, approve=not reject, by=principal.name)
     return schemas.DecisionResult(job_id=job_id, outcome=outcome)  # type: ignore[arg-type]
 
