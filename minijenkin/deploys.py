@@ -14,13 +14,13 @@ MAX_ENVIRONMENT_CHARS = 255
 
 
 async def list_environments(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
-    """Every environment with its lock holder, queue counts and lock failures, by name."""
+    """Read every environment with its lock holder, queue counts and lock failures, by name."""
     cursor = await conn.execute(QUERIES["deploy_environment_list"])
     return list(await cursor.fetchall())
 
 
 async def get_environment(conn: psycopg.AsyncConnection, name: str) -> dict[str, Any]:
-    """One environment; NotFoundError when no deploy or setting has created it."""
+    """Read one environment; raise NotFoundError when no deploy or setting has created it."""
     cursor = await conn.execute(QUERIES["deploy_environment_get"], {"name": name})
     row = await cursor.fetchone()
     if row is None:

@@ -60,7 +60,7 @@ def approve(
                          "skipped.")] = False,
 ) -> None:
     """Approve a deploy that awaits approval (it then waits for its environment's lock),
-    or reject it with --reject. Recorded as approved by the local user name."""
+    or reject it with --reject. The decision is recorded under the local user name."""
     by = f"cli:{getpass.getuser()}"
     outcome = run_with_connection(
         lambda conn: deploys.decide(conn, job_id, approve=not reject, by=by))

@@ -34,7 +34,8 @@ def needs_deploy_lock(job: ClaimedJob) -> bool:
 
 @dataclass(frozen=True)
 class LockResult:
-    """What mj_deploy_acquire_v1 decided: acquired, waiting, awaiting_approval, cancelled or stale."""
+    """The outcome of mj_deploy_acquire_v1 (acquired, waiting, awaiting_approval, cancelled or
+    stale) and the reason a parked job waits."""
 
     outcome: str
     reason: str | None

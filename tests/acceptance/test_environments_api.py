@@ -91,7 +91,8 @@ def test_reject_over_http_skips_deploy(api_server: ApiServer, db: psycopg.Connec
     assert again.status_code == 409
     assert again.json()["detail"] == (
         f"job {job['job_id']} is not awaiting approval: its status is 'skipped'")
-    assert _job_row(db, run_id, "deploy")["reason"] == "deploy to production rejected by MINIJENKIN_ADMIN_TOKEN"
+    assert _job_row(db, run_id, "deploy")["reason"] == (
+        "deploy to production rejected by MINIJENKIN_ADMIN_TOKEN")
     assert [(row["status"], row["decision"]) for row in history["deployments"]] == [("skipped", "rejected")]
 
 

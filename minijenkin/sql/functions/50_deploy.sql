@@ -27,7 +27,7 @@ RETURNS text[]
         WHERE n IS NOT NULL
     $$;
 
--- How a lock name reads in messages: `production`, `concurrency group web`.
+-- The display form of a lock name in messages: `production`, `concurrency group web`.
 CREATE OR REPLACE FUNCTION mj_deploy_lock_label(p_name text) RETURNS text
     LANGUAGE sql IMMUTABLE
     AS $$
@@ -141,9 +141,10 @@ $$;
 -- that holds the lease, on the connection that will hold the locks; the
 -- session locks outlive this transaction.
 --
--- outcome: 'acquired' (run the job, then call mj_deploy_release_v1),
--- 'waiting' or 'awaiting_approval' (parked; the worker lets it go),
--- 'cancelled' (a cancel arrived first) or 'stale' (the lease is not valid).
+-- outcome: 'acquired' means run the job, then call mj_deploy_release_v1.
+-- 'waiting' and 'awaiting_approval' mean the job is parked and the worker
+-- lets it go. 'cancelled' means a cancel arrived first, 'stale' that the
+-- lease is not valid.
 -- reason: why the job is parked, e.g. "waiting for production, held by
 -- run 41 job deploy".
 --
@@ -393,11 +394,11 @@ BEGIN
 END;
 $$;
 
--- Maintenance: close deployment rows whose job ended without a release (a
--- lost worker, a cancelled waiting job), and wake the queue of every name
--- whose lock is free but whose oldest job still waits (its holder died, so
--- no release ran). Also drops holder rows of locks that are free. Run by
--- the maintenance leader; returns one row per job woken.
+-- Maintenance: close deployment rows whose job ended without a release,
+-- e.g. after a lost worker or a cancelled waiting job. Then wake the queue
+-- of every name whose lock is free while its oldest job still waits, which
+-- happens when the holder died and no release ran. Also drops holder rows
+-- of free locks. Run by the maintenance leader. Returns one row per job woken.
 CREATE OR REPLACE FUNCTION mj_deploy_sweep_v1()
 RETURNS TABLE (job_id bigint, run_id bigint, lock_name text)
     LANGUAGE plpgsql
@@ -442,9 +443,9 @@ BEGIN
     FOREACH v_name IN ARRAY v_names LOOP
         -- A queued job of the name tries the lock itself once claimed.
         CONTINUE WHEN EXISTS (SELECT 1 FROM mj_deploy_queue_v1(v_name, ARRAY['queued']));
-        -- Free when a transaction lock on the same key can be taken; it is
-        -- held until this tick commits, which is also when a woken job
-        -- becomes visible to the workers.
+        -- The lock is free when a transaction lock on its key can be taken.
+        -- That lock lasts until this tick commits, which is also when the
+        -- woken job becomes visible to the workers.
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(v_name));
         DELETE FROM deploy_locks l WHERE l.name = v_name;
         v_woken := mj_deploy_wake_v1(v_name);
