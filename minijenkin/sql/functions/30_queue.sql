@@ -580,6 +580,12 @@ BEGIN
     )
     SELECT coalesce(array_agg(closed.id), '{}') INTO v_closed FROM closed;
 
+    -- Deploys record their end in the same transaction (50_deploy.sql).
+    PERFORM mj_deploy_record_end_v1(j.id)
+    FROM jobs j
+    WHERE j.id = ANY (v_closed) AND j.environment IS NOT NULL
+    ORDER BY j.id;
+
     -- Each run once: advance it when a closed job has dependents (they may
     -- be ready now), otherwise only check whether the run has ended.
     FOR v_run IN
