@@ -106,3 +106,60 @@ def test_kill9_lock_holder_passes_lock_on(
                     message="the next deploy's run to end") == "succeeded"
     rows = _deployments(db, "production")
     assert [row["status"] for row in rows] == ["failed", "succeeded"]
+
+
+def _job(db: psycopg.Connection, run_id: int) -> dict[str, Any]:
+    row = db.execute("SELECT id, status, reason FROM jobs WHERE run_id = %s AND kind = 'script'",
+                     (run_id,)).fetchone()
+    assert row is not None
+    return row
+
+
+def test_cancel_in_progress_stops_running_deploy(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo, start_worker: Start,
+) -> None:
+    repo_id, commit = add_repo(db, git_repo)
+    start_worker(MINIJENKIN_WORKER_CONCURRENCY="2")
+    first_run = plan_run(db, repo_id, commit, [
+        deploy_entry("deploy", "sleep 30", group="web", cancel_in_progress=True)])
+    wait_for(lambda: db.execute("SELECT 1 FROM deployments WHERE run_id = %s AND status = 'running'",
+                                (first_run,)).fetchone(), timeout=30, message="the first deploy to start")
+
+    second_run = plan_run(db, repo_id, commit, [
+        deploy_entry("deploy", "true", group="web", cancel_in_progress=True)])
+
+    assert wait_for(lambda: run_finished(db, first_run), timeout=30,
+                    message="the first run to be cancelled") == "cancelled"
+    assert wait_for(lambda: run_finished(db, second_run), timeout=30,
+                    message="the second run to end") == "succeeded"
+    cancelled = _job(db, first_run)
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["reason"] == f"cancelled in progress by run {second_run} job deploy"
+    _assert_serial(_deployments(db, "production"))
+
+
+def test_queue_latest_supersedes_pending_deploys(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo, start_worker: Start,
+) -> None:
+    repo_id, commit = add_repo(db, git_repo)
+    start_worker(MINIJENKIN_WORKER_CONCURRENCY="2")
+    holder_run = plan_run(db, repo_id, commit, [
+        deploy_entry("deploy", "sleep 4", group="web", queue="latest")])
+    wait_for(lambda: db.execute("SELECT 1 FROM deployments WHERE run_id = %s AND status = 'running'",
+                                (holder_run,)).fetchone(), timeout=30, message="the first deploy to start")
+
+    pending_runs = []
+    for _ in range(3):
+        run_id = plan_run(db, repo_id, commit, [
+            deploy_entry("deploy", "true", group="web", queue="latest")])
+        pending_runs.append(run_id)
+        wait_for(lambda run_id=run_id: _job(db, run_id)["status"] == "waiting", timeout=30,
+                 message="the pending deploy to be parked")
+
+    for run_id in [holder_run, *pending_runs]:
+        wait_for(lambda run_id=run_id: run_finished(db, run_id), timeout=60,
+                 message="every run to end")
+    statuses = [_job(db, run_id)["status"] for run_id in [holder_run, *pending_runs]]
+    assert statuses == ["succeeded", "superseded", "superseded", "succeeded"]
+    assert _job(db, pending_runs[0])["reason"] == f"superseded by run {pending_runs[1]} job deploy"
+    assert _job(db, pending_runs[1])["reason"] == f"superseded by run {pending_runs[2]} job deploy"
