@@ -256,7 +256,10 @@ BEGIN
         END IF;
     END IF;
 
-    SELECT o.id, o.run_id, o.name INTO v_ahead
+    SELECT o.id, o.run_id, o.name,
+           CASE WHEN o.environment = v_job.environment THEN 'deploy:' || o.environment
+                ELSE 'concurrency:' || o.concurrency_group END AS lock_name
+    INTO v_ahead
     FROM jobs o
     WHERE o.id < p_job_id AND o.status IN ('queued', 'waiting')
       AND (o.environment = v_job.environment OR o.concurrency_group = v_job.concurrency_group)
@@ -265,7 +268,7 @@ BEGIN
     IF FOUND THEN
         outcome := 'waiting';
         reason := format('waiting for %s, queued behind run %s job %s',
-                         mj_deploy_lock_label(v_names[1]), v_ahead.run_id, v_ahead.name);
+                         mj_deploy_lock_label(v_ahead.lock_name), v_ahead.run_id, v_ahead.name);
         PERFORM mj_deploy_park_v1(p_job_id, outcome, reason);
         RETURN NEXT;
         RETURN;
