@@ -300,7 +300,8 @@ class Worker:
                 await self._report(execution, Outcome("failed", None, reason))
                 return None, False
         if lock is None:
-            logger.info("deploy job parked", extra={
+            # Parked (waiting, awaiting_approval), cancelled meanwhile, or stale.
+            logger.info("deploy job not started", extra={
                 **execution.log_extra, "action": "deploy_park", "outcome": result.outcome,
                 "reason": result.reason})
             return None, False
