@@ -1,13 +1,14 @@
-"""`minijenkin show`, `cancel` and `rerun`: inspect, stop or repeat runs and jobs."""
+"""`minijenkin show`, `cancel`, `rerun` and `approve`: inspect, stop, repeat or approve runs."""
 
 from __future__ import annotations
 
+import getpass
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from minijenkin import runs
+from minijenkin import deploys, runs
 from minijenkin.api.convert import run_detail
 from minijenkin.cli.common import output_console, run_with_connection
 
@@ -75,3 +76,18 @@ def show(
                       "-" if job.exit_code is None else str(job.exit_code),
                       _seconds(job.duration_seconds), job.reason or "")
     output_console().print(table)
+
+
+def approve(
+    job_id: Annotated[int, typer.Argument(
+        min=1, help="A deploy job in status awaiting_approval.", show_default=False)],
+    reject: Annotated[bool, typer.Option(
+        "--reject", help="Reject the deploy: the job and the jobs that need it are "
+                         "skipped.")] = False,
+) -> None:
+    """Approve a deploy that awaits approval (it then waits for its environment's lock),
+    or reject it with --reject. The decision is recorded under the local user name."""
+    by = f"cli:{getpass.getuser()}"
+    outcome = run_with_connection(
+        lambda conn: deploys.decide(conn, job_id, approve=not reject, by=by))
+    print(f"job {job_id}: deploy {outcome} by {by}")

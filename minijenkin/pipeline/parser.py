@@ -64,7 +64,8 @@ STEP_KEYS = ("name", "id", "if", "run", "uses", "with", "env", "working-director
 DEFAULTS_KEYS = ("run",)
 DEFAULTS_RUN_KEYS = ("shell", "working-directory")
 ENVIRONMENT_KEYS = ("name", "url")
-CONCURRENCY_KEYS = ("group", "cancel-in-progress")
+CONCURRENCY_KEYS = ("group", "cancel-in-progress", "queue")
+CONCURRENCY_QUEUES = ("all", "latest")
 # actions/checkout inputs that change nothing here: the workspace is always
 # a full clone of the run's commit.
 CHECKOUT_INPUTS = ("fetch-depth", "fetch-tags", "persist-credentials", "clean", "show-progress",
@@ -316,7 +317,13 @@ class _FileParser:
             return None
         checks.check_template(self.errors, group, scope, where, self.at(raw, "group"))
         cancel = self._bool_or_expression(raw, "cancel-in-progress", where, scope)
-        return Concurrency(group=group, cancel_in_progress=cancel)
+        queue = raw.get("queue", "all")
+        if queue not in CONCURRENCY_QUEUES:
+            self.add(f"invalid 'queue' value {queue!r}: use 'all' (run every pending job in "
+                     "order) or 'latest' (run only the newest)", value_position(raw, "queue"),
+                     f"{where}.queue")
+            queue = "all"
+        return Concurrency(group=group, cancel_in_progress=cancel, queue=queue)
 
     # -- jobs -----------------------------------------------------------------
 

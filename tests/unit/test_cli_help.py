@@ -51,7 +51,7 @@ def _options(command: Any) -> list[Any]:
 
 def test_command_tree_is_complete() -> None:
     assert sorted(COMMANDS) == [
-        "", "api", "cancel", "dispatcher", "doctor", "exec", "logs", "migrate", "notify",
+        "", "api", "approve", "cancel", "dispatcher", "doctor", "exec", "logs", "migrate", "notify",
         "notify add", "notify list", "notify remove", "repo", "repo add", "repo list", "rerun",
         "search", "secret", "secret delete", "secret generate-key", "secret list", "secret rotate-key",
         "secret set", "settings", "show", "status", "token", "token create", "token list", "token revoke",

@@ -463,9 +463,17 @@ INVALID_FILES = [
         'x}]\n',
         [
             ".minijenkin.yml:5:7: jobs.a.concurrency: unknown key 'cancel'; expected one of: "
-            'group, cancel-in-progress',
+            'group, cancel-in-progress, queue',
         ],
         id='concurrency-key'),
+    pytest.param(
+        'jobs:\n  a:\n    concurrency:\n      group: deploy\n      queue: newest\n    steps: [{run: '
+        'x}]\n',
+        [
+            ".minijenkin.yml:5:14: jobs.a.concurrency.queue: invalid 'queue' value 'newest': use "
+            "'all' (run every pending job in order) or 'latest' (run only the newest)",
+        ],
+        id='concurrency-queue'),
     pytest.param(
         'jobs:\n  a:\n    retry: 11\n    steps: [{run: x}]\n',
         [
