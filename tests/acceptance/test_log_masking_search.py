@@ -126,6 +126,7 @@ def test_search_ranks_hits_with_snippets(
             excluded = search(q="database -timeout")
             future = search(q="database", since="2999-01-01T00:00:00Z")
             inside_tag = search(q="needle")
+            bounded = client.get("/api/search", params={"q": "database timeout"}).json()["truncated"]
             unknown_repo = client.get("/api/search", params={"q": "x", "repo": "acme/none"})
             empty_query = client.get("/api/search", params={"q": ""})
             with server.client(token=None) as anonymous_client:
@@ -138,6 +139,8 @@ def test_search_ranks_hits_with_snippets(
     assert hits[0]["rank"] > hits[3]["rank"]
     assert hits[3]["rank"] >= hits[4]["rank"]
     assert scattered not in {hit["job_id"] for hit in hits}
+    # Five chunks match, far below the search's work bounds.
+    assert bounded is False
     top = hits[0]
     assert top["repo"] == "acme/api"
     assert top["ref"] == "refs/heads/main"
