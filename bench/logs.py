@@ -1,6 +1,9 @@
 """Log benchmarks: ingest throughput, live latency, storage per line, search time.
 
-Usage: .venv/bin/python bench/logs.py [--server URL] [--search-lines N] [--write]
+Usage, from the repository root: .venv/bin/python -m bench.logs [--server URL]
+[--search-lines N] [--write]. As a module, because running the file puts
+bench/ first on sys.path, where bench/queue.py hides the standard library's
+queue module that psycopg imports.
 
 Runs against a PostgreSQL server (default: the machine's, at
 postgresql://postgres@127.0.0.1:5432/postgres) in a scratch database that
@@ -523,7 +526,7 @@ def main() -> None:
         install.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    command = "python bench/logs.py" + ("" if args.search_lines == 10_000_000 else
+    command = "python -m bench.logs" + ("" if args.search_lines == 10_000_000 else
                                         f" --search-lines {args.search_lines}") + " --write"
     text = report(results, command)
     print(json.dumps(results, indent=2, default=str))
