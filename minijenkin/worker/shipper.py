@@ -2,9 +2,9 @@
 
 Lines from every job of the worker process go into one buffer. A background
 task sends the buffer FLUSH_INTERVAL_SECONDS after its oldest line arrived,
-or sooner when it contains BATCH_MAX_BYTES. A batch whose attempts all hold
-their lease and which starts after their last stored lines is COPY-ed
-straight into job_logs (mj_logs_direct_check_v1, then
+or sooner when it contains BATCH_MAX_BYTES. A batch of at least
+DIRECT_COPY_MIN_BYTES whose attempts all hold their lease, and which starts
+after their last stored lines, is COPY-ed straight into job_logs (mj_logs_direct_check_v1, then
 mj_logs_direct_finish_v1); any other goes by COPY into a per-session staging
 table followed by mj_logs_flush_v1(), all in one transaction. A failed batch
 is sent again after a reconnect; the (job, attempt, seq) primary key makes
@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 # worker process for a job that prints a line every few milliseconds.
 FLUSH_INTERVAL_SECONDS = 0.01
 BATCH_MAX_BYTES = 4 * 1024 * 1024
+# Smaller batches take the staged path even when the direct one is open to
+# them: the direct path's check costs one more round trip, which would add
+# to a live viewer's delay, and writing a few lines twice costs little.
+DIRECT_COPY_MIN_BYTES = 64 * 1024
 PENDING_MAX_BYTES = 32 * 1024 * 1024
 RECONNECT_DELAY_MAX_SECONDS = 2.0
 
@@ -264,7 +268,9 @@ class LogShipper:
         while True:
             try:
                 conn = await self._connection()
-                results = await self._store_direct(conn, segments)
+                results = None
+                if sum(segment.size for segment in segments) >= DIRECT_COPY_MIN_BYTES:
+                    results = await self._store_direct(conn, segments)
                 if results is None:
                     results = await self._store_staged(conn, segments)
                 stored = sum(row["stored"] for row in results)

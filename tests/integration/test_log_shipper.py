@@ -60,6 +60,13 @@ def _numbered(first: int, last: int, text: str = "line") -> list[tuple[int, str]
     return [(seq, f"{text} {seq}") for seq in range(first, last + 1)]
 
 
+@pytest.fixture
+def direct_small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let batches of any size take the direct path."""
+    monkeypatch.setattr(shipper_module, "DIRECT_COPY_MIN_BYTES", 0)
+
+
+@pytest.mark.usefixtures("direct_small_batches")
 def test_shipper_copies_new_lines_directly(database_url: str, db: psycopg.Connection) -> None:
     first, second = _running_jobs(db, 2)
 
@@ -81,6 +88,29 @@ def test_shipper_copies_new_lines_directly(database_url: str, db: psycopg.Connec
                             key=lambda row: row["job_id"])
 
 
+def test_shipper_stages_small_batches(database_url: str, db: psycopg.Connection) -> None:
+    [job] = _running_jobs(db, 1)
+
+    shipping = _ship(database_url, [(job, job["lease_token"], _numbered(1, 3))])
+
+    assert shipping.staged_batches == 1
+    assert shipping.shipper.lines_stored == 3
+    assert stored_lines(db, job["job_id"]) == _numbered(1, 3)
+
+
+def test_shipper_copies_large_batch_directly(database_url: str, db: psycopg.Connection) -> None:
+    [job] = _running_jobs(db, 1)
+    # About 100 KiB, above DIRECT_COPY_MIN_BYTES.
+    lines = _numbered(1, 2000, "compiling module of the build")
+
+    shipping = _ship(database_url, [(job, job["lease_token"], lines)])
+
+    assert shipping.staged_batches == 0
+    assert shipping.shipper.lines_stored == 2000
+    assert stored_lines(db, job["job_id"]) == lines
+
+
+@pytest.mark.usefixtures("direct_small_batches")
 def test_shipper_stores_resent_lines_once(database_url: str, db: psycopg.Connection) -> None:
     [job] = _running_jobs(db, 1)
     store_lines(db, job, [text for _, text in _numbered(1, 5)])
@@ -93,6 +123,7 @@ def test_shipper_stores_resent_lines_once(database_url: str, db: psycopg.Connect
     assert stored_lines(db, job["job_id"]) == _numbered(1, 10)
 
 
+@pytest.mark.usefixtures("direct_small_batches")
 def test_shipper_drops_lines_of_revoked_lease(database_url: str, db: psycopg.Connection) -> None:
     [job] = _running_jobs(db, 1)
 
@@ -104,6 +135,7 @@ def test_shipper_drops_lines_of_revoked_lease(database_url: str, db: psycopg.Con
     assert stored_lines(db, job["job_id"]) == []
 
 
+@pytest.mark.usefixtures("direct_small_batches")
 def test_shipper_splits_batches_at_byte_limit(
     database_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
