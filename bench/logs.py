@@ -52,6 +52,8 @@ from minijenkin.logs.search import CANDIDATE_CHUNKS, SCAN_CHUNKS  # noqa: E402
 from minijenkin.worker.shipper import DIRECT_COPY_MIN_BYTES  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+SECTION_START = "<!-- bench/logs.py: start -->"
+SECTION_END = "<!-- bench/logs.py: end -->"
 CHATTY_LINES = 1_000_000
 CHATTY_ROUNDS = 3
 CONCURRENT_JOBS = 20
@@ -508,13 +510,16 @@ def report(results: dict, command: str) -> str:
 
 
 def write_section(text: str) -> None:
+    """Replace the text between this script's markers in BENCHMARKS.md, or append it."""
     path = ROOT / "BENCHMARKS.md"
     current = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Logs\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(current):
-        current = pattern.sub(lambda _: text + "\n", current)
+    section = f"{SECTION_START}\n{text}{SECTION_END}\n"
+    if SECTION_START in current:
+        before = current.split(SECTION_START, 1)[0]
+        after = current.split(SECTION_END, 1)[1].lstrip("\n")
+        current = before + section + ("\n" + after if after else "")
     else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
+        current = current.rstrip("\n") + "\n\n" + section
     path.write_text(current)
 
 
