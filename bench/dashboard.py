@@ -53,11 +53,11 @@ from bench.metrics import (
     percentile,
     pgbench_reference,
     timed,
-    write_section,
 )
 from minijenkin.api.app import create_app
 from minijenkin.config import load_settings
 from minijenkin.db.migrate import migrate
+from minijenkin.logs.search import CANDIDATE_CHUNKS, SCAN_CHUNKS
 from minijenkin.sql import QUERIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,6 +217,9 @@ def explain_all(url: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         run_list = {"repo": None, "status": None, "event": None, "ref": None, "before_id": None,
                     "limit": 51}
         log_args = {"job_id": big, "attempt": 1, "day": day}
+        # The search page's parameters (minijenkin.logs.search.search_logs).
+        search = {"repo_id": None, "ref": None, "since": None, "limit": 50,
+                  "candidates": CANDIDATE_CHUNKS, "scan_chunks": SCAN_CHUNKS}
         cases: list[tuple[str, str, dict[str, Any]]] = [
             ("run_list", "no filter", run_list),
             ("run_list", "repository", {**run_list, "repo": "bench/repo-07"}),
@@ -237,6 +240,8 @@ def explain_all(url: str, data: dict[str, Any]) -> list[dict[str, Any]]:
                                                   "step": dt.timedelta(minutes=10)}),
             ("dashboard_repo_names", "", {"limit": 500}),
             ("dashboard_newest_run", "", {}),
+            ("logs_search", "frequent word", {**search, "q": "checkpoint"}),
+            ("logs_search", "rare word", {**search, "q": "quota"}),
         ]
         results = []
         for name, variant, params in cases:
@@ -247,6 +252,18 @@ def explain_all(url: str, data: dict[str, Any]) -> list[dict[str, Any]]:
                             "execution_ms": float(execution.group(1)) if execution else None,
                             "big_seq_scans": sorted(set(BIG_TABLES.findall(plan)))})
     return results
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this script's section of `path`, or append it when there is none."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if SECTION_START in text:
+        before = text.split(SECTION_START, 1)[0]
+        after = text.split(SECTION_END, 1)[1].lstrip("\n")
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
 
 
 def ratio(value: float, reference: float) -> str:

@@ -1,6 +1,9 @@
 """Log benchmarks: ingest throughput, live latency, storage per line, search time.
 
-Usage: .venv/bin/python bench/logs.py [--server URL] [--search-lines N] [--write]
+Usage, from the repository root: .venv/bin/python -m bench.logs [--server URL]
+[--search-lines N] [--write]. As a module, because running the file puts
+bench/ first on sys.path, where bench/queue.py hides the standard library's
+queue module that psycopg imports.
 
 Runs against a PostgreSQL server (default: the machine's, at
 postgresql://postgres@127.0.0.1:5432/postgres) in a scratch database that
@@ -45,9 +48,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from minijenkin.db.migrate import migrate  # noqa: E402
+from minijenkin.logs.search import CANDIDATE_CHUNKS, SCAN_CHUNKS  # noqa: E402
+from minijenkin.worker.shipper import DIRECT_COPY_MIN_BYTES  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+SECTION_START = "<!-- bench/logs.py: start -->"
+SECTION_END = "<!-- bench/logs.py: end -->"
 CHATTY_LINES = 1_000_000
+CHATTY_ROUNDS = 3
 CONCURRENT_JOBS = 20
 CONCURRENT_LINES = 100_000
 LATENCY_RATE = 1000
@@ -245,12 +253,16 @@ def ingest_rate(install: Installation, run_id: int) -> tuple[int, float]:
 def bench_ingest(install: Installation) -> dict[str, float]:
     worker = install.start_worker(CONCURRENT_JOBS)
     try:
-        run_id = install.run_pipeline(
-            f"jobs:\n  chatty:\n    steps:\n      - run: seq -f 'compiling module %g of the build' "
-            f"1 {CHATTY_LINES}\n")
-        assert install.wait_run(run_id) == "succeeded"
-        lines, one_job = ingest_rate(install, run_id)
-        assert lines == CHATTY_LINES, lines
+        one_job_rounds = []
+        for _ in range(CHATTY_ROUNDS):
+            run_id = install.run_pipeline(
+                f"jobs:\n  chatty:\n    steps:\n      - run: seq -f 'compiling module %g of the "
+                f"build' 1 {CHATTY_LINES}\n")
+            assert install.wait_run(run_id) == "succeeded"
+            lines, rate = ingest_rate(install, run_id)
+            assert lines == CHATTY_LINES, lines
+            one_job_rounds.append(rate)
+        one_job = statistics.median(one_job_rounds)
 
         jobs = "".join(
             f"  job{n}:\n    steps:\n      - run: seq -f 'job {n} line %g' 1 {CONCURRENT_LINES}\n"
@@ -268,7 +280,7 @@ def bench_ingest(install: Installation) -> dict[str, float]:
         WHERE i.inhparent = 'job_logs'::regclass""").fetchone()["bytes"]
     count = install.db.execute("SELECT count(*) AS n, avg(octet_length(line)) AS text "
                                "FROM job_logs").fetchone()
-    return {"one_job": one_job, "concurrent": concurrent,
+    return {"one_job": one_job, "one_job_rounds": one_job_rounds, "concurrent": concurrent,
             "bytes_per_line": float(size) / count["n"], "text_bytes_per_line": float(count["text"])}
 
 
@@ -427,13 +439,15 @@ def report(results: dict, command: str) -> str:
     ingest = results["ingest"]
     latency = results["latency"]
     search = results["search"]
+    searches = [value for key, value in search.items() if key.startswith("query:")]
     lines = [
         "## Logs",
         "",
         f"Command: `{command}`  ",
         f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"PostgreSQL {results['server_version']}  ",
-        f"Date: {results['date']}",
+        f"Date: {results['date']}; load average (1 min) {results['load'][0]:.1f} before, "
+        f"{results['load'][1]:.1f} after (the machine is shared)",
         "",
         "References measured in the same run: `pgbench -N -c 2 -T 10` "
         f"{ref['tps']:.0f} tps, mean latency {ref['latency_ms']:.2f} ms; plain COPY of "
@@ -442,7 +456,9 @@ def report(results: dict, command: str) -> str:
         "",
         "| figure | value | target | ratio to reference |",
         "| --- | --- | --- | --- |",
-        f"| ingest, one chatty job ({CHATTY_LINES:,} lines) | {ingest['one_job']:,.0f} lines/s | "
+        f"| ingest, one chatty job ({CHATTY_LINES:,} lines, median of {CHATTY_ROUNDS} rounds: "
+        f"{', '.join(f'{rate:,.0f}' for rate in ingest['one_job_rounds'])}) | "
+        f"{ingest['one_job']:,.0f} lines/s | "
         f"≥ 150,000 lines/s | {ingest['one_job'] / copy:.2f} × plain COPY; "
         f"{ingest['one_job'] / ref['tps']:.1f} lines per pgbench transaction |",
         f"| ingest, {CONCURRENT_JOBS} concurrent jobs ({CONCURRENT_LINES:,} lines each, one worker "
@@ -469,28 +485,41 @@ def report(results: dict, command: str) -> str:
     lines += [
         "",
         "Ingest counts from the first line a step printed to the end of the last job, so it "
-        "includes the worker reading pipes, splitting lines, COPY into the staging table and "
-        "the fenced insert. Latency compares the step's own clock with the SSE client's on the "
-        "same machine. The searchable delay is measured right after the ingest runs, so the "
-        "indexer first works through their backlog of lines.",
+        "includes the worker reading pipes, splitting lines and storing them: batches of "
+        f"{DIRECT_COPY_MIN_BYTES // 1024} KiB or more go by COPY straight into job_logs after "
+        "a lease check, smaller ones by COPY into the staging table and the fenced insert. "
+        "Latency compares the step's own clock with the SSE client's on the same machine. The "
+        "searchable delay is measured right after the ingest runs, so the indexer first works "
+        "through their backlog of lines. A search checks the exact query (a phrase) on the "
+        f"newest {SCAN_CHUNKS:,} chunks of 64 lines that contain every word, found with the "
+        f"GIN index alone, and ranks the newest {CANDIDATE_CHUNKS:,} that match.",
         "",
-        "Known gaps: one chatty job stays below 150,000 lines/s because each batch is written "
-        "twice in the database (COPY into the staging table, then the fenced INSERT), and "
-        "a phrase of two common words must recheck every chunk that holds both words, which "
-        "takes about a second over 10 million lines.",
+        "Targets: " + "; ".join(
+            f"{name}: {value}, {'met' if met else 'missed'}" for name, value, met in (
+                ("one chatty job at least 150,000 lines/s", f"{ingest['one_job']:,.0f}",
+                 ingest["one_job"] >= 150_000),
+                ("live p99 under 50 ms", f"{latency['p99']:.1f} ms", latency["p99"] < 50),
+                ("searchable within 60 s", f"{latency['searchable_seconds']:.1f} s",
+                 latency["searchable_seconds"] < 60),
+                ("every search under 200 ms", f"slowest {max(searches):.0f} ms",
+                 max(searches) < 200),
+            )) + ".",
         "",
     ]
     return "\n".join(lines)
 
 
 def write_section(text: str) -> None:
+    """Replace the text between this script's markers in BENCHMARKS.md, or append it."""
     path = ROOT / "BENCHMARKS.md"
     current = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Logs\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(current):
-        current = pattern.sub(lambda _: text + "\n", current)
+    section = f"{SECTION_START}\n{text}{SECTION_END}\n"
+    if SECTION_START in current:
+        before = current.split(SECTION_START, 1)[0]
+        after = current.split(SECTION_END, 1)[1].lstrip("\n")
+        current = before + section + ("\n" + after if after else "")
     else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
+        current = current.rstrip("\n") + "\n\n" + section
     path.write_text(current)
 
 
@@ -504,6 +533,7 @@ def main() -> None:
         sys.exit("pgbench is required for the reference figure")
 
     results: dict = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    load_before = os.getloadavg()[0]
     with psycopg.connect(args.server) as conn:
         results["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
     print("pgbench reference ...", flush=True)
@@ -519,11 +549,12 @@ def main() -> None:
         results["latency"] = bench_latency(install)
         print(f"search over {args.search_lines:,} lines ...", flush=True)
         results["search"] = bench_search(install, args.search_lines)
+        results["load"] = (load_before, os.getloadavg()[0])
     finally:
         install.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    command = "python bench/logs.py" + ("" if args.search_lines == 10_000_000 else
+    command = "python -m bench.logs" + ("" if args.search_lines == 10_000_000 else
                                         f" --search-lines {args.search_lines}") + " --write"
     text = report(results, command)
     print(json.dumps(results, indent=2, default=str))

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from minijenkin.logs.search import CANDIDATE_CHUNKS, SCAN_CHUNKS
+
 RunStatus = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled", "skipped",
                     "timed_out", "waiting", "awaiting_approval", "superseded"]
 Stream = Literal["stdout", "stderr", "system"]
@@ -371,6 +373,11 @@ class SearchHit(BaseModel):
 class SearchResults(BaseModel):
     query: str
     hits: list[SearchHit]
+    truncated: bool = Field(description=(
+        f"True when the search reached a work bound: it checks only the newest "
+        f"{SCAN_CHUNKS:,} blocks of lines that hold every searched word and ranks the newest "
+        f"{CANDIDATE_CHUNKS:,} that match, so older logs may hold more matches. Narrow the "
+        f"search with repo, branch or since to reach them."))
 
 
 class Health(BaseModel):

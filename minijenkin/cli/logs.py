@@ -200,7 +200,8 @@ def search(
     with _client(url, token) as client:
         response = client.get("/api/search", params=params)
     _raise_for_status(response)
-    hits = response.json()["hits"]
+    body = response.json()
+    hits = body["hits"]
     color = sys.stdout.isatty()
     for hit in hits:
         snippet = for_terminal(hit["snippet"], color=False)
@@ -211,3 +212,6 @@ def search(
         sys.stdout.write(f"{where}: {snippet}\n")
     if not hits:
         sys.stderr.write("no matching log lines\n")
+    if body.get("truncated"):
+        sys.stderr.write("only the newest logs were searched; add --repo, --branch or --since "
+                         "to reach older ones\n")

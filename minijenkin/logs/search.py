@@ -32,6 +32,11 @@ _BRACKETS_TO_SPACES = str.maketrans("<>", "  ")
 # Matching chunks ranked per search: the newest ones win beyond this, which
 # bounds the cost of ranking a word that occurs in millions of lines.
 CANDIDATE_CHUNKS = 1000
+# Chunks containing every searched word that a search checks against its
+# exact query, newest first. A phrase is checked by reading each chunk's
+# document, so this bounds the work of a rare phrase of common words. Older
+# chunks are then left unsearched, and the result is marked truncated.
+SCAN_CHUNKS = 5000
 # One indexer call covers about this many lines (at least one queued
 # batch); a tick repeats calls for at most INDEX_TICK_SECONDS.
 INDEX_LINES_PER_CALL = 50_000
@@ -56,6 +61,14 @@ class SearchHit:
     line_rank: float
     snippet: str
     snippet_html: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[SearchHit]
+    # True when a bound (SCAN_CHUNKS, CANDIDATE_CHUNKS) was reached, so older
+    # chunks were not searched or not ranked and may hold more matches.
+    truncated: bool
 
 
 def _restore_brackets(segments: list[str], line: str) -> list[str]:
@@ -98,18 +111,26 @@ async def search_logs(
     branch: str | None = None,
     since: dt.datetime | None = None,
     limit: int = 50,
-) -> list[SearchHit]:
-    """Return up to `limit` matching lines, best first; NotFoundError for an unknown `repo`."""
+) -> SearchResult:
+    """Find up to `limit` matching lines, best first; NotFoundError for an unknown `repo`.
+
+    Only the newest chunks are searched (SCAN_CHUNKS) and ranked
+    (CANDIDATE_CHUNKS). The result's `truncated` is true when older ones
+    were left out.
+    """
     repo_id = None
     if repo is not None:
         repo_id = (await repos.get_repo_by_name(conn, repo))["id"]
     ref = f"refs/heads/{branch}" if branch else None
     cursor = await conn.execute(QUERIES["logs_search"], {
         "q": query, "repo_id": repo_id, "ref": ref, "since": since, "limit": limit,
-        "candidates": max(CANDIDATE_CHUNKS, limit),
+        "candidates": max(CANDIDATE_CHUNKS, limit), "scan_chunks": max(SCAN_CHUNKS, limit),
     })
+    rows = await cursor.fetchall()
     hits = []
-    for row in await cursor.fetchall():
+    for row in rows:
+        if row["job_id"] is None:
+            continue  # the single row of a search without hits
         snippet, snippet_html = _highlight(row["headline"], row["line"])
         hits.append(SearchHit(
             job_id=row["job_id"], attempt=row["attempt"], run_id=row["run_id"],
@@ -118,7 +139,7 @@ async def search_logs(
             rank=round(float(row["chunk_rank"]), 6), line_rank=round(float(row["line_rank"]), 6),
             snippet=snippet, snippet_html=snippet_html,
         ))
-    return hits
+    return SearchResult(hits=hits, truncated=bool(rows and rows[0]["truncated"]))
 
 
 async def index_pending(conn: psycopg.AsyncConnection) -> tuple[int, int]:

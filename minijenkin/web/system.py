@@ -164,16 +164,20 @@ async def search_page(
     repo = (repo or "").strip() or None
     branch = (branch or "").strip() or None
     hits = []
+    truncated = False
     error = None
     if query:
         try:
-            hits = await search_logs(conn, query=query, repo=repo, branch=branch, limit=SEARCH_HITS)
+            result = await search_logs(conn, query=query, repo=repo, branch=branch,
+                                       limit=SEARCH_HITS)
         except NotFoundError as exc:
             error = str(exc)
+        else:
+            hits, truncated = result.hits, result.truncated
     return render("search.html", {
         **page_context(request, principal, section="search", title="Search logs"),
         "q": query, "repo": repo or "", "branch": branch or "", "hits": hits, "error": error,
-        "searched": bool(query),
+        "searched": bool(query), "truncated": truncated,
     })
 
 

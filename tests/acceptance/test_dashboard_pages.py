@@ -287,7 +287,31 @@ def test_search_page_shows_escaped_snippets(api_server: ApiServer, db: psycopg.C
     assert f'href="/jobs/{plan["job_id"]}?attempt=1#L2"' in hits
     assert "&lt;script&gt;alert(1)&lt;/script&gt; <mark>needle</mark> found" in hits
     assert "<script>alert" not in page
+    assert 'id="search-truncated"' not in page
     assert "repository &#39;no/such&#39; does not exist" in unknown_repo
+
+
+def test_search_page_notes_truncated_search(api_server: ApiServer, db: psycopg.Connection) -> None:
+    repo_id = factories.create_repo(db)
+    worker = factories.register_worker(db)
+    factories.create_run(db, repo_id)
+    plan = factories.claim(db, worker)[0]
+    wait_for_log_partitions(db)
+    # 1,001 chunks of 64 lines contain the word: one more than a search ranks.
+    store_lines(db, plan, [f"checkpoint {n}" for n in range(64 * 1001)])
+
+    with api_server.client() as client:
+        def truncated_result() -> dict | None:
+            body = client.get("/api/search", params={"q": "checkpoint"}).json()
+            return body if body["truncated"] else None
+
+        result = wait_for(truncated_result, timeout=60, interval=0.5,
+                          message="every chunk to be indexed")
+        page = client.get("/search", params={"q": "checkpoint"}).text
+
+    assert len(result["hits"]) == 50
+    assert 'id="search-truncated"' in page
+    assert "Showing matches from the newest logs only" in page
 
 
 def test_environments_page_shows_empty_state(api_server: ApiServer) -> None:

@@ -126,6 +126,7 @@ def test_search_ranks_hits_with_snippets(
             excluded = search(q="database -timeout")
             future = search(q="database", since="2999-01-01T00:00:00Z")
             inside_tag = search(q="needle")
+            bounded = client.get("/api/search", params={"q": "database timeout"}).json()["truncated"]
             unknown_repo = client.get("/api/search", params={"q": "x", "repo": "acme/none"})
             empty_query = client.get("/api/search", params={"q": ""})
             with server.client(token=None) as anonymous_client:
@@ -138,6 +139,8 @@ def test_search_ranks_hits_with_snippets(
     assert hits[0]["rank"] > hits[3]["rank"]
     assert hits[3]["rank"] >= hits[4]["rank"]
     assert scattered not in {hit["job_id"] for hit in hits}
+    # Five chunks match, far below the search's work bounds.
+    assert bounded is False
     top = hits[0]
     assert top["repo"] == "acme/api"
     assert top["ref"] == "refs/heads/main"
@@ -204,3 +207,25 @@ def test_cli_prints_and_follows_logs(
     assert printed.stdout == followed.stdout
     assert missing.returncode == 1
     assert "job 999999 does not exist" in missing.stderr
+
+
+def test_cli_search_notes_truncated_search(api_server: ApiServer, db: psycopg.Connection) -> None:
+    repo_id = factories.create_repo(db, name="acme/cli")
+    worker_id = factories.register_worker(db)
+    # 1,001 chunks of 64 lines contain the word: one more than a search ranks.
+    job_id = _job_with_lines(db, repo_id, worker_id,
+                             [f"checkpoint {n}" for n in range(64 * 1001)])
+    with api_server.client() as client:
+        wait_for(lambda: client.get("/api/search", params={"q": "checkpoint"}).json()["truncated"],
+                 timeout=60, interval=0.5, message="every chunk to be indexed")
+    bounded = _cli(api_server, "search", "checkpoint", "--limit", "2")
+    complete = _cli(api_server, "search", "checkpoint 64000")
+
+    assert bounded.returncode == 0, bounded.stderr
+    assert len(bounded.stdout.splitlines()) == 2
+    assert bounded.stdout.startswith(f"acme/cli job {job_id} (")
+    assert "only the newest logs were searched; add --repo, --branch or --since" in bounded.stderr
+    assert complete.returncode == 0, complete.stderr
+    assert complete.stdout.splitlines() == [
+        f"acme/cli job {job_id} (plan) attempt 1 line 64001: checkpoint 64000"]
+    assert "only the newest logs were searched" not in complete.stderr

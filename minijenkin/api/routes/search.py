@@ -35,12 +35,12 @@ async def search(
     limit: Annotated[int, Query(ge=1, le=SEARCH_LIMIT_MAX)] = 50,
 ) -> schemas.SearchResults:
     """Search stored log lines; hits are ranked, best first, with highlighted snippets."""
-    hits = await search_logs(conn, query=q, repo=repo, branch=branch, since=since, limit=limit)
-    return schemas.SearchResults(query=q, hits=[
+    result = await search_logs(conn, query=q, repo=repo, branch=branch, since=since, limit=limit)
+    return schemas.SearchResults(query=q, truncated=result.truncated, hits=[
         schemas.SearchHit(
             **dataclasses.asdict(hit),
             job_url=f"/api/jobs/{hit.job_id}",
             log_url=f"/api/jobs/{hit.job_id}/logs?attempt={hit.attempt}&after={hit.seq - 1}",
         )
-        for hit in hits
+        for hit in result.hits
     ])

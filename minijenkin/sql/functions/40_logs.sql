@@ -126,10 +126,6 @@ BEGIN
 END;
 $$;
 
--- NOTE: every line is written twice (COPY into mj_log_batch, then this INSERT),
--- which keeps one chatty job near 120,000 lines/s on 2 cores (bench/logs.py);
--- COPY straight into job_logs after a lease check would be about twice as fast.
---
 -- Insert the staged lines of attempts still running under the staged lease
 -- token; returns per attempt the lines stored and their seq range.
 --
@@ -205,5 +201,87 @@ BEGIN
         GROUP BY i.job_id, i.attempt, i.day
     ) per_attempt;
     RETURN v_results;
+END;
+$$;
+
+-- The direct path of the log flush: a batch whose attempts are all still
+-- running under its lease tokens, and that starts after each attempt's last
+-- stored line, is COPY-ed straight into job_logs. That writes every line
+-- once instead of twice (staging table, then mj_logs_insert_batch_v1()),
+-- which is about 1.4 times faster on 2 cores. Any other batch (a resend
+-- after a lost connection, a stale lease) takes the staged path, which drops
+-- or skips what it must.
+--
+-- mj_logs_direct_check_v1 runs first in the batch's transaction. It returns
+-- one row per attempt: its partition day, and whether the direct path may
+-- take it. It creates a missing partition, so the COPY cannot fail on one.
+-- Like the staged path, it takes no lock on the job row: a lease revoked
+-- after this check but before commit still lets the batch in.
+CREATE OR REPLACE FUNCTION mj_logs_direct_check_v1(
+    p_job_ids bigint[], p_attempts integer[], p_lease_tokens uuid[], p_first_seqs integer[]
+) RETURNS TABLE (job_id bigint, attempt integer, day date, direct boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_first date;
+    v_last date;
+BEGIN
+    RETURN QUERY
+    SELECT batch.job_id, batch.attempt, attempt_day.day,
+           j.id IS NOT NULL AND coalesce(stored.last_seq, 0) < batch.first_seq
+    FROM unnest(p_job_ids, p_attempts, p_lease_tokens, p_first_seqs)
+         AS batch (job_id, attempt, lease_token, first_seq)
+    LEFT JOIN jobs j
+      ON j.id = batch.job_id
+     AND j.attempt = batch.attempt
+     AND j.lease_token = batch.lease_token
+     AND j.status = 'running'
+    LEFT JOIN LATERAL (SELECT (j.started_at AT TIME ZONE 'UTC')::date AS day) attempt_day ON true
+    LEFT JOIN LATERAL (
+        SELECT max(l.seq) AS last_seq
+        FROM job_logs l
+        WHERE l.job_id = batch.job_id AND l.attempt = batch.attempt AND l.day = attempt_day.day
+    ) stored ON j.id IS NOT NULL;
+
+    SELECT min((started_at AT TIME ZONE 'UTC')::date), max((started_at AT TIME ZONE 'UTC')::date)
+    INTO v_first, v_last
+    FROM jobs
+    WHERE id = ANY (p_job_ids)
+      AND to_regclass(mj_logs_partition_name((started_at AT TIME ZONE 'UTC')::date)) IS NULL;
+    IF v_first IS NOT NULL THEN
+        PERFORM mj_logs_ensure_partitions_v1(v_first, v_last);
+    END IF;
+END;
+$$;
+
+-- Finish a batch COPY-ed into job_logs after mj_logs_direct_check_v1: queue
+-- each attempt's range for the search indexer and send one NOTIFY per
+-- attempt (ids and the last sequence number only), as mj_logs_flush_v1()
+-- does for a staged batch. Returns the same rows as mj_logs_flush_v1().
+CREATE OR REPLACE FUNCTION mj_logs_direct_finish_v1(
+    p_job_ids bigint[], p_attempts integer[], p_days date[], p_first_seqs integer[],
+    p_last_seqs integer[], p_counts bigint[]
+) RETURNS TABLE (job_id bigint, attempt integer, stored bigint, last_seq integer)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_row record;
+BEGIN
+    INSERT INTO job_log_index_queue (job_id, attempt, day, first_seq, last_seq)
+    SELECT * FROM unnest(p_job_ids, p_attempts, p_days, p_first_seqs, p_last_seqs);
+
+    FOR v_row IN
+        SELECT * FROM unnest(p_job_ids, p_attempts, p_counts, p_last_seqs)
+                 AS batch (job_id, attempt, stored, last_seq)
+    LOOP
+        PERFORM pg_notify('mj_logs_v1', format('%s:%s:%s', v_row.job_id, v_row.attempt, v_row.last_seq));
+        job_id := v_row.job_id;
+        attempt := v_row.attempt;
+        stored := v_row.stored;
+        last_seq := v_row.last_seq;
+        RETURN NEXT;
+    END LOOP;
 END;
 $$;

@@ -27,6 +27,23 @@ CREATE OR REPLACE FUNCTION mj_logs_search_vector(p_line text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT to_tsvector('simple', mj_logs_search_text(p_line)) $$;
 
+-- The part of a search query a GIN index evaluates alone: querytree() (the
+-- query without its negated words) with every phrase operator (<-> and <N>)
+-- turned into AND. The index stores no word positions, so checking a phrase
+-- means reading each chunk's document, while this weaker form needs none;
+-- every chunk that matches the query also matches it. Lexemes are quoted in
+-- the text form of a tsquery, so only operators outside quotes are replaced.
+-- NULL when the query has no positive word (querytree() returns 'T'): it
+-- then matches no chunk.
+CREATE OR REPLACE FUNCTION mj_logs_search_prefilter(p_query tsquery) RETURNS tsquery
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT string_agg(CASE WHEN token.part[1] LIKE '<%' THEN '&' ELSE token.part[1] END, ''
+                      ORDER BY token.position)::tsquery
+    FROM regexp_matches(nullif(querytree(p_query), 'T'), $re$('(?:[^']|'')*'|<(?:-|[0-9]+)>|[^'<]+)$re$, 'g')
+         WITH ORDINALITY AS token (part, position)
+$$;
+
 -- Index what the log flush queued: take queued batches, oldest first, until
 -- they cover p_max_lines lines (at least one batch), then rebuild every
 -- chunk they touch from the stored lines.

@@ -25,6 +25,23 @@ COPY mj_log_batch (job_id, attempt, lease_token, seq, stream, ts, line) FROM STD
 -- Move staged lines into job_logs (fenced, idempotent) and notify viewers.
 SELECT job_id, attempt, stored, last_seq FROM mj_logs_flush_v1();
 
+-- name: log_direct_check
+-- Check whether a batch of log lines may be COPY-ed straight into job_logs; one row per attempt.
+SELECT job_id, attempt, day, direct
+FROM mj_logs_direct_check_v1(%(job_ids)s::bigint[], %(attempts)s::integer[],
+                             %(lease_tokens)s::uuid[], %(first_seqs)s::integer[]);
+
+-- name: log_direct_copy
+-- Stream log lines straight into job_logs (after log_direct_check, in the same transaction).
+COPY job_logs (job_id, attempt, day, seq, stream, ts, line) FROM STDIN;
+
+-- name: log_direct_finish
+-- Queue a directly COPY-ed batch for the search indexer and notify viewers.
+SELECT job_id, attempt, stored, last_seq
+FROM mj_logs_direct_finish_v1(%(job_ids)s::bigint[], %(attempts)s::integer[], %(days)s::date[],
+                              %(first_seqs)s::integer[], %(last_seqs)s::integer[],
+                              %(counts)s::bigint[]);
+
 -- name: plan_submit
 -- Store the job graph a plan job computed and finish the plan, fenced by its lease token.
 SELECT mj_plan_submit_v1(%(job_id)s::bigint, %(lease_token)s::uuid, %(jobs)s::jsonb) AS outcome;
