@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from bench.common import create_database, drop_database, percentile, replace_section
@@ -154,8 +155,8 @@ def _summary(seconds: list[float]) -> dict[str, float]:
             "count": len(milliseconds)}
 
 
-def measure(admin_url: str, history_jobs: int, rounds: int, block: int,
-            warmup: int) -> dict[str, Any]:
+def measure(admin_url: str, history_jobs: int, rounds: int, block: int, warmup: int,
+            drop_indexes: list[str] | None = None) -> dict[str, Any]:
     empty_url = create_database(admin_url, "mj_bench_claim_empty")
     large_url = create_database(admin_url, "mj_bench_claim_large")
     try:
@@ -163,6 +164,10 @@ def measure(admin_url: str, history_jobs: int, rounds: int, block: int,
 
         migrate(empty_url)
         migrate(large_url)
+        for url in (empty_url, large_url):
+            with psycopg.connect(url, autocommit=True) as conn:
+                for index in drop_indexes or []:
+                    conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
         loading = time.monotonic()
         load_history(large_url, history_jobs)
         load_seconds = time.monotonic() - loading
@@ -251,6 +256,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20, help="Untimed rounds per database.")
     parser.add_argument("--max-ratio", type=float, default=1.2,
                         help="Largest allowed claim p50 ratio, large history to empty table.")
+    parser.add_argument("--drop-index", action="append", default=[], metavar="NAME",
+                        help="Drop this index in both databases first, to see what the check "
+                             "catches (repeatable).")
     parser.add_argument("--pgbench-seconds", type=int, default=5)
     parser.add_argument("--output", type=Path, default=None,
                         help="Markdown file whose section to replace (e.g. BENCHMARKS.md); "
@@ -268,7 +276,11 @@ def main() -> int:
         "max_ratio": args.max_ratio,
     }
     pgbench_runs = [measure_pgbench(args.url, args.pgbench_seconds)]
-    results.update(measure(args.url, args.history_jobs, args.rounds, args.block, args.warmup))
+    try:
+        results.update(measure(args.url, args.history_jobs, args.rounds, args.block,
+                               args.warmup, args.drop_index))
+    except psycopg.errors.UndefinedObject as exc:
+        parser.error(f"--drop-index: {exc.diag.message_primary}")
     pgbench_runs.append(measure_pgbench(args.url, args.pgbench_seconds))
     results["pgbench"] = {"tps": statistics.median(run["tps"] for run in pgbench_runs),
                           "latency_ms": statistics.median(run["latency_ms"]
