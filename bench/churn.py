@@ -4,12 +4,14 @@ Run with `python -m bench.churn` (a private embedded PostgreSQL 18 server by
 default, or `--url`). Assumption for "a busy day": 4,000 pipeline runs of 5
 jobs, 20,000 jobs in all (about 14 jobs a minute around the clock, or 40 a
 minute over an 8-hour working day). The run compresses that day into a few
-minutes: worker processes whose steps take no time drain the pipelines as
-fast as the queue allows, on top of `--history-jobs` finished jobs, so that
-autovacuum's default thresholds (a fraction of the table) are as large as on
-a server with months of history. Compression works against the tables:
-autovacuum wakes up once a minute, so it gets far fewer chances per job than
-over a real day.
+minutes: worker processes with 0.5-second steps drain the pipelines (about
+100 jobs/s with the default 2 x 25 slots) on top of `--history-jobs`
+finished jobs, so that autovacuum's default thresholds (a fraction of the
+table) are as large as on a server with months of history. On the private
+server autovacuum_naptime is lowered to 1 s, so that autovacuum wakes up
+about 200 times during the run. A real day has 1,440 wake-ups at the
+default 1 minute, so the run gives autovacuum fewer chances per job than a
+real day does.
 
 Each variant of `--variants` sets the storage parameters of the queue tables
 (fillfactor, autovacuum thresholds) on a fresh database, then runs the same
@@ -25,6 +27,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import signal
 import statistics
 import sys
 import threading
@@ -141,7 +144,7 @@ def run_variant(admin_url: str, name: str, args: argparse.Namespace) -> dict[str
         feeder = Feeder(url, repo_ids, target=2 * args.processes * args.slots, max_runs=runs)
         started = time.time()
         feeder.start()
-        fleet = WorkerFleet(url, args.processes, args.slots, 0.0, 0)
+        fleet = WorkerFleet(url, args.processes, args.slots, args.step_seconds, 0)
         try:
             while feeder.runs < runs and feeder.error is None:
                 if time.time() - started > DRAIN_TIMEOUT_SECONDS:
@@ -219,7 +222,9 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"A busy day compressed: {args.day_jobs:,} jobs in pipelines of 5 on top of "
         f"{args.history_jobs:,} finished jobs, drained by {args.processes} worker processes x "
-        f"{args.slots} slots with steps that take no time. Claim p50 is timed inside the "
+        f"{args.slots} slots with {args.step_seconds:g}-second steps"
+        + (f", autovacuum_naptime {args.autovacuum_naptime} s" if args.url is None else "")
+        + ". Claim p50 is timed inside the "
         "workers over the first and the last fifth of the run.",
         "",
         "| variant | jobs/s | / pgbench tps | claim p50 first fifth ms | last fifth ms "
@@ -265,12 +270,20 @@ def main() -> int:
                         help="Finished jobs loaded before the day starts.")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--slots", type=int, default=25, help="Slots per worker process.")
+    parser.add_argument("--step-seconds", type=float, default=0.5,
+                        help="Duration of each job's step, in seconds; it sets the pace of the day.")
+    parser.add_argument("--autovacuum-naptime", type=int, default=1,
+                        help="autovacuum_naptime, in seconds, set on the private server (an "
+                             "existing server keeps its own).")
     parser.add_argument("--sample-seconds", type=float, default=5.0)
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument("--output", type=Path, default=None,
                         help="Markdown file whose section to replace (e.g. BENCHMARKS.md); "
                              "unset: print only.")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that workers, scratch databases and a
+    # private server are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = [name.strip() for name in args.variants.split(",")]
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
@@ -282,6 +295,10 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         if args.url is None:
             admin_url, _ = stack.enter_context(private_server(100))
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER SYSTEM SET autovacuum_naptime = {}").format(
+                    sql.Literal(f"{args.autovacuum_naptime}s")))
+                conn.execute("SELECT pg_reload_conf()")
         else:
             admin_url = args.url
         report: dict[str, Any] = {

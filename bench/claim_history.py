@@ -1,12 +1,12 @@
 """Regression check: claim latency on a large history against an empty one.
 
 Run with `make bench-claim-history` or `python -m bench.claim_history`. Two
-scratch databases are migrated on one server: one with no history and one
-with `--history-jobs` finished jobs (default 1,000,000, about two years of a
-team that runs 1,500 jobs a day), spread over 20 repositories in runs of 10
-jobs. Both then run the same probe: insert a run of 10 queued jobs, claim
-them with mj_job_claim_v1 exactly as a worker does, and finish them with
-mj_job_finish_many_v1. Only the claim statement is timed, with
+scratch databases are migrated on one server, both with the same 20
+repositories: one with no jobs and one with `--history-jobs` finished jobs
+(default 1,000,000, about two years of a team that runs 1,500 jobs a day)
+in runs of 10 jobs. Both then run the same probe: insert a run of 10
+queued jobs, claim them with mj_job_claim_v1 exactly as a worker does, and
+finish them with mj_job_finish_many_v1. Only the claim statement is timed, with
 synchronous_commit off so that the WAL flush does not mask it. The probe
 alternates between the two databases in blocks, so that a change in the
 machine's load hits both sides.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import signal
 import statistics
 import sys
 import time
@@ -168,6 +169,10 @@ def measure(admin_url: str, history_jobs: int, rounds: int, block: int, warmup: 
             with psycopg.connect(url, autocommit=True) as conn:
                 for index in drop_indexes or []:
                     conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
+        # The fair claim visits every repository, so both databases get the
+        # same repositories and differ only in their history of jobs.
+        with psycopg.connect(empty_url, autocommit=True, row_factory=dict_row) as conn:
+            _insert_repositories(conn, HISTORY_REPOSITORIES)
         loading = time.monotonic()
         load_history(large_url, history_jobs)
         load_seconds = time.monotonic() - loading
@@ -264,6 +269,9 @@ def main() -> int:
                         help="Markdown file whose section to replace (e.g. BENCHMARKS.md); "
                              "unset: print only.")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that workers, scratch databases and a
+    # private server are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.history_jobs < RUN_SIZE:
         parser.error(f"--history-jobs must be at least {RUN_SIZE}")
     if args.rounds < 1 or args.block < 1:

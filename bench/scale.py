@@ -325,6 +325,14 @@ def cpu_seconds(pids: list[int], *, reaped_children_of: int | None = None) -> fl
     return total / CLOCK_TICKS
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine since boot, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    total = sum(fields[:8])  # user .. steal; guest time is already inside user
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
 def server_pids(postmaster_pid: int | None, url: str) -> list[int]:
     """The server's processes: the postmaster's whole tree, or only the database's backends."""
     if postmaster_pid is not None:
@@ -369,6 +377,7 @@ def measure_configuration(admin_url: str, postmaster_pid: int | None, processes:
             cpu_before = {"postgres": cpu_seconds(postgres, reaped_children_of=postmaster_pid),
                           "workers": cpu_seconds(fleet.pids),
                           "harness": cpu_seconds(harness)}
+            machine_before = machine_cpu_seconds()
             with psycopg.connect(url, autocommit=True, application_name=HARNESS_APPLICATION) as conn:
                 window_start_db = conn.execute("SELECT now()").fetchone()[0]
                 window_start = time.time()
@@ -385,6 +394,7 @@ def measure_configuration(admin_url: str, postmaster_pid: int | None, processes:
             cpu_after = {"postgres": cpu_seconds(postgres, reaped_children_of=postmaster_pid),
                          "workers": cpu_seconds(fleet.pids),
                          "harness": cpu_seconds(harness)}
+            machine_after = machine_cpu_seconds()
         finally:
             sampler.stopped.set()
             claims = fleet.stop()
@@ -412,6 +422,9 @@ def measure_configuration(admin_url: str, postmaster_pid: int | None, processes:
             "claim_ms": _latency(claim_ms), "log_latency_ms": _latency(log_ms),
             "cpu_seconds_per_second": {name: (cpu_after[name] - cpu_before[name]) / window
                                        for name in cpu_before},
+            # Cores busy on the whole machine, this run's processes and any other work.
+            "machine_cpu_busy_cores": (machine_after[0] - machine_before[0]) / window,
+            "machine_cores": os.cpu_count(),
         }
     finally:
         drop_database(admin_url, url)
@@ -481,12 +494,13 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
         f"Pipelines of 5 jobs (build, 3 tests, deploy holding a session advisory lock), "
         f"{REPOSITORIES} repositories, each step {args.step_seconds:g} s writing {args.lines} "
         f"log lines; {args.window_seconds:g} s window after {args.warmup_seconds:g} s of warm-up. "
-        "CPU is in cores (CPU seconds per second).",
+        "CPU is in cores (CPU seconds per second); CPU machine counts every process on "
+        "the machine, including other people's work.",
         "",
         "| processes x slots | jobs/s | / pgbench tps | slot use | log lines/s "
         "| connections: workers + deploy locks | claim p50 / p95 ms | log latency p50 / p95 ms "
-        "| CPU PostgreSQL | CPU workers |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| CPU PostgreSQL | CPU workers | CPU machine |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for result in report["results"]:
         claim, log, cpu = result["claim_ms"], result["log_latency_ms"], \
@@ -499,7 +513,7 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
             f"{result['connections'] - deploys} + {deploys} | "
             f"{claim['p50']:.1f} / {claim['p95']:.1f} | "
             f"{log['p50']:.0f} / {log['p95']:.0f} | {cpu['postgres']:.2f} | "
-            f"{cpu['workers']:.2f} |")
+            f"{cpu['workers']:.2f} | {result['machine_cpu_busy_cores']:.2f} |")
     top = knee(report["results"])
     lines.append("")
     if top is None:
@@ -531,6 +545,9 @@ def main() -> int:
                         help="Markdown file whose section to replace (e.g. BENCHMARKS.md); "
                              "unset: print only.")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that workers, scratch databases and a
+    # private server are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         configs = parse_configs(args.configs)
     except ValueError as exc:

@@ -71,3 +71,22 @@ def test_churn_variant_sets_and_resets_parameters(database_url: str) -> None:
             (["jobs", "pipeline_runs", "workers"],)).fetchall()
 
     assert options == [("jobs", None), ("pipeline_runs", None), ("workers", None)]
+
+
+def test_queue_tables_vacuum_after_fixed_dead_rows(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        options = dict(conn.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s)",
+            (["jobs", "pipeline_runs", "workers"],)).fetchall())
+
+    assert options["jobs"] == [
+        "autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=5000",
+        "autovacuum_vacuum_insert_scale_factor=0", "autovacuum_vacuum_insert_threshold=20000",
+        "autovacuum_analyze_scale_factor=0", "autovacuum_analyze_threshold=20000",
+        "autovacuum_vacuum_cost_delay=0"]
+    assert options["pipeline_runs"] == [
+        "autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=2000",
+        "autovacuum_vacuum_cost_delay=0"]
+    assert options["workers"] == [
+        "autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=200",
+        "autovacuum_vacuum_cost_delay=0"]
