@@ -4,10 +4,10 @@ Run with `python -m bench.churn` (a private embedded PostgreSQL 18 server by
 default, or `--url`). Assumption for "a busy day": 4,000 pipeline runs of 5
 jobs, 20,000 jobs in all (about 14 jobs a minute around the clock, or 40 a
 minute over an 8-hour working day). The run compresses that day into a few
-minutes: worker processes with 0.5-second steps drain the pipelines (about
-100 jobs/s with the default 2 x 25 slots) on top of `--history-jobs`
-finished jobs, so that autovacuum's default thresholds (a fraction of the
-table) are as large as on a server with months of history. On the private
+minutes: worker processes with 0.5-second steps drain the pipelines, about
+100 jobs/s with the default 2 x 25 slots. The day runs on top of
+`--history-jobs` finished jobs, so that autovacuum's default thresholds (a
+fraction of the table) are as large as on a server with months of history. On the private
 server autovacuum_naptime is lowered to 1 s, so that autovacuum wakes up
 about 200 times during the run. A real day has 1,440 wake-ups at the
 default 1 minute, so the run gives autovacuum fewer chances per job than a
@@ -60,7 +60,6 @@ VARIANTS: dict[str, dict[str, dict[str, str | None]]] = {
         "jobs": {"autovacuum_vacuum_scale_factor": "0", "autovacuum_vacuum_threshold": "5000",
                  "autovacuum_vacuum_insert_scale_factor": "0",
                  "autovacuum_vacuum_insert_threshold": "20000",
-                 "autovacuum_analyze_scale_factor": "0", "autovacuum_analyze_threshold": "20000",
                  "autovacuum_vacuum_cost_delay": "0"},
         "pipeline_runs": {"autovacuum_vacuum_scale_factor": "0",
                           "autovacuum_vacuum_threshold": "2000",

@@ -2,7 +2,7 @@
 
 Run with `make bench-scale` or `python -m bench.scale`. By default it starts
 a private embedded PostgreSQL 18 server in a temporary directory, so that
-its CPU can be told apart from other work on the machine; `--url` measures
+its CPU can be measured apart from other work on the machine; `--url` measures
 an existing server instead (scratch databases are created and dropped).
 
 For each configuration of `--configs` (worker processes x slots per
@@ -13,15 +13,18 @@ the step is replaced: it writes `--lines` log lines in five bursts over
 `--step-seconds`. A deploy job also holds a session advisory lock on its
 run's own environment over a dedicated connection for its whole run, as a
 deploy lock does. Deploys never wait for each other here: the queue, not a
-slot, would hold a deploy whose environment is busy. The feeder keeps at least two queued jobs
-per slot, so the figures describe a saturated queue.
+slot, would hold a deploy whose environment is busy. The feeder keeps about
+two pipelines' worth of waiting jobs per slot, so the figures describe a
+saturated queue.
 
 Measured over a window after a warm-up, per configuration: jobs finished
 per second (from the database's finished_at), slot use (jobs/s x step time
 / slots), peak database connections by application name, claim statement
 latency (timed inside the workers), log latency (a line's timestamp to its
-NOTIFY on mj_logs_v1 arriving at a listener), and the CPU seconds of the
-PostgreSQL server processes, the worker processes and the harness.
+NOTIFY on mj_logs_v1 arriving at a listener), and the CPU seconds per
+second of the PostgreSQL server, the worker processes, the harness and the
+whole machine. With `--url`, the server's CPU counts only the backends of
+the scratch database that are alive at both ends of the window.
 """
 
 from __future__ import annotations
@@ -202,7 +205,7 @@ WHERE (later.key LIKE 'test-%%' AND earlier.key = 'build')
 
 
 class Feeder(threading.Thread):
-    """Keep at least `target` jobs queued by inserting whole pipelines."""
+    """Keep about `target` pipelines' worth of jobs waiting by inserting whole pipelines."""
 
     def __init__(self, url: str, repo_ids: list[int], target: int,
                  max_runs: int | None = None) -> None:
@@ -334,7 +337,7 @@ def machine_cpu_seconds() -> tuple[float, float]:
 
 
 def server_pids(postmaster_pid: int | None, url: str) -> list[int]:
-    """The server's processes: the postmaster's whole tree, or only the database's backends."""
+    """List the server's processes: the postmaster's whole tree, or only the database's backends."""
     if postmaster_pid is not None:
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -469,7 +472,7 @@ def parse_configs(text: str) -> list[tuple[int, int]]:
 # -- report -----------------------------------------------------------------
 
 def knee(results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first configuration whose throughput rose less than 10% over the previous one."""
+    """Find the last configuration before throughput rose less than 10% with more slots."""
     ordered = sorted(results, key=lambda result: result["slots"])
     for previous, current in zip(ordered, ordered[1:], strict=False):
         if current["slots"] > previous["slots"] and \

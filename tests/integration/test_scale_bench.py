@@ -82,7 +82,6 @@ def test_queue_tables_vacuum_after_fixed_dead_rows(database_url: str) -> None:
     assert options["jobs"] == [
         "autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=5000",
         "autovacuum_vacuum_insert_scale_factor=0", "autovacuum_vacuum_insert_threshold=20000",
-        "autovacuum_analyze_scale_factor=0", "autovacuum_analyze_threshold=20000",
         "autovacuum_vacuum_cost_delay=0"]
     assert options["pipeline_runs"] == [
         "autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=2000",
