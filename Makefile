@@ -12,7 +12,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install install-browser lint clean bench-queue bench-claim-history bench-scale
+.PHONY: run test install install-browser lint clean bench-queue bench-claim-history bench-scale dist
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
@@ -52,8 +52,12 @@ bench-claim-history: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
+# The wheel that `pip install --constraint constraints.txt dist/minijenkin-*.whl` installs.
+dist: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir dist .
+
 lint: $(STAMP)
 	$(BIN)/python -m ruff check minijenkin tests bench
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) build dist *.egg-info .pytest_cache

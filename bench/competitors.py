@@ -120,10 +120,10 @@ async def _procrastinate_prepare(url: str, jobs: int) -> None:
 
 QUEUES: dict[str, dict[str, Any]] = {
     "pgqueuer": {"worker": _pgqueuer_worker, "prepare": _pgqueuer_prepare,
-                 "remaining": "SELECT count(*) FROM pgqueuer"},
+                 "remaining": "SELECT count(*) FROM (SELECT 1 FROM pgqueuer LIMIT 1) AS remaining"},
     "procrastinate": {"worker": _procrastinate_worker, "prepare": _procrastinate_prepare,
-                      "remaining": "SELECT count(*) FROM procrastinate_jobs "
-                                   "WHERE status IN ('todo', 'doing')"},
+                      "remaining": "SELECT count(*) FROM (SELECT 1 FROM procrastinate_jobs "
+                                   "WHERE status IN ('todo', 'doing') LIMIT 1) AS remaining"},
 }
 
 

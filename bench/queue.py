@@ -119,13 +119,17 @@ def measure_minijenkin_throughput(admin_url: str, jobs: int, processes: int, bat
             conn.execute(
                 "INSERT INTO jobs (run_id, repo_id, kind, key, name, status, queued_at) "
                 "SELECT r.id, r.repo_id, 'script', 'job' || g, 'job' || g, 'queued', now() "
-                "FROM pipeline_runs r CROSS JOIN generate_series(1, %s) AS g", (RUN_SIZE,))
+                "FROM pipeline_runs r CROSS JOIN generate_series(1, %s) AS g "
+                # A run's jobs get consecutive ids, as when a plan job
+                # submits them together.
+                "ORDER BY r.id, g", (RUN_SIZE,))
             conn.execute("VACUUM ANALYZE jobs")
             conn.execute("VACUUM ANALYZE pipeline_runs")
         workers, barrier = _start_workers(url, processes, batch, None)
         barrier.wait()
         started = time.monotonic()
-        ended = wait_drained(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')",
+        ended = wait_drained(url, "SELECT count(*) FROM (SELECT 1 FROM jobs "
+                                  "WHERE status IN ('queued', 'running') LIMIT 1) AS remaining",
                              timeout=DRAIN_TIMEOUT_SECONDS)
         _stop_workers(workers)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -162,7 +166,8 @@ def measure_minijenkin_latency(admin_url: str, count: int, interval: float,
                     "NULL, NULL, '{}')", (repo_id,)).fetchone()[0]
 
             enqueued = enqueue_spaced(count, interval, enqueue)
-            wait_drained(url, "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')",
+            wait_drained(url, "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status IN "
+                               "('queued', 'running') LIMIT 1) AS remaining",
                          timeout=60)
         _stop_workers(workers)
         picked: dict[int, float] = {}

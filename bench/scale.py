@@ -13,7 +13,10 @@ the step is replaced: it writes `--lines` log lines in five bursts over
 `--step-seconds`. A deploy job also holds a session advisory lock on its
 run's own environment over a dedicated connection for its whole run, as a
 deploy lock does. Deploys never wait for each other here: the queue, not a
-slot, would hold a deploy whose environment is busy. The feeder keeps about
+slot, would hold a deploy whose environment is busy. NOTE: the lock is
+taken by the harness, not through the worker's own deploy lock
+(mj_deploy_acquire_v1), so deploy queueing and approvals are not part of
+the figures. The feeder keeps about
 two pipelines' worth of waiting jobs per slot, so the figures describe a
 saturated queue.
 

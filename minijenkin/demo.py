@@ -150,9 +150,11 @@ async def run_demo(api_url: str, data_dir: Path, console: Console | None = None)
     console.print(f"[bold]demo run {run_id} {status}[/]")
     token_file = data_dir / "admin-token"
     console.print(f"  API docs:  {api_url}/docs")
+    # Commands are printed without wrapping so that they can be pasted whole.
     console.print(f"  this run:  curl -H \"Authorization: Bearer $(cat {token_file})\" "
-                  f"{api_url}/api/runs/{run_id}")
-    console.print(f"  job logs:  {api_url}/api/jobs/<job id>/logs (same header)")
+                  f"{api_url}/api/runs/{run_id}", soft_wrap=True)
+    console.print(f"  job logs:  {api_url}/api/jobs/<job id>/logs (same header)", soft_wrap=True)
+    console.print(f"  admin token for the CLI and the dashboard: {token_file}", soft_wrap=True)
     console.print("  The API stays up; press Ctrl-C to stop Mini-Jenkin.")
     return status
 

@@ -229,7 +229,8 @@ async def execute(directory: Path, settings: Settings, *, event_kind: str, ref: 
     files = await asyncio.to_thread(sources.read_local_files, snapshot.root)
     labels = required_labels(files, event)
     console.print(Text(f"snapshot of {snapshot.root} as commit {snapshot.commit[:12]} "
-                       f"({event_kind} {ref}); starting the embedded PostgreSQL in {exec_dir}", style="dim"))
+                       f"({event_kind} {ref}); starting the embedded PostgreSQL in {exec_dir}", style="dim"),
+                  soft_wrap=True)
 
     embedded = EmbeddedPostgres(exec_dir)
     conninfo = await asyncio.to_thread(embedded.start)

@@ -12,6 +12,9 @@ import sys
 
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName",
+    # uvicorn repeats its message with ANSI escape codes for its own colour
+    # formatter, which would print raw escape codes here.
+    "color_message",
 }
 
 

@@ -13,7 +13,9 @@ from minijenkin.sql import QUERIES
 
 RUN_STATUSES = ("pending", "queued", "running", "succeeded", "failed", "cancelled", "skipped",
                 "timed_out")
-ACTIVE_STATUSES = frozenset({"pending", "queued", "running"})
+# Job statuses before the end; only jobs are ever waiting (for a deploy lock) or
+# awaiting_approval. Keep in step with mj_status_is_active in SQL.
+ACTIVE_STATUSES = frozenset({"pending", "queued", "running", "waiting", "awaiting_approval"})
 EVENTS = ("push", "tag", "pull_request", "manual", "schedule", "api")
 
 

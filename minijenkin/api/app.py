@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from minijenkin import __version__
 from minijenkin.api.errors import install_error_handlers
 from minijenkin.api.routes import (
+    environments,
     health,
     hooks,
     jobs,
@@ -93,7 +94,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
     install_error_handlers(app)
     for module in (health, hooks, repos, runs, jobs, notifications, metrics, search):
         app.include_router(module.router)
-    for module in (secrets, tokens, webhook_deliveries, schedules):
+    for module in (secrets, tokens, webhook_deliveries, schedules, environments):
         app.include_router(module.router)
     install_dashboard(app)
     return app

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 RunStatus = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled", "skipped",
-                    "timed_out"]
+                    "timed_out", "waiting", "awaiting_approval", "superseded"]
 Stream = Literal["stdout", "stderr", "system"]
 
 _URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
@@ -474,3 +474,88 @@ class MetricsSeries(BaseModel):
     from_: dt.datetime = Field(alias="from", serialization_alias="from")
     to: dt.datetime
     points: list[SeriesPoint]
+
+
+ENVIRONMENT_NAME_MAX = 255
+
+
+class LockHolder(BaseModel):
+    """The job that holds an environment's deploy lock."""
+
+    job_id: int
+    run_id: int
+    job_name: str
+    since: dt.datetime
+
+
+class QueuedDeploy(BaseModel):
+    job_id: int
+    run_id: int
+    job_name: str
+    status: RunStatus
+    reason: str | None
+    repo: str
+    ref: str
+    commit_sha: str
+    created_at: dt.datetime
+
+
+class Environment(BaseModel):
+    name: str
+    requires_approval: bool
+    # Failed attempts to take the deploy lock since the environment was created.
+    lock_failures: int
+    waiting: int
+    awaiting_approval: int
+    holder: LockHolder | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class EnvironmentDetail(Environment):
+    queue: list[QueuedDeploy]
+
+
+class EnvironmentList(BaseModel):
+    environments: list[Environment]
+
+
+class EnvironmentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requires_approval: bool = Field(
+        description="Hold every deploy to this environment until an admin approves it.")
+
+
+class Deployment(BaseModel):
+    id: int
+    job_id: int
+    run_id: int
+    job_name: str
+    status: str
+    job_status: RunStatus
+    reason: str | None
+    repo: str
+    ref: str
+    commit_sha: str
+    event: str
+    trigger: dict[str, Any]
+    lock_failures: int
+    decision: Literal["approved", "rejected"] | None
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class DeploymentList(BaseModel):
+    environment: Environment
+    deployments: list[Deployment]
+    queue: list[QueuedDeploy]
+    next_before: int | None
+
+
+class DecisionResult(BaseModel):
+    job_id: int
+    outcome: Literal["approved", "rejected"]

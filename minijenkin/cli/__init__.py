@@ -15,15 +15,17 @@ import typer
 from rich.console import Console
 
 from minijenkin import __version__
+from minijenkin.cli import doctor as doctor_command
 from minijenkin.cli import logs as log_commands
 from minijenkin.cli import notify as notify_commands
 from minijenkin.cli import pipeline as pipeline_commands
 from minijenkin.cli import repos as repo_commands
 from minijenkin.cli import runs as run_commands
 from minijenkin.cli import secrets as secret_commands
+from minijenkin.cli import settings as settings_command
 from minijenkin.cli import status as status_command
 from minijenkin.cli import tokens as token_commands
-from minijenkin.cli.common import load_cli_settings
+from minijenkin.cli.common import DATABASE_EPILOG, SETTINGS_EPILOG, load_cli_settings
 from minijenkin.cli.trigger import trigger as trigger_command
 from minijenkin.errors import MiniJenkinError
 from minijenkin.logconfig import configure_logging
@@ -31,6 +33,8 @@ from minijenkin.logconfig import configure_logging
 app = typer.Typer(
     name="minijenkin",
     help="Mini-Jenkin: CI/CD whose only infrastructure is PostgreSQL.",
+    epilog="New here? `minijenkin up --demo` starts the database, API and workers and runs a "
+           "demo pipeline. `minijenkin doctor` checks an installation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -38,15 +42,19 @@ app = typer.Typer(
 app.add_typer(notify_commands.app, name="notify")
 app.add_typer(repo_commands.app, name="repo")
 app.add_typer(token_commands.app, name="token")
-app.command("cancel")(run_commands.cancel)
-app.command("rerun")(run_commands.rerun)
+app.command("show", epilog=DATABASE_EPILOG)(run_commands.show)
+app.command("cancel", epilog=DATABASE_EPILOG)(run_commands.cancel)
+app.command("rerun", epilog=DATABASE_EPILOG)(run_commands.rerun)
+app.command("approve", epilog=DATABASE_EPILOG)(run_commands.approve)
 app.command("validate")(pipeline_commands.validate)
 app.command("exec")(pipeline_commands.exec_command)
 app.add_typer(secret_commands.app, name="secret")
-app.command("trigger")(trigger_command)
-app.command("status")(status_command.status)
+app.command("trigger", epilog=DATABASE_EPILOG)(trigger_command)
+app.command("status", epilog=DATABASE_EPILOG)(status_command.status)
 app.command("logs")(log_commands.logs)
 app.command("search")(log_commands.search)
+app.command("doctor", epilog=DATABASE_EPILOG)(doctor_command.doctor)
+app.command("settings")(settings_command.settings)
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(
@@ -72,7 +80,7 @@ def _root(
     """Mini-Jenkin: CI/CD whose only infrastructure is PostgreSQL."""
 
 
-@app.command()
+@app.command(epilog=SETTINGS_EPILOG)
 def up(
     host: HostOption = None,
     port: PortOption = None,
@@ -98,7 +106,7 @@ def up(
     asyncio.run(serve(settings, workers=workers, after_start=after_start))
 
 
-@app.command()
+@app.command(epilog=SETTINGS_EPILOG)
 def api(
     host: HostOption = None,
     port: PortOption = None,
@@ -120,7 +128,7 @@ def api(
                 port=settings.port, log_config=None, access_log=False)
 
 
-@app.command()
+@app.command(epilog=SETTINGS_EPILOG)
 def worker(
     concurrency: Annotated[int | None, typer.Option(
         "--concurrency", min=1, help="Jobs run at once. [env: MINIJENKIN_WORKER_CONCURRENCY; "
@@ -138,7 +146,7 @@ def worker(
     asyncio.run(run_worker(settings, database_url(settings)))
 
 
-@app.command()
+@app.command(epilog=SETTINGS_EPILOG)
 def dispatcher() -> None:
     """Deliver notifications from the outbox until SIGTERM (API processes also do this)."""
     from minijenkin.notify.dispatcher import run_dispatcher
@@ -149,7 +157,7 @@ def dispatcher() -> None:
     asyncio.run(run_dispatcher(settings, database_url(settings)))
 
 
-@app.command()
+@app.command(epilog=DATABASE_EPILOG)
 def migrate() -> None:
     """Apply pending database migrations (safe to run from several processes at once)."""
     from minijenkin.db.migrate import migrate as apply_migrations

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import psycopg
 from pydantic import ValidationError
+from rich.console import Console
 
 from minijenkin.config import Settings, load_settings
 from minijenkin.db import connect_async
@@ -15,6 +17,29 @@ from minijenkin.errors import ConfigurationError
 from minijenkin.runtime import database_url
 
 T = TypeVar("T")
+
+# Shown under the --help of every command that connects to the database.
+DATABASE_EPILOG = (
+    "Database: MINIJENKIN_DATABASE_URL (or DATABASE_URL); when unset, the embedded server that "
+    "`minijenkin up` runs in MINIJENKIN_DATA_DIR (default: ~/.local/share/minijenkin)."
+)
+# Shown under the --help of the long-running processes.
+SETTINGS_EPILOG = (
+    DATABASE_EPILOG + " Every other setting is a MINIJENKIN_* environment variable; "
+    "`minijenkin settings` lists them with their values, units and defaults."
+)
+
+# Width used for tables when stdout is a pipe or a file: rich would otherwise
+# assume 80 columns and cut long URLs and view names with an ellipsis.
+UNBOUNDED_WIDTH = 10_000
+
+
+def output_console() -> Console:
+    """A console for command output on stdout: tables keep every character
+    when the output is piped or redirected, and fit the terminal otherwise."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=UNBOUNDED_WIDTH)
 
 
 def load_cli_settings(**overrides: object) -> Settings:

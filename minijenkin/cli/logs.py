@@ -33,7 +33,8 @@ UrlOption = Annotated[str, typer.Option(
     help="Base URL of the Mini-Jenkin API.")]
 TokenOption = Annotated[str | None, typer.Option(
     "--token", envvar="MINIJENKIN_API_TOKEN",
-    help="API token of scope read or higher.")]
+    help="API token of scope read or higher. Default: the admin token that "
+         "`minijenkin up` keeps in <data dir>/admin-token, when this user can read it.")]
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
@@ -41,7 +42,19 @@ class ApiRequestError(MiniJenkinError):
     """The API rejected the request."""
 
 
+def _local_admin_token() -> str | None:
+    """Read the admin token that `minijenkin up` writes for this machine's user, if readable."""
+    from minijenkin.cli.common import load_cli_settings
+    from minijenkin.supervisor import LOCAL_TOKEN_FILE
+
+    try:
+        return (load_cli_settings().data_dir / LOCAL_TOKEN_FILE).read_text().strip() or None
+    except (OSError, MiniJenkinError):
+        return None
+
+
 def _client(url: str, token: str | None) -> httpx.Client:
+    token = token or _local_admin_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=url.rstrip("/"), headers=headers,
                         timeout=httpx.Timeout(HTTP_TIMEOUT_SECONDS, read=None))
@@ -56,7 +69,11 @@ def _raise_for_status(response: httpx.Response) -> None:
         detail = response.text
     if response.status_code == 404:
         raise NotFoundError(str(detail))
-    raise ApiRequestError(f"the API returned HTTP {response.status_code}: {detail}")
+    hint = ""
+    if response.status_code in (401, 403):
+        hint = ("; pass --token or set MINIJENKIN_API_TOKEN to a token of scope read or "
+                "higher (create one with `minijenkin token create --scope read`)")
+    raise ApiRequestError(f"the API returned HTTP {response.status_code}: {detail}{hint}")
 
 
 class LinePrinter:

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from minijenkin import repos
-from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.cli.common import DATABASE_EPILOG, load_cli_settings, output_console, run_with_connection
 from minijenkin.crypto import load_keyring
 from minijenkin.notify import KINDS, targets
 
@@ -20,7 +19,7 @@ app = typer.Typer(help="Add, list and remove notification targets of a repositor
 RepoArgument = Annotated[str, typer.Argument(help="Repository name, as in `minijenkin repo list`.")]
 
 
-@app.command("add")
+@app.command("add", epilog=DATABASE_EPILOG)
 def add(
     repo: RepoArgument,
     kind: Annotated[str, typer.Option("--kind", help=f"One of: {', '.join(KINDS)}.")],
@@ -61,7 +60,7 @@ def add(
     print(f"added {row['kind']} target {row['id']} to {repo} for {', '.join(row['events'])}")
 
 
-@app.command("list")
+@app.command("list", epilog=DATABASE_EPILOG)
 def list_targets(repo: RepoArgument) -> None:
     """List a repository's targets (URLs shown as scheme and host only)."""
 
@@ -74,10 +73,10 @@ def list_targets(repo: RepoArgument) -> None:
         options = ", ".join(f"{key}={value}" for key, value in sorted(row["options"].items()))
         table.add_row(str(row["id"]), row["kind"], row["url_display"],
                       "yes" if row["has_secret"] else "no", ", ".join(row["events"]), options or "-")
-    Console().print(table)
+    output_console().print(table)
 
 
-@app.command("remove")
+@app.command("remove", epilog=DATABASE_EPILOG)
 def remove(
     repo: RepoArgument,
     target_id: Annotated[int, typer.Argument(help="Id shown by `minijenkin notify list`.")],

@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from minijenkin import repos
 from minijenkin.api.schemas import validate_git_url
-from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.cli.common import DATABASE_EPILOG, load_cli_settings, output_console, run_with_connection
 from minijenkin.crypto import load_keyring
 from minijenkin.errors import InvalidInputError
 
 app = typer.Typer(help="Register and list repositories.", no_args_is_help=True)
 
 
-@app.command("add")
+@app.command("add", epilog=DATABASE_EPILOG)
 def add(
     name: Annotated[str, typer.Argument(help="Unique name, usually the forge's owner/project.")],
     url: Annotated[str, typer.Option("--url", help="Git URL the workers clone "
@@ -45,7 +44,7 @@ def add(
     print(f"registered repository {row['name']} (id {row['id']})")
 
 
-@app.command("list")
+@app.command("list", epilog=DATABASE_EPILOG)
 def list_repositories() -> None:
     """List registered repositories with their latest run."""
     rows = run_with_connection(lambda conn: repos.list_repos(conn, limit=500))
@@ -54,6 +53,6 @@ def list_repositories() -> None:
         last = f"{row['last_run_id']} {row['last_run_status']}" if row["last_run_id"] else "-"
         table.add_row(str(row["id"]), row["name"], row["url"],
                       "yes" if row["has_webhook_secret"] else "no", last)
-    Console().print(table)
+    output_console().print(table)
 
 

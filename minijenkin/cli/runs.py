@@ -1,13 +1,16 @@
-"""`minijenkin cancel` and `minijenkin rerun`: stop or repeat runs and jobs."""
+"""`minijenkin show`, `cancel`, `rerun` and `approve`: inspect, stop, repeat or approve runs."""
 
 from __future__ import annotations
 
+import getpass
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from minijenkin import runs
-from minijenkin.cli.common import run_with_connection
+from minijenkin import deploys, runs
+from minijenkin.api.convert import run_detail
+from minijenkin.cli.common import output_console, run_with_connection
 
 CANCEL_REASON = "cancelled from the command line"
 
@@ -40,7 +43,7 @@ def cancel(
 
 
 def rerun(
-    run_id: Annotated[int, typer.Argument(min=1, help="A finished run.", show_default=False)],
+    run_id: Annotated[int, typer.Argument(min=1, help="Id of a finished run.", show_default=False)],
     failed_only: Annotated[bool, typer.Option(
         "--failed-only", help="Re-run only the jobs that did not succeed, and the jobs that "
                               "need them.")] = False,
@@ -49,3 +52,42 @@ def rerun(
     reset = run_with_connection(
         lambda conn: runs.rerun_run(conn, run_id, failed_only=failed_only))
     print(f"run {run_id}: {reset} jobs queued again")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def show(
+    run_id: Annotated[int, typer.Argument(min=1, help="Run id, as printed by `minijenkin "
+                                          "trigger` and shown by the dashboard.",
+                                          show_default=False)],
+) -> None:
+    """Print a run's status and its jobs with their ids (for `minijenkin logs JOB_ID`)."""
+    run = run_detail(run_with_connection(lambda conn: runs.get_run(conn, run_id)))
+    subject = (run.message or "").splitlines()[0] if run.message else ""
+    print(f"run {run.id} of {run.repo_name}: {run.status} ({_seconds(run.duration_seconds)})")
+    print(f"  {run.event} {run.ref} at {run.commit[:12]} {subject}".rstrip())
+    if run.reason:
+        print(f"  reason: {run.reason}")
+    table = Table("job id", "name", "status", "attempt", "exit code", "duration", "reason")
+    for job in run.jobs:
+        table.add_row(str(job.id), job.name, job.status, str(job.attempt),
+                      "-" if job.exit_code is None else str(job.exit_code),
+                      _seconds(job.duration_seconds), job.reason or "")
+    output_console().print(table)
+
+
+def approve(
+    job_id: Annotated[int, typer.Argument(
+        min=1, help="A deploy job in status awaiting_approval.", show_default=False)],
+    reject: Annotated[bool, typer.Option(
+        "--reject", help="Reject the deploy: the job and the jobs that need it are "
+                         "skipped.")] = False,
+) -> None:
+    """Approve a deploy that awaits approval (it then waits for its environment's lock),
+    or reject it with --reject. The decision is recorded under the local user name."""
+    by = f"cli:{getpass.getuser()}"
+    outcome = run_with_connection(
+        lambda conn: deploys.decide(conn, job_id, approve=not reject, by=by))
+    print(f"job {job_id}: deploy {outcome} by {by}")

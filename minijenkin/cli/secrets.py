@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from minijenkin import repos, secrets
-from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.cli.common import DATABASE_EPILOG, load_cli_settings, output_console, run_with_connection
 from minijenkin.crypto import generate_key, load_keyring
 from minijenkin.errors import InvalidInputError
 
@@ -23,7 +22,7 @@ EnvironmentOption = Annotated[str | None, typer.Option(
     "--env", help="Environment the secret belongs to; default: the whole repository.")]
 
 
-@app.command("set")
+@app.command("set", epilog=DATABASE_EPILOG)
 def set_secret(
     repo: RepoArgument,
     name: Annotated[str, typer.Argument(help="Secret name: letters, digits and '_'.")],
@@ -53,7 +52,7 @@ def set_secret(
     print(f"{'created' if row['created'] else 'updated'} secret {name} of {repo}{where}")
 
 
-@app.command("list")
+@app.command("list", epilog=DATABASE_EPILOG)
 def list_secrets(repo: RepoArgument) -> None:
     """List a repository's secret names and environments (never values)."""
 
@@ -64,10 +63,10 @@ def list_secrets(repo: RepoArgument) -> None:
     table = Table("name", "environment", "updated")
     for row in run_with_connection(fetch):
         table.add_row(row["name"], row["environment"] or "-", str(row["updated_at"]))
-    Console().print(table)
+    output_console().print(table)
 
 
-@app.command("delete")
+@app.command("delete", epilog=DATABASE_EPILOG)
 def delete_secret(
     repo: RepoArgument,
     name: Annotated[str, typer.Argument(help="Secret name.")],
@@ -83,7 +82,7 @@ def delete_secret(
     print(f"deleted secret {name} of {repo}")
 
 
-@app.command("rotate-key")
+@app.command("rotate-key", epilog=DATABASE_EPILOG)
 def rotate_key() -> None:
     """Re-encrypt every stored secret and webhook secret with the first MINIJENKIN_SECRET_KEY key.
 

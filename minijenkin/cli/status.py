@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rich.console import Console
 from rich.table import Table
 
-from minijenkin.cli.common import run_with_connection
+from minijenkin.cli.common import output_console, run_with_connection
 from minijenkin.metrics.figures import Reading, read_figures
 
 
@@ -43,4 +42,4 @@ def status() -> None:
         table.add_row(reading.figure.name, format_labels(reading), format_value(reading))
     if not readings:
         table.add_row("-", "-", "nothing to report")
-    Console().print(table)
+    output_console().print(table)

@@ -10,12 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from minijenkin import auth
-from minijenkin.cli.common import run_with_connection
+from minijenkin.cli.common import DATABASE_EPILOG, output_console, run_with_connection
 
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
 
-@app.command("create")
+@app.command("create", epilog=DATABASE_EPILOG)
 def create(
     name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. 'deploy bot'.")],
     scope: Annotated[str, typer.Option(
@@ -36,7 +36,7 @@ def create(
     print(value)
 
 
-@app.command("list")
+@app.command("list", epilog=DATABASE_EPILOG)
 def list_tokens() -> None:
     """List tokens (never their values)."""
     rows = run_with_connection(auth.list_tokens)
@@ -44,10 +44,10 @@ def list_tokens() -> None:
     for row in rows:
         table.add_row(*(str(row[key]) if row[key] is not None else "-" for key in (
             "id", "name", "scope", "created_at", "last_used_at", "expires_at", "revoked_at")))
-    Console().print(table)
+    output_console().print(table)
 
 
-@app.command("revoke")
+@app.command("revoke", epilog=DATABASE_EPILOG)
 def revoke(token_id: Annotated[int, typer.Argument(help="Id shown by `minijenkin token list`.")]) -> None:
     """Revoke a token; requests using it fail from now on."""
     run_with_connection(lambda conn: auth.revoke_token(conn, token_id))

@@ -31,4 +31,5 @@ def trigger(
             source="cli", data_dir=settings.data_dir)
 
     run = run_with_connection(create)
-    print(f"started run {run['id']} of {repo} at {run['ref']} ({run['commit_sha'][:12]})")
+    print(f"started run {run['id']} of {repo} at {run['ref']} ({run['commit_sha'][:12]}); "
+          f"follow it with `minijenkin show {run['id']}`")

@@ -84,6 +84,8 @@ class EmbeddedPostgres:
             pg_commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, **self._user_kwargs())
         except subprocess.CalledProcessError as exc:
             logger.warning("pg_ctl stop failed", extra={"action": "embedded_stop", "error": str(exc)})
+        else:
+            logger.info("embedded PostgreSQL stopped", extra={"action": "embedded_stopped"})
         self._started_here = False
 
     def _user_kwargs(self) -> dict[str, object]:

@@ -84,6 +84,13 @@ def make_loops(settings: Settings) -> list[Loop]:
                 "outcome": row["outcome"],
             })
 
+    async def deploy_sweep(conn: psycopg.AsyncConnection) -> None:
+        cursor = await conn.execute(QUERIES["deploy_sweep"])
+        for row in await cursor.fetchall():
+            logger.info("deploy woken: its lock was freed without a release", extra={
+                "action": "deploy_wake", "job_id": row["job_id"], "run_id": row["run_id"],
+                "lock": row["lock_name"]})
+
     async def partitions(conn: psycopg.AsyncConnection) -> None:
         cursor = await conn.execute(QUERIES["logs_ensure_partitions"])
         created = (await cursor.fetchone() or {}).get("created")
@@ -109,6 +116,9 @@ def make_loops(settings: Settings) -> list[Loop]:
 
     return [
         Loop("reaper", settings.maintenance_interval_seconds, reap),
+        # A deploy lock freed by a dying worker sends no NOTIFY: this sweep
+        # wakes the next deploy within one interval.
+        Loop("deploy_sweep", settings.maintenance_interval_seconds, deploy_sweep),
         Loop("log_partitions", PARTITION_INTERVAL_SECONDS, partitions),
         Loop("poll", settings.maintenance_interval_seconds, poll),
         Loop("cron", settings.maintenance_interval_seconds, fire_schedules),

@@ -31,7 +31,7 @@ from minijenkin.sql import QUERIES
 LOG_INGEST_WINDOW_SECONDS = 60.0
 
 Unit = Literal["jobs", "runs", "slots", "seconds", "ratio", "lines/s", "jobs/h", "timestamp",
-               "messages"]
+               "messages", "deploys", "failures"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,20 @@ FIGURES: tuple[Figure, ...] = (
     Figure("runs_active", "minijenkin_runs_active",
            "Runs that have not ended, by status.",
            ("status",), "runs", live=True),
+    Figure("deploys_waiting", "minijenkin_deploys_waiting",
+           "Deploy jobs parked per environment: waiting for its lock, or awaiting approval.",
+           ("environment", "state"), "jobs", live=True),
+    Figure("deploy_lock_failures", "minijenkin_deploy_lock_failures",
+           "Failed attempts to take a deploy lock (deploy:<environment> or "
+           "concurrency:<group>), a running total since the name was first contended.",
+           ("lock",), "failures", live=True),
+    Figure("deploys", "minijenkin_deploys",
+           "Deployments that ended in the last 30 days, by environment and status.",
+           ("environment", "status"), "deploys", live=True),
+    Figure("deploy_lead_time", "minijenkin_deploy_lead_time_seconds",
+           "Lead time percentiles over the last 30 days' succeeded deployments: seconds from "
+           "the run's creation to the deploy's end, by environment.",
+           ("environment", "quantile"), "seconds", live=True),
     Figure("log_ingest_rate", "minijenkin_log_ingest_lines_per_second",
            "Log lines stored per second over about the last minute "
            "(from the job_logs partitions' insert counters).",

@@ -89,6 +89,20 @@ def suggestion(word: str, choices: Sequence[str]) -> str:
     return f"; expected one of: {', '.join(choices)}"
 
 
+def misspelled(node: Mapping[Any, Any], key: str, allowed: Sequence[str]) -> bool:
+    """Whether `node` has an unknown key whose nearest allowed key is `key`.
+
+    A missing required key is then not reported, because the unknown-key
+    error already suggests it.
+    """
+    for present in node:
+        if isinstance(present, str) and present not in allowed:
+            close = difflib.get_close_matches(present, list(allowed), n=1, cutoff=0.6)
+            if close and close[0] == key:
+                return True
+    return False
+
+
 def check_keys(errors: Collector, node: Mapping[Any, Any], allowed: Sequence[str], path: str,
                unsupported: Mapping[str, str] | None = None) -> None:
     """Report keys of `node` outside `allowed`, with a near-miss suggestion.

@@ -47,9 +47,28 @@ def _yaml() -> YAML:
     return yaml
 
 
+# Plain explanations of the YAML parser's messages for common mistakes. The
+# parser's own text follows each one in brackets.
+_PLAIN_PROBLEMS = (
+    ("expected <block end>", "this line's indentation does not match the lines above it"),
+    ("mapping values are not allowed here",
+     "unexpected ':'; quote a value that contains ': ', or check the indentation"),
+    ("found character '\\t' that cannot start any token",
+     "a tab character; indent with spaces"),
+    ("could not find expected ':'", "a line without 'key: value'; check the indentation"),
+)
+
+
+def _plain_problem(problem: str) -> str:
+    for prefix, plain in _PLAIN_PROBLEMS:
+        if problem.startswith(prefix):
+            return f"{plain} ({problem})"
+    return problem
+
+
 def _mark_error(file: str, exc: MarkedYAMLError) -> PipelineError:
     mark = exc.problem_mark or exc.context_mark
-    problem = exc.problem or exc.context or "invalid YAML"
+    problem = _plain_problem(exc.problem or exc.context or "invalid YAML")
     if mark is None:
         return PipelineError(f"invalid YAML: {problem}", file=file)
     return PipelineError(f"invalid YAML: {problem}", file=file, line=mark.line + 1,

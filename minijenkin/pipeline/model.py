@@ -59,6 +59,8 @@ class Environment:
 class Concurrency:
     group: str  # template
     cancel_in_progress: bool | str = False
+    # Pending jobs of the group: "all" run in order, "latest" keeps only the newest.
+    queue: str = "all"
 
 
 @dataclass(frozen=True)

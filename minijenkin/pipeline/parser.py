@@ -22,6 +22,7 @@ from minijenkin.pipeline.diagnostics import (
     Collector,
     PipelineValidationError,
     check_keys,
+    misspelled,
     scalar_text,
     suggestion,
 )
@@ -63,7 +64,8 @@ STEP_KEYS = ("name", "id", "if", "run", "uses", "with", "env", "working-director
 DEFAULTS_KEYS = ("run",)
 DEFAULTS_RUN_KEYS = ("shell", "working-directory")
 ENVIRONMENT_KEYS = ("name", "url")
-CONCURRENCY_KEYS = ("group", "cancel-in-progress")
+CONCURRENCY_KEYS = ("group", "cancel-in-progress", "queue")
+CONCURRENCY_QUEUES = ("all", "latest")
 # actions/checkout inputs that change nothing here: the workspace is always
 # a full clone of the run's commit.
 CHECKOUT_INPUTS = ("fetch-depth", "fetch-tags", "persist-credentials", "clean", "show-progress",
@@ -161,7 +163,8 @@ class _FileParser:
         jobs: dict[str, JobDefinition] = {}
         jobs_node = document.get("jobs")
         if jobs_node is None:
-            self.add("missing required key 'jobs'", Position(1, 1))
+            if not misspelled(document, "jobs", PIPELINE_KEYS):
+                self.add("missing required key 'jobs'", Position(1, 1))
         elif not isinstance(jobs_node, Mapping) or not jobs_node:
             self.add("'jobs' must be a mapping of job ids to jobs", value_position(document, "jobs"))
         else:
@@ -314,7 +317,13 @@ class _FileParser:
             return None
         checks.check_template(self.errors, group, scope, where, self.at(raw, "group"))
         cancel = self._bool_or_expression(raw, "cancel-in-progress", where, scope)
-        return Concurrency(group=group, cancel_in_progress=cancel)
+        queue = raw.get("queue", "all")
+        if queue not in CONCURRENCY_QUEUES:
+            self.add(f"invalid 'queue' value {queue!r}: use 'all' (run every pending job in "
+                     "order) or 'latest' (run only the newest)", value_position(raw, "queue"),
+                     f"{where}.queue")
+            queue = "all"
+        return Concurrency(group=group, cancel_in_progress=cancel, queue=queue)
 
     # -- jobs -----------------------------------------------------------------
 
@@ -421,7 +430,8 @@ class _FileParser:
         check_keys(self.errors, value, ENVIRONMENT_KEYS, where)
         name = self._string(value, "name", where)
         if name is None:
-            self.add("missing required key 'name'", node_position(value), where)
+            if not misspelled(value, "name", ENVIRONMENT_KEYS):
+                self.add("missing required key 'name'", node_position(value), where)
             return None
         checks.check_template(self.errors, name, scope, where, self.at(value, "name"))
         url = self._string(value, "url", where)
@@ -435,7 +445,8 @@ class _FileParser:
                env_taint: dict[str, bool]) -> tuple[Step, ...]:
         raw = job.get("steps")
         if raw is None:
-            self.add("missing required key 'steps'", node_position(job), path)
+            if not misspelled(job, "steps", JOB_KEYS):
+                self.add("missing required key 'steps'", node_position(job), path)
             return ()
         if not isinstance(raw, list) or not raw:
             self.add("'steps' must be a non-empty list", value_position(job, "steps"), path)
@@ -479,7 +490,8 @@ class _FileParser:
         run = item.get("run")
         uses = item.get("uses")
         if run is None and uses is None:
-            self.add("missing required key 'run'", position, path)
+            if not (misspelled(item, "run", STEP_KEYS) or misspelled(item, "uses", STEP_KEYS)):
+                self.add("missing required key 'run'", position, path)
             return None
         if run is not None and uses is not None:
             self.add("a step has either 'run' or 'uses', not both", key_position(item, "uses"), path)

@@ -28,6 +28,9 @@ from minijenkin.pipeline.parser import HOSTED_RUNNER
 from minijenkin.pipeline.retry import max_attempts
 
 MAX_KEY_CHARS = 200
+# Environment names and concurrency groups name deploy locks; the
+# environments table allows up to 255 characters.
+MAX_LOCK_NAME_CHARS = 255
 DEFAULT_CONDITION = "success()"
 
 
@@ -131,6 +134,9 @@ class _Planner:
         name = self.text(job, "environment", job.environment.name, scope).strip()
         if not name:
             raise self.fail(job, "environment", "the environment name is empty")
+        if len(name) > MAX_LOCK_NAME_CHARS:
+            raise self.fail(job, "environment", f"the environment name is longer than "
+                                                f"{MAX_LOCK_NAME_CHARS} characters")
         url = self.text(job, "environment", job.environment.url, scope) if job.environment.url else None
         return {"name": name, "url": url}
 
@@ -140,8 +146,11 @@ class _Planner:
         group = self.text(job, "concurrency", concurrency.group, scope).strip()
         if not group:
             raise self.fail(job, "concurrency", "the concurrency group is empty")
+        if len(group) > MAX_LOCK_NAME_CHARS:
+            raise self.fail(job, "concurrency", f"the concurrency group is longer than "
+                                                f"{MAX_LOCK_NAME_CHARS} characters")
         cancel = self._flag(job, "concurrency", concurrency.cancel_in_progress, scope)
-        return {"group": group, "cancel_in_progress": cancel}
+        return {"group": group, "cancel_in_progress": cancel, "queue": concurrency.queue}
 
 
     def workflow_concurrency(self) -> dict[str, Any] | None:
@@ -158,7 +167,9 @@ class _Planner:
         except ExpressionError as exc:
             raise PipelineError(f"concurrency: {exc.message}", file=self.pipeline.file,
                                 path="concurrency") from exc
-        return {"group": group, "cancel_in_progress": cancel} if group else None
+        if not group:
+            return None
+        return {"group": group, "cancel_in_progress": cancel, "queue": concurrency.queue}
 
 
 def _make_keys_unique(jobs: list[ExpandedJob]) -> None:

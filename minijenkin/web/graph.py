@@ -32,8 +32,8 @@ NAME_CHARS_MAX = 27
 ORDERING_SWEEPS = 4
 
 # Aggregate status of a matrix box, in order of precedence.
-_GROUP_PRECEDENCE = ("running", "failed", "timed_out", "queued", "pending", "cancelled",
-                     "succeeded", "skipped")
+_GROUP_PRECEDENCE = ("running", "failed", "timed_out", "awaiting_approval", "waiting", "queued",
+                     "pending", "cancelled", "succeeded", "superseded", "skipped")
 
 
 @dataclass

@@ -27,7 +27,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 RUNS_PAGE_SIZE = 50
 REPO_CHOICES_MAX = 500
 FINISHED_STATUSES = frozenset({"succeeded", "failed", "cancelled", "skipped", "timed_out"})
-RERUNNABLE_JOB_STATUSES = frozenset({"failed", "cancelled", "skipped", "timed_out"})
+RERUNNABLE_JOB_STATUSES = frozenset({"failed", "cancelled", "skipped", "timed_out", "superseded"})
 MANUAL_INPUTS_MAX_CHARS = 100_000
 
 

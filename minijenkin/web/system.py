@@ -12,6 +12,7 @@ import psycopg
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from minijenkin import deploys
 from minijenkin.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from minijenkin.logs.search import search_logs
 from minijenkin.metrics import history
@@ -32,6 +33,8 @@ WORKERS_RECENT_SECONDS = 24 * 3600.0
 HEARTBEAT_LATE_SECONDS = 30.0
 SEARCH_HITS = 50
 DELIVERIES_PAGE_SIZE = 50
+# Latest deployments shown per environment on the environments page.
+ENVIRONMENT_HISTORY_ROWS = 20
 CHART_RANGES_DAYS = (7, 30, 90)
 QUEUE_DEPTH_HOURS = 24
 QUEUE_DEPTH_STEP = dt.timedelta(minutes=10)
@@ -175,12 +178,13 @@ async def search_page(
 
 
 @router.get("/environments")
-async def environments_page(request: Request, principal: PagePrincipal) -> Response:
+async def environments_page(request: Request, conn: Conn, principal: PagePrincipal) -> Response:
     """Deployment environments: lock holder, waiting deploys and history."""
-    # NOTE: this server's schema has no deployment environments yet (lock
-    # holder, waiting deploys, approvals). The page therefore always shows its
-    # empty state, until the list is read from the deployment API.
-    environments: list[dict[str, Any]] = []
+    environments = await deploys.list_environments(conn)
+    for environment in environments:
+        environment["queue"] = await deploys.environment_queue(conn, environment["name"])
+        environment["history"] = await deploys.deployment_history(
+            conn, environment["name"], before_id=None, limit=ENVIRONMENT_HISTORY_ROWS)
     return render("environments.html", {
         **page_context(request, principal, section="environments", title="Environments"),
         "environments": environments,

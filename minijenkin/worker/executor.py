@@ -52,6 +52,8 @@ CANCELLED = "cancelled"
 TIMED_OUT = "timed_out"
 ABANDONED = "abandoned"      # the lease is no longer ours: stop silently
 HANDED_BACK = "handed_back"  # the worker is shutting down: stop silently
+# The connection holding the job's deploy lock broke, so the lock is gone.
+DEPLOY_LOCK_LOST = "deploy_lock_lost"
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,8 @@ class JobExecution:
     def _stopped_outcome(self) -> Outcome:
         if self.stop_reason == TIMED_OUT:
             return Outcome("timed_out", None, f"timed out after {self.job.timeout_seconds} s")
+        if self.stop_reason == DEPLOY_LOCK_LOST:
+            return Outcome("failed", None, "deploy lock lost: its database connection broke")
         return Outcome("cancelled", None, "cancelled")
 
     async def _run_script(self) -> Outcome:

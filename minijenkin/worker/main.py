@@ -33,7 +33,15 @@ from minijenkin.db import connect_async, create_pool
 from minijenkin.errors import DatabaseUnavailableError
 from minijenkin.queue.batcher import FinishBatcher
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
-from minijenkin.worker.executor import ABANDONED, CANCELLED, HANDED_BACK, JobExecution, Outcome
+from minijenkin.worker.deploy_lock import DeployLock, needs_deploy_lock
+from minijenkin.worker.executor import (
+    ABANDONED,
+    CANCELLED,
+    DEPLOY_LOCK_LOST,
+    HANDED_BACK,
+    JobExecution,
+    Outcome,
+)
 from minijenkin.worker.schedules import sync_schedules
 from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
 from minijenkin.worker.shipper import LogShipper
@@ -43,6 +51,9 @@ logger = logging.getLogger(__name__)
 JOB_CHANNEL = "mj_jobs_v1"
 CANCEL_CHANNEL = "mj_cancel_v1"
 RECONNECT_DELAY_MAX_SECONDS = 5.0
+# Calls of mj_deploy_acquire_v1 before a deploy job is failed for a database
+# error (a lost connection, a deadlock victim), with doubling pauses from 0.2 s.
+DEPLOY_LOCK_TRIES = 4
 
 # Why the claim loop ran a claim; logged with every claimed job.
 WAKE_START = "start"
@@ -243,6 +254,64 @@ class Worker:
             "attempt": job.attempt, "kind": job.kind, "job": job.key, "wake": wake})
 
     async def _execute(self, execution: JobExecution) -> None:
+        job = execution.job
+        lock: DeployLock | None = None
+        if needs_deploy_lock(job):
+            try:
+                lock, started = await self._take_deploy_lock(execution)
+            except BaseException:
+                self.executions.pop(job.job_id, None)
+                self._wake(WAKE_SLOT_FREE)
+                raise
+            if not started:
+                self.executions.pop(job.job_id, None)
+                self._wake(WAKE_SLOT_FREE)
+                return
+        try:
+            await self._execute_holding(execution)
+        finally:
+            if lock is not None:
+                await lock.release()
+
+    async def _take_deploy_lock(self, execution: JobExecution) -> tuple[DeployLock | None, bool]:
+        """Take the job's deploy lock; return (the lock, whether to run the job).
+
+        A job that cannot take it is parked by the database and released by
+        this worker. When the database cannot be reached, the job is failed
+        rather than run without its lock.
+        """
+        job = execution.job
+        delay = 0.2
+        for attempt in range(1, DEPLOY_LOCK_TRIES + 1):
+            try:
+                lock, result = await DeployLock.acquire(self.conninfo, job, execution.log_extra)
+                break
+            except _DB_ERRORS as exc:
+                if attempt < DEPLOY_LOCK_TRIES:
+                    logger.warning("taking the deploy lock failed; retrying", extra={
+                        **execution.log_extra, "action": "deploy_lock_retry", "attempt": attempt,
+                        "backoff_seconds": delay, "error": str(exc)})
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                reason = f"could not take the deploy lock: {exc}"
+                logger.error("deploy lock unavailable; failing the job", extra={
+                    **execution.log_extra, "action": "deploy_lock_error", "error": str(exc)})
+                await self._report(execution, Outcome("failed", None, reason))
+                return None, False
+        if lock is None:
+            # Parked (waiting, awaiting_approval), cancelled meanwhile, or stale.
+            logger.info("deploy job not started", extra={
+                **execution.log_extra, "action": "deploy_park", "outcome": result.outcome,
+                "reason": result.reason})
+            return None, False
+        logger.info("deploy lock acquired", extra={
+            **execution.log_extra, "action": "deploy_lock_acquire"})
+        lock.watch(self.settings.worker_heartbeat_seconds,
+                   lambda: execution.request_stop(DEPLOY_LOCK_LOST))
+        return lock, True
+
+    async def _execute_holding(self, execution: JobExecution) -> None:
         job = execution.job
         try:
             outcome = await self._run_execution(execution)

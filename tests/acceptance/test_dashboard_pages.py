@@ -12,6 +12,7 @@ from httpx_sse import connect_sse
 from tests.support import factories
 from tests.support.api import ApiServer
 from tests.support.dashboard import create_run, wait_for_log_partitions
+from tests.support.deploys import acquire, deploy_entry, lock_connection
 from tests.support.logs import store_lines
 from tests.support.waiting import wait_for
 
@@ -296,3 +297,37 @@ def test_environments_page_shows_empty_state(api_server: ApiServer) -> None:
     assert page.status_code == 200
     assert 'id="environments-empty"' in page.text
     assert "No deployment environments." in page.text
+
+
+def test_environments_page_shows_holder_queue_history(
+    api_server: ApiServer, db: psycopg.Connection, database_url: str,
+) -> None:
+    db.execute("INSERT INTO environments (name, requires_approval) VALUES ('production', true)")
+    worker_id = factories.register_worker(db)
+    run_id = factories.start_run_with_graph(db, factories.create_repo(db), worker_id, [
+        deploy_entry("<b>deploy</b>", environment="staging"),
+        deploy_entry("second", environment="staging"),
+        deploy_entry("approve me", environment="production"),
+    ])
+    first, second, gated = factories.claim(db, worker_id, limit=3)
+    with lock_connection(database_url) as holder, lock_connection(database_url) as other:
+        assert acquire(holder, first)["outcome"] == "acquired"
+        assert acquire(other, second)["outcome"] == "waiting"
+        assert acquire(other, gated)["outcome"] == "awaiting_approval"
+        with api_server.client() as client:
+            page = client.get("/environments").text
+        with api_server.client(token=None) as anonymous:
+            refused = anonymous.get("/environments", follow_redirects=False)
+
+    production = page[page.index('data-environment="production"'):page.index('data-environment="staging"')]
+    staging = page[page.index('data-environment="staging"'):]
+    assert "approval required" in production
+    assert f'data-action="/api/jobs/{gated["job_id"]}/approve"' in production
+    assert f'data-action="/api/jobs/{gated["job_id"]}/approve?reject=true"' in production
+    assert "waiting for approval to deploy to production" in production
+    assert f'Deploying now: <a href="/jobs/{first["job_id"]}">&lt;b&gt;deploy&lt;/b&gt;</a>' in staging
+    assert f"waiting for staging, held by run {run_id} job &lt;b&gt;deploy&lt;/b&gt;" in staging
+    assert "1 failed lock attempts" in staging
+    assert 'data-deployment=' in staging
+    assert "<b>deploy</b>" not in page
+    assert refused.status_code in (302, 303, 401)

@@ -149,10 +149,40 @@ def test_cli_trigger_with_inputs(api_server: ApiServer, db: psycopg.Connection, 
 
     assert result.returncode == 0, result.stderr
     run = db.execute("SELECT id, event, ref, commit_sha, trigger FROM pipeline_runs").fetchone()
-    assert result.stdout.strip() == f"started run {run['id']} of acme/manual at refs/heads/main ({head[:12]})"
+    assert result.stdout.strip() == (f"started run {run['id']} of acme/manual at refs/heads/main "
+                                     f"({head[:12]}); follow it with `minijenkin show {run['id']}`")
     assert (run["event"], run["ref"], run["commit_sha"]) == ("manual", "refs/heads/main", head)
     assert run["trigger"]["inputs"] == {"environment": "production", "note": "a=b"}
     assert run["trigger"]["source"] == "cli"
     assert run["trigger"]["actor"].startswith("cli:")
     assert broken.returncode == 1
     assert "invalid --input 'novalue': use name=value" in broken.stderr
+
+
+def test_cli_show_lists_job_ids(api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+                                database_url: str, data_dir: Path) -> None:
+    head = git_repo.commit({"a": "1"}, "First")
+    _register(api_server, git_repo)
+    env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url,
+           "MINIJENKIN_DATA_DIR": str(data_dir)}
+    subprocess.run([sys.executable, "-m", "minijenkin", "trigger", "acme/manual", "--ref", "main"],
+                   env=env, capture_output=True, text=True, timeout=60, check=True)
+    run_id = db.execute("SELECT id FROM pipeline_runs").fetchone()["id"]
+    plan_id = db.execute("SELECT id FROM jobs WHERE run_id = %s", (run_id,)).fetchone()["id"]
+
+    shown = subprocess.run([sys.executable, "-m", "minijenkin", "show", str(run_id)],
+                           env=env, capture_output=True, text=True, timeout=60)
+    missing = subprocess.run([sys.executable, "-m", "minijenkin", "show", "999999"],
+                             env=env, capture_output=True, text=True, timeout=60)
+
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"run {run_id} of acme/manual: queued (-)"
+    assert lines[1].startswith(f"  manual refs/heads/main at {head[:12]} ")
+    job_rows = [line for line in lines if line.strip().startswith(f"│ {plan_id} ")
+                or line.strip().startswith(f"{plan_id} ")]
+    assert len(job_rows) == 1
+    assert "plan" in job_rows[0]
+    assert "queued" in job_rows[0]
+    assert missing.returncode == 1
+    assert "run 999999 does not exist" in missing.stderr

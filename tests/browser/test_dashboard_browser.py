@@ -276,3 +276,59 @@ def test_every_page_renders_in_the_browser(api_server: ApiServer, db: psycopg.Co
     browser_page.screenshot("signin")
     assert browser_page.dialogs.alerts == []
     assert browser_page.errors == []
+
+
+def test_environment_deploy_approved_in_browser(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess], browser_page: BrowserPage,
+) -> None:
+    pipeline = ("jobs:\n  deploy:\n    environment: production\n    steps:\n"
+                "      - run: echo deployed\n")
+    git_repo.commit({".minijenkin.yml": pipeline})
+    worker = start_worker()
+    with api_server.client() as client:
+        assert client.put("/api/environments/production", json={"requires_approval": True}
+                          ).status_code == 200
+        assert client.post("/api/repos", json={"name": "acme/deploy", "url": git_repo.url}
+                           ).status_code == 201
+        run = client.post("/api/runs", json={"repo": "acme/deploy", "ref": "main"})
+        assert run.status_code == 201, run.text
+        run_id = run.json()["id"]
+
+        def awaiting_deploy() -> int | None:
+            jobs = client.get(f"/api/runs/{run_id}").json()["jobs"]
+            return next((job["id"] for job in jobs
+                         if job["key"] == "deploy" and job["status"] == "awaiting_approval"), None)
+
+        job_id = wait_for(awaiting_deploy, timeout=90, interval=0.2,
+                          message="deploy awaiting approval")
+    page = browser_page.page
+
+    sign_in_browser(page, api_server, api_server.admin_token)
+    page.goto(f"{api_server.url}/environments")
+    production = page.locator("section.environment[data-environment='production']")
+    queued = production.locator(f".deploy-queue tr[data-job='{job_id}']")
+    expect(queued).to_contain_text("awaiting approval")
+    browser_page.screenshot("environment-awaiting-approval")
+
+    queued.locator("button", has_text="Approve").click()
+    expect(page.locator("#flash")).to_have_text("Deploy approved", timeout=WAIT_MS)
+
+    def finished() -> str | None:
+        status = db.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()["status"]
+        return status if status in ("succeeded", "failed", "skipped", "cancelled") else None
+
+    assert wait_for(finished, timeout=90, interval=0.2, message="deploy finished") == "succeeded", \
+        worker.output()
+    page.goto(f"{api_server.url}/environments")
+    history = page.locator("section.environment[data-environment='production'] .deploy-history")
+    expect(history.locator("tbody tr")).to_have_count(1)
+    expect(history.locator("tbody tr").first).to_contain_text("succeeded")
+    browser_page.screenshot("environment-deployed")
+    decisions = db.execute("SELECT decision, decided_by, status FROM deployments WHERE job_id = %s",
+                           (job_id,)).fetchall()
+    assert [row["decision"] for row in decisions] == ["approved"]
+    assert [row["status"] for row in decisions] == ["succeeded"]
+    assert decisions[0]["decided_by"] == "MINIJENKIN_ADMIN_TOKEN"
+    assert browser_page.dialogs.alerts == []
+    assert browser_page.errors == []

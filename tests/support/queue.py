@@ -34,16 +34,18 @@ def add_repo(db: psycopg.Connection, git_repo: GitRepo, name: str = "acme/queue"
 def plan_run(db: psycopg.Connection, repo_id: int, commit: str,
              graph: list[dict[str, Any]]) -> int:
     """Create a run whose plan produced `graph`; return the run id."""
-    run_id = create_run(db, repo_id, commit=commit)
     planner = register_worker(db)
-    plan = db.execute(
-        "UPDATE jobs SET status = 'running', attempt = 1, worker_id = %s, "
-        "lease_token = gen_random_uuid(), started_at = now() "
-        "WHERE run_id = %s AND kind = 'plan' RETURNING id AS job_id, lease_token, queued_at",
-        (planner, run_id)).fetchone()
-    db.execute("INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, queued_at) "
-               "VALUES (%s, 1, %s, %s, %s)",
-               (plan["job_id"], planner, plan["lease_token"], plan["queued_at"]))
+    # One transaction, so that a running worker never sees the plan job queued.
+    with db.transaction():
+        run_id = create_run(db, repo_id, commit=commit)
+        plan = db.execute(
+            "UPDATE jobs SET status = 'running', attempt = 1, worker_id = %s, "
+            "lease_token = gen_random_uuid(), started_at = now() "
+            "WHERE run_id = %s AND kind = 'plan' RETURNING id AS job_id, lease_token, queued_at",
+            (planner, run_id)).fetchone()
+        db.execute("INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, queued_at) "
+                   "VALUES (%s, 1, %s, %s, %s)",
+                   (plan["job_id"], planner, plan["lease_token"], plan["queued_at"]))
     assert submit_plan(db, plan, graph) == "finished"
     db.execute("SELECT mj_worker_stop_v1(%s)", (planner,))
     return run_id

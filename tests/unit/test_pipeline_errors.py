@@ -19,9 +19,41 @@ INVALID_FILES = [
         'jobz:\n  a:\n    steps: [{run: x}]\n',
         [
             ".minijenkin.yml:1:1: unknown key 'jobz'; did you mean 'jobs'?",
-            ".minijenkin.yml:1:1: missing required key 'jobs'",
         ],
         id='unknown-top'),
+    pytest.param(
+        'jobs:\n  a:\n    stpes:\n      - runn: make\n',
+        [
+            ".minijenkin.yml:3:5: jobs.a: unknown key 'stpes'; did you mean 'steps'?",
+        ],
+        id='steps-typo-alone'),
+    pytest.param(
+        'jobs:\n  a:\n    steps:\n      - runn: make\n',
+        [
+            ".minijenkin.yml:4:9: jobs.a.steps[0]: unknown key 'runn'; did you mean 'run'?",
+        ],
+        id='run-typo-alone'),
+    pytest.param(
+        'jobs:\n  a:\n    steps:\n      - nmae: make\n',
+        [
+            ".minijenkin.yml:4:9: jobs.a.steps[0]: unknown key 'nmae'; did you mean 'name'?",
+            ".minijenkin.yml:4:9: jobs.a.steps[0]: missing required key 'run'",
+        ],
+        id='run-missing-other-typo'),
+    pytest.param(
+        'jobs:\n  a:\n    steps:\n      - run: x\n   b: 1\n',
+        [
+            ".minijenkin.yml:5:4: invalid YAML: this line's indentation does not match the lines "
+            "above it (expected <block end>, but found '<block mapping start>')",
+        ],
+        id='indentation'),
+    pytest.param(
+        'jobs:\n  a: b: c\n',
+        [
+            ".minijenkin.yml:2:7: invalid YAML: unexpected ':'; quote a value that contains ': ', "
+            "or check the indentation (mapping values are not allowed here)",
+        ],
+        id='colon-in-value'),
     pytest.param(
         'jobs:\n  build:\n    need: [lint]\n    steps:\n      - run: make\n',
         [
@@ -431,9 +463,17 @@ INVALID_FILES = [
         'x}]\n',
         [
             ".minijenkin.yml:5:7: jobs.a.concurrency: unknown key 'cancel'; expected one of: "
-            'group, cancel-in-progress',
+            'group, cancel-in-progress, queue',
         ],
         id='concurrency-key'),
+    pytest.param(
+        'jobs:\n  a:\n    concurrency:\n      group: deploy\n      queue: newest\n    steps: [{run: '
+        'x}]\n',
+        [
+            ".minijenkin.yml:5:14: jobs.a.concurrency.queue: invalid 'queue' value 'newest': use "
+            "'all' (run every pending job in order) or 'latest' (run only the newest)",
+        ],
+        id='concurrency-queue'),
     pytest.param(
         'jobs:\n  a:\n    retry: 11\n    steps: [{run: x}]\n',
         [
@@ -456,7 +496,8 @@ INVALID_FILES = [
     pytest.param(
         'jobs:\n\ta: {}\n',
         [
-            ".minijenkin.yml:2:1: invalid YAML: found character '\\t' that cannot start any token",
+            ".minijenkin.yml:2:1: invalid YAML: a tab character; indent with spaces "
+            "(found character '\\t' that cannot start any token)",
         ],
         id='tab'),
     pytest.param(

@@ -41,6 +41,7 @@ defaults:
 concurrency:
   group: ci-${{ github.ref }}
   cancel-in-progress: true
+  queue: latest
 permissions:
   contents: read
 jobs:
@@ -90,6 +91,7 @@ jobs:
     concurrency:
       group: deploy
       cancel-in-progress: false
+      queue: all
     steps:
       - run: ./deploy.sh
 """
@@ -176,18 +178,18 @@ def test_every_key_reaches_the_graph() -> None:
     assert linux["spec"]["working_directory"] == "app"
     assert linux["spec"]["inputs"] == {"level": "2"}
     assert linux["spec"]["workflow_concurrency"] == {"group": "ci-refs/heads/main",
-                                                     "cancel_in_progress": True}
+                                                     "cancel_in_progress": True, "queue": "latest"}
     assert linux["spec"]["steps"] == [
-        {"name": "Run actions/checkout@v4", "env": {}, "uses": "actions/checkout@v4", "line": 59},
+        {"name": "Run actions/checkout@v4", "env": {}, "uses": "actions/checkout@v4", "line": 60},
         {"name": "Compile", "env": {"CC": "gcc"}, "run": "make build", "id": "compile",
          "if": "github.event_name == 'push'", "working_directory": "app/src", "timeout_minutes": 5.0,
-         "line": 62, "continue_on_error": True},
+         "line": 63, "continue_on_error": True},
     ]
     assert deploy["needs"] == ["build (linux, true)", "build (arm)"]
     assert deploy["condition"] == "always()"
     assert deploy["environment"] == "production"
     assert deploy["spec"]["environment"] == {"name": "production", "url": "https://shop.example.com"}
-    assert deploy["concurrency"] == {"group": "deploy", "cancel_in_progress": False}
+    assert deploy["concurrency"] == {"group": "deploy", "cancel_in_progress": False, "queue": "all"}
     assert deploy["spec"]["needs"] == {"build": ["build (linux, true)", "build (arm)"]}
     assert deploy["spec"]["tolerated_needs"] == ["build (arm)"]
     assert pipeline.triggers.dispatch_inputs[0].default == "2"

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from minijenkin import runs
+from minijenkin import deploys, runs
 from minijenkin.api import convert, schemas
-from minijenkin.api.auth import ReadAccess, StreamReadAccess, TriggerAccess
+from minijenkin.api.auth import AdminAccess, ReadAccess, StreamReadAccess, TriggerAccess
 from minijenkin.api.deps import db_connection, pooled_connection
 from minijenkin.errors import InvalidInputError, NotFoundError
 from minijenkin.logs import live, store
@@ -43,6 +43,24 @@ async def cancel_job(job_id: int, conn: Conn, _: TriggerAccess) -> schemas.Cance
     """Cancel one job; the jobs that need it are skipped."""
     outcome = await runs.cancel_job(conn, job_id, reason="cancelled by a user")
     return schemas.CancelResult(outcome=outcome)
+
+
+@router.post("/{job_id}/approve", response_model=schemas.DecisionResult,
+             responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}})
+async def approve_job(
+    job_id: int,
+    conn: Conn,
+    principal: AdminAccess,
+    reject: Annotated[bool, Query(
+        description="Reject the deploy instead: it is skipped with the jobs that need it.")] = False,
+) -> schemas.DecisionResult:
+    """Approve a deploy that awaits approval, or reject it with `?reject=true`.
+
+    An approved deploy is queued again and still waits for its environment's
+    lock. Needs an admin token; the decision is recorded under its name.
+    """
+    outcome = await deploys.decide(conn, job_id, approve=not reject, by=principal.name)
+    return schemas.DecisionResult(job_id=job_id, outcome=outcome)  # type: ignore[arg-type]
 
 
 @router.get(

@@ -17,6 +17,9 @@ CREATE OR REPLACE FUNCTION mj_lock_namespace() RETURNS integer
 --   migrations                 the migrator (session lock)
 --   maintenance:<loop>         leader of one maintenance loop (transaction lock)
 --   deploy:<environment>       the running deploy of an environment (session lock)
+--   concurrency:<group>        the running job of a concurrency group (session lock)
+--   deploy_queue:<lock name>   changes to the queue of one of the two above
+--                              (transaction lock)
 --   log_partitions             creating job_logs partitions (transaction lock)
 CREATE OR REPLACE FUNCTION mj_lock_key(p_name text) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -26,10 +29,11 @@ CREATE OR REPLACE FUNCTION mj_lock_try_xact_v1(p_name text) RETURNS boolean
     LANGUAGE sql VOLATILE
     AS $$ SELECT pg_try_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(p_name)) $$;
 
--- Statuses in which a job or run has not ended yet.
+-- Statuses in which a job or run has not ended yet. Only jobs are ever
+-- waiting (for a deploy lock) or awaiting_approval.
 CREATE OR REPLACE FUNCTION mj_status_is_active(p_status text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT p_status IN ('pending', 'queued', 'running') $$;
+    AS $$ SELECT p_status IN ('pending', 'queued', 'running', 'waiting', 'awaiting_approval') $$;
 
 -- Exponential backoff with "equal jitter": the delay for the Nth retry is
 -- uniformly drawn from [d/2, d] with d = min(max, base * 2^(N-1)), so retries

@@ -126,6 +126,7 @@ CREATE OR REPLACE FUNCTION mj_job_close_v1(
     AS $$
 DECLARE
     v_run_id bigint;
+    v_environment text;
 BEGIN
     UPDATE job_attempts a
     SET status = p_status, exit_code = p_exit_code, reason = p_reason, finished_at = now()
@@ -139,7 +140,13 @@ BEGIN
         lease_token = NULL,
         finished_at = now()
     WHERE id = p_job_id
-    RETURNING run_id INTO v_run_id;
+    RETURNING run_id, environment INTO v_run_id, v_environment;
+
+    IF v_environment IS NOT NULL THEN
+        -- Defined in 50_deploy.sql: the deployment history and the
+        -- deploy.finished notification change with the job.
+        PERFORM mj_deploy_record_end_v1(p_job_id);
+    END IF;
 
     PERFORM pg_notify('mj_runs_v1', v_run_id::text);
     -- Only jobs that need this one can become ready now; without any, the
@@ -168,7 +175,7 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', p_job_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    IF v_job.status IN ('pending', 'queued') THEN
+    IF v_job.status IN ('pending', 'queued', 'waiting', 'awaiting_approval') THEN
         UPDATE jobs
         SET status = 'cancelled', reason = p_reason, finished_at = now(), cancel_requested_at = now()
         WHERE id = p_job_id;
@@ -203,7 +210,7 @@ BEGIN
 
     UPDATE jobs
     SET status = 'cancelled', reason = p_reason, finished_at = now(), cancel_requested_at = now()
-    WHERE run_id = p_run_id AND status IN ('pending', 'queued');
+    WHERE run_id = p_run_id AND status IN ('pending', 'queued', 'waiting', 'awaiting_approval');
     GET DIAGNOSTICS v_ended = ROW_COUNT;
 
     FOR v_job_id IN

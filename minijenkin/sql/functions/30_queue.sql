@@ -331,8 +331,8 @@ $$;
 
 -- Store the job graph computed by a plan job and finish the plan. p_jobs is
 -- a JSON array of objects with key, name, needs (keys), labels, spec,
--- condition, continue_on_error, timeout_seconds, max_attempts, retry and
--- priority. Returns 'finished', 'cancelled' or 'stale'.
+-- condition, continue_on_error, timeout_seconds, max_attempts, retry,
+-- priority, environment (a name) and concurrency ({"group": ...}). Returns 'finished', 'cancelled' or 'stale'.
 CREATE OR REPLACE FUNCTION mj_plan_submit_v1(p_job_id bigint, p_lease_token uuid, p_jobs jsonb)
 RETURNS text
     LANGUAGE plpgsql
@@ -356,7 +356,8 @@ BEGIN
     END IF;
 
     INSERT INTO jobs (run_id, repo_id, kind, key, name, status, spec, labels, priority, condition,
-                      continue_on_error, timeout_seconds, max_attempts, retry)
+                      continue_on_error, timeout_seconds, max_attempts, retry, environment,
+                      concurrency_group)
     SELECT v_job.run_id, v_job.repo_id, 'script', e ->> 'key', coalesce(e ->> 'name', e ->> 'key'),
            'pending', coalesce(e -> 'spec', '{}'),
            coalesce(ARRAY(SELECT jsonb_array_elements_text(e -> 'labels')), '{}'),
@@ -365,7 +366,9 @@ BEGIN
            coalesce((e ->> 'continue_on_error')::boolean, false),
            (e ->> 'timeout_seconds')::integer,
            coalesce((e ->> 'max_attempts')::integer, 3),
-           coalesce(e -> 'retry', '{}')
+           coalesce(e -> 'retry', '{}'),
+           nullif(e ->> 'environment', ''),
+           nullif(e -> 'concurrency' ->> 'group', '')
     FROM jsonb_array_elements(p_jobs) AS e;
 
     SELECT need.key INTO v_missing
@@ -417,8 +420,9 @@ $$;
 -- recover their running jobs: a new attempt after a backoff while fewer than
 -- max_attempts attempts (since the last manual re-run) were lost with their
 -- worker and the retry policy does not exclude infrastructure failures
--- ("infra": false), otherwise failed with the reason "worker lost". Run by
--- the maintenance leader only.
+-- ("infra": false), otherwise failed with the reason "worker lost". A job
+-- with an environment is retried only when its policy sets "infra": true.
+-- Run by the maintenance leader only.
 CREATE OR REPLACE FUNCTION mj_reap_v1(
     p_lease_seconds double precision,
     p_backoff_base_seconds double precision,
@@ -466,7 +470,10 @@ BEGIN
         IF v_job.cancel_requested_at IS NOT NULL THEN
             PERFORM mj_job_close_v1(v_job.id, 'cancelled', NULL, coalesce(v_job.reason, 'cancelled'));
             outcome := 'cancelled';
-        ELSIF v_lost < v_job.max_attempts AND coalesce((v_job.retry ->> 'infra')::boolean, true) THEN
+        -- A deploy is retried only when its retry policy names infra
+        -- failures: a half-applied deploy run again can do harm.
+        ELSIF v_lost < v_job.max_attempts
+              AND coalesce((v_job.retry ->> 'infra')::boolean, v_job.environment IS NULL) THEN
             UPDATE jobs j
             SET status = 'queued', worker_id = NULL, lease_token = NULL, reason = 'worker lost',
                 queued_at = now(),
@@ -477,6 +484,11 @@ BEGIN
         ELSE
             PERFORM mj_job_close_v1(v_job.id, 'failed', NULL, 'worker lost');
             outcome := 'failed';
+        END IF;
+        IF v_job.environment IS NOT NULL THEN
+            -- Defined in 50_deploy.sql: the deployment history shows the
+            -- end in the same transaction.
+            PERFORM mj_deploy_record_end_v1(v_job.id);
         END IF;
         RETURN NEXT;
     END LOOP;
@@ -567,6 +579,12 @@ BEGIN
         WHERE a.job_id = ANY (p_job_ids) AND a.job_id = closed.id AND a.attempt = closed.attempt
     )
     SELECT coalesce(array_agg(closed.id), '{}') INTO v_closed FROM closed;
+
+    -- Deploys record their end in the same transaction (50_deploy.sql).
+    PERFORM mj_deploy_record_end_v1(j.id)
+    FROM jobs j
+    WHERE j.id = ANY (v_closed) AND j.environment IS NOT NULL
+    ORDER BY j.id;
 
     -- Each run once: advance it when a closed job has dependents (they may
     -- be ready now), otherwise only check whether the run has ended.

@@ -71,6 +71,45 @@ LEFT JOIN pipeline_runs pr
 GROUP BY s.status
 ORDER BY s.status;
 
+-- name: metrics_deploys_waiting
+-- Deploy jobs parked per environment: waiting for its lock, or awaiting approval (jobs_environment_queue_idx).
+SELECT e.name AS environment, s.state, count(j.id)::float8 AS value
+FROM environments e
+CROSS JOIN (VALUES ('waiting'), ('awaiting_approval')) AS s (state)
+LEFT JOIN jobs j
+  ON j.environment = e.name AND j.status = s.state
+ AND j.status IN ('queued', 'waiting', 'awaiting_approval')
+GROUP BY e.name, s.state
+ORDER BY e.name, s.state;
+
+-- name: metrics_deploy_lock_failures
+-- Failed deploy-lock acquisitions per lock name since it was first contended (a running total).
+SELECT f.name AS lock, f.failures::float8 AS value
+FROM deploy_lock_failures f
+ORDER BY f.name;
+
+-- name: metrics_deploys
+-- Deployments that ended in the last 30 days, per environment and status.
+SELECT d.environment, d.status, count(*)::float8 AS value
+FROM deployments d
+CROSS JOIN (SELECT coalesce(%(now)s::timestamptz, now()) AS at) clock
+WHERE d.finished_at >= clock.at - interval '30 days' AND d.started_at IS NOT NULL
+GROUP BY d.environment, d.status
+ORDER BY d.environment, d.status;
+
+-- name: metrics_deploy_lead_time
+-- Lead time percentiles per environment over the last 30 days: run created to deploy succeeded.
+SELECT d.environment, q.quantile,
+       percentile_cont(q.fraction) WITHIN GROUP (
+           ORDER BY extract(epoch FROM d.finished_at - pr.created_at))::float8 AS value
+FROM deployments d
+JOIN pipeline_runs pr ON pr.id = d.run_id
+CROSS JOIN (SELECT coalesce(%(now)s::timestamptz, now()) AS at) clock
+CROSS JOIN (VALUES ('0.5', 0.5::float8), ('0.9', 0.9::float8)) AS q (quantile, fraction)
+WHERE d.status = 'succeeded' AND d.finished_at >= clock.at - interval '30 days'
+GROUP BY d.environment, q.quantile, q.fraction
+ORDER BY d.environment, q.quantile;
+
 -- name: metrics_log_ingest_rate
 -- Log lines stored per second: growth of the job_logs partitions' insert counters since a sample.
 -- The base sample is the newest one at least `window_seconds` old, else the oldest one. A
