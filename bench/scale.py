@@ -16,9 +16,8 @@ deploy lock does. Deploys never wait for each other here: the queue, not a
 slot, would hold a deploy whose environment is busy. NOTE: the lock is
 taken by the harness, not through the worker's own deploy lock
 (mj_deploy_acquire_v1), so deploy queueing and approvals are not part of
-the figures. The feeder keeps about
-two pipelines' worth of waiting jobs per slot, so the figures describe a
-saturated queue.
+the figures. The feeder keeps about two pipelines' worth of waiting jobs
+per slot, so the figures describe a saturated queue.
 
 Measured over a window after a warm-up, per configuration: jobs finished
 per second (from the database's finished_at), slot use (jobs/s x step time
