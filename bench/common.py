@@ -1,4 +1,4 @@
-"""Helpers shared by bench/queue.py (project environment) and bench/competitors.py.
+"""Helpers shared by the benchmarks in the project environment and bench/competitors.py.
 
 Only the standard library and psycopg are used here, because both
 environments have them.
@@ -10,6 +10,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -82,3 +83,19 @@ def enqueue_spaced(count: int, interval: float, enqueue: Callable[[int], None]) 
         enqueue(index)
         next_at += interval
     return started
+
+
+def replace_section(path: Path, section: str, start: str, end: str) -> None:
+    """Replace the text between the `start` and `end` markers of `path`, or append `section`.
+
+    `section` must begin with `start` and end with `end`, so that the next run
+    finds it again.
+    """
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
