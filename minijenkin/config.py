@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MINIJENKIN_DATABASE_URL", "DATABASE_URL"),
         description="PostgreSQL connection URL; unset means an embedded PostgreSQL 18 server.",
     )
+    worker_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL connection URL of `minijenkin worker`, for a login role in the "
+                    "group role minijenkin_worker (see SECURITY.md); unset means database_url.",
+    )
     host: str = Field(default=DEFAULT_HOST, description="Address the API binds to.")
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="TCP port of the API.")
     public_url: str | None = Field(

@@ -178,6 +178,7 @@ class LogShipper:
         if self._conn is None or self._conn.closed:
             self._conn = await connect_async(self.conninfo, application_name=self.application_name)
             await self._conn.execute(QUERIES["log_batch_create"])
+            await self._conn.execute(QUERIES["log_batch_share"])
         return self._conn
 
     async def _send(self, rows: list[str]) -> None:
