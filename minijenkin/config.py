@@ -36,6 +36,9 @@ NOTIFY_CONCURRENCY_DEFAULT = 16
 # A refresh scans the whole history (seconds for a million jobs, see
 # BENCHMARKS.md), so the default keeps that background work to a few percent
 # of one core; live figures do not wait for it.
+HTTP_HEADER_MAX_BYTES_DEFAULT = 16 * 1024
+HTTP_BODY_MAX_BYTES_DEFAULT = 1024 * 1024
+HTTP_BODY_TIMEOUT_SECONDS_DEFAULT = 30.0
 METRICS_REFRESH_SECONDS_DEFAULT = 300.0
 LOG_INDEX_INTERVAL_SECONDS_DEFAULT = 2.0
 
@@ -70,6 +73,20 @@ class Settings(BaseSettings):
     )
     host: str = Field(default=DEFAULT_HOST, description="Address the API binds to.")
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="TCP port of the API.")
+    http_header_max_bytes: int = Field(
+        default=HTTP_HEADER_MAX_BYTES_DEFAULT, ge=1024,
+        description="Bytes of request headers (names and values) the API accepts; more is a 431.",
+    )
+    http_body_max_bytes: int = Field(
+        default=HTTP_BODY_MAX_BYTES_DEFAULT, ge=1024,
+        description="Bytes of request body the API accepts; more is a 413. Webhooks accept at "
+                    "least 25 MiB.",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=HTTP_BODY_TIMEOUT_SECONDS_DEFAULT, gt=0,
+        description="Seconds the API waits for a whole request body once it starts reading "
+                    "it; slower is a 408.",
+    )
     public_url: str | None = Field(
         default=None,
         description="Base URL used in links sent to people (notifications, CLI output).",
