@@ -152,6 +152,11 @@ class Settings(BaseSettings):
         default="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         description="PATH that steps run with (the worker's own PATH is not passed on).",
     )
+    worker_run_as: str | None = Field(
+        default=None,
+        description="User name or uid that steps run as when the worker runs as root; "
+                    "unset means the worker's own user.",
+    )
     log_max_bytes_per_job: int = Field(
         default=100 * 1024 * 1024, ge=1024,
         description="Bytes of output stored per job attempt; later output is discarded.",
