@@ -8,12 +8,15 @@ no internals in the body.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from minijenkin.api.schemas import ValidationErrorBody
 from minijenkin.errors import (
     AuthenticationError,
     ConflictError,
@@ -54,6 +57,29 @@ def _validation_message(error: dict) -> tuple[str, str | None]:
     return (f"{field}: {message}" if field else message), field
 
 
+def describe_validation_errors(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe 422 bodies as `_validation_error` sends them.
+
+    FastAPI documents every 422 as its own HTTPValidationError (a list in
+    `detail`), which the handler below replaces with a sentence, the first
+    field and a list of field errors.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        body = ValidationErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in body.pop("$defs", {}).items():
+            components[name] = definition
+        components["HTTPValidationError"] = body
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MiniJenkinError)
     async def _domain_error(request: Request, exc: MiniJenkinError) -> JSONResponse:
@@ -85,6 +111,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # SQLSTATE class 22 (and the driver's own NUL check): the input
+        # reached the database but does not fit a column. Routes validate
+        # what they can first; this keeps the rest from becoming a 500.
+        message = exc.diag.message_primary or str(exc)
+        logger.info("request rejected by the database", extra={
+            "action": "http_data_error", "path": request.url.path, "error": message})
+        return JSONResponse({"detail": f"invalid input: {message}"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

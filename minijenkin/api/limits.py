@@ -7,6 +7,8 @@ parses anything:
   or more than HEADER_COUNT_MAX of them: 431;
 - a body larger than `http_body_max_bytes` (webhooks: WEBHOOK_BODY_MAX_BYTES),
   whether declared by Content-Length or counted while it streams in: 413;
+- a query parameter or path with a NUL character, which no PostgreSQL
+  text value can hold: 422 naming the parameter;
 - a body that has not arrived whole `http_body_timeout_seconds` after the
   route started reading it: 408.
 
@@ -20,6 +22,7 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,6 +57,11 @@ class RequestLimits:
         if header_bytes > self.header_max_bytes:
             await _reject(scope, send, 431, f"request headers total {header_bytes} bytes, "
                                              f"the maximum is {self.header_max_bytes}")
+            return
+
+        problem = _nul_problem(scope)
+        if problem is not None:
+            await _reject(scope, send, 422, problem, field=problem.split(":")[0])
             return
 
         limit = self.body_max_bytes
@@ -100,6 +108,16 @@ class RequestLimits:
         return limited
 
 
+def _nul_problem(scope: Scope) -> str | None:
+    if "\x00" in scope["path"]:
+        return "path: must not contain NUL characters"
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                 keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return f"{name.replace(chr(0), '') or 'query'}: must not contain NUL characters"
+    return None
+
+
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name.lower() == b"content-length" and value.isdigit():
@@ -107,10 +125,13 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-async def _reject(scope: Scope, send: Send, status: int, detail: str) -> None:
+async def _reject(scope: Scope, send: Send, status: int, detail: str, *,
+                  field: str | None = None) -> None:
     logger.info("request rejected by a limit", extra={
         "action": "http_limit", "status": status, "path": scope["path"][:200], "error": detail})
     body: dict[str, Any] = {"detail": detail}
+    if field is not None:
+        body["field"] = field
     payload = json.dumps(body).encode("utf-8")
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
