@@ -4,7 +4,7 @@ Two mechanisms, both used by the executor:
 
 - `RunAs`: with MINIJENKIN_WORKER_RUN_AS set and the worker running as root,
   steps run as that unprivileged user. The job's workspace, home and temp
-  folders belong to the user; the folder of step scripts and command files
+  folders belong to the user. The folder of step scripts and command files
   stays the worker's, so a step cannot swap a file the worker later writes
   or reads for a symbolic link.
 - Process tags: every step gets a random MINIJENKIN_PROCESS_TAG in its
@@ -77,11 +77,11 @@ def give_tree(path: Path, run_as: RunAs) -> None:
 
 
 def kill_tagged_processes(tag: str) -> int:
-    """SIGKILL every process whose environment contains the job's process tag; return how many.
+    """Send SIGKILL to every process whose environment contains the job's tag; return how many.
 
-    Reading another user's /proc/PID/environ needs root or the same user,
-    which holds: steps run as the worker's user or, under RunAs, the worker
-    is root.
+    Reading another user's /proc/PID/environ needs root or the same user.
+    Both cases occur here: steps run as the worker's user, or the worker is
+    root when RunAs is set.
     """
     needle = f"{PROCESS_TAG_VARIABLE}={tag}".encode()
     own = os.getpid()

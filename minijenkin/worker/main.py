@@ -98,6 +98,8 @@ class Worker:
         # job this worker holds (see mj_worker_heartbeat_v1).
         self.claim_lock = asyncio.Lock()
         self.last_heartbeat = time.monotonic()
+        # Set by a cancel notice: heartbeat now rather than at the next tick.
+        self.heartbeat_now = asyncio.Event()
         self.keyring: Keyring | None = None
 
     @property
@@ -344,7 +346,10 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         failures = 0
         while True:
-            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.heartbeat_now.wait(),
+                                       timeout=self.settings.worker_heartbeat_seconds)
+            self.heartbeat_now.clear()
             try:
                 async with self.claim_lock:
                     held = {job_id: execution.job.lease_token
@@ -426,9 +431,10 @@ class Worker:
             job_id = int(payload)
         except ValueError:
             return
-        execution = self.executions.get(job_id)
-        if execution is not None:
-            execution.request_stop(CANCELLED)
+        # Any database role may send this notice, so it only triggers a
+        # heartbeat, which returns whether the job is cancelled in the database.
+        if job_id in self.executions:
+            self.heartbeat_now.set()
 
 
 async def run_worker(settings: Settings, conninfo: str) -> None:

@@ -23,6 +23,7 @@ from tests.support.factories import claim, create_repo, create_run, register_wor
 from tests.support.github import encode, push_payload, signed_headers
 from tests.support.gitrepo import GitRepo
 from tests.support.postgres import PgServer
+from tests.support.queue import add_repo, job_id, job_status, plan_run, run_finished, script_job
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerProcess
 
@@ -183,3 +184,20 @@ def test_worker_role_can_only_run_worker_functions(as_worker: psycopg.Connection
     names = db.execute("SELECT mj_worker_function_names() AS names").fetchone()["names"]
     assert [row["proname"] for row in rows] == sorted(names)
     assert "mj_job_claim_v1" in names
+
+
+def test_forged_cancel_notice_ignored(db: psycopg.Connection, git_repo: GitRepo,
+                                      as_worker: psycopg.Connection,
+                                      start_worker: Callable[..., WorkerProcess]) -> None:
+    repo_id, commit = add_repo(db, git_repo)
+    run_id = plan_run(db, repo_id, commit, [script_job("slow", "sleep 2; echo finished")])
+    slow = job_id(db, run_id, "slow")
+    worker = start_worker()
+    wait_for(lambda: job_status(db, slow) == "running", timeout=30, interval=0.05,
+             message="the job to start")
+
+    # Any role may NOTIFY; the job is not cancelled in the database.
+    as_worker.execute("SELECT pg_notify('mj_cancel_v1', %s)", (str(slow),))
+
+    wait_for(lambda: run_finished(db, run_id), timeout=30, interval=0.1, message="the run to finish")
+    assert run_finished(db, run_id) == "succeeded", worker.output()

@@ -6,9 +6,9 @@
 -- mj_worker_function_names(). They run as SECURITY DEFINER, with the
 -- privileges of their owner (the role that runs the migrations), and each
 -- one checks the caller's worker id or the attempt's lease token itself.
--- minijenkin_worker holds EXECUTE on those functions and nothing else: no
--- table, sequence or view privilege, so secrets, API tokens and other jobs'
--- rows stay out of reach.
+-- minijenkin_worker has EXECUTE on those functions and no other privilege
+-- (no table, sequence or view), so secrets, API tokens and other jobs' rows
+-- stay out of reach.
 --
 -- CREATE OR REPLACE FUNCTION keeps owner and grants but resets SECURITY
 -- DEFINER and SET search_path, and DROP plus CREATE loses the grants too.
@@ -41,8 +41,8 @@ DECLARE
     v_function regprocedure;
     v_name text;
 BEGIN
-    -- Functions run by PUBLIC by default; only the owner and the roles
-    -- granted below may run Mini-Jenkin's.
+    -- PostgreSQL grants EXECUTE to PUBLIC by default. Only the owner and
+    -- the roles granted below may run Mini-Jenkin's functions.
     EXECUTE format('REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA %I FROM PUBLIC', v_schema);
     ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
@@ -60,8 +60,8 @@ BEGIN
         WHERE n.nspname = v_schema AND p.proname = ANY (mj_worker_function_names())
     LOOP
         -- pg_temp goes last so that a temporary object of the caller can
-        -- never stand in for one of ours; mj_logs_flush_v1 names its staging
-        -- table as pg_temp.mj_log_batch explicitly.
+        -- never stand in for one of ours. mj_logs_flush_v1 reads its staging
+        -- table by its full name, pg_temp.mj_log_batch.
         EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp',
                        v_function, v_schema);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO minijenkin_worker', v_function);

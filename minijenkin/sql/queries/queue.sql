@@ -22,8 +22,8 @@ CREATE TEMP TABLE IF NOT EXISTS mj_log_batch (
 COPY mj_log_batch (job_id, attempt, lease_token, seq, stream, ts, line) FROM STDIN;
 
 -- name: log_batch_share
--- Let the owner of mj_logs_flush_v1 read the staging table: that function runs with its owner's
--- privileges, and a worker role's temporary table is not readable by other roles.
+-- Let the owner of mj_logs_flush_v1 read the staging table, because that function runs with its
+-- owner's privileges and a temporary table of a worker role is not readable by other roles.
 DO $$
 BEGIN
     EXECUTE format('GRANT SELECT ON pg_temp.mj_log_batch TO %I',
