@@ -5,10 +5,10 @@ every one in its own transaction, and are recorded with a checksum in
 `schema_migrations`. Files in `minijenkin/sql/functions` are repeatable: they
 run after the numbered ones whenever their checksum differs from the recorded
 one. A repeatable file whose first line is RERUN_MARKER also runs whenever
-a migration or an earlier repeatable file was applied in the same pass:
-90_security.sql restores the attributes and grants that re-creating a
-function resets. A session-level advisory lock serialises concurrent migrators, so two
-processes starting at once apply each file exactly once.
+a migration or an earlier repeatable file was applied in the same pass,
+because 90_security.sql restores the attributes and grants that re-creating
+a function resets. A session-level advisory lock serialises concurrent
+migrators, so two processes starting at once apply each file exactly once.
 """
 
 from __future__ import annotations
