@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
@@ -100,7 +99,7 @@ def test_slow_body_times_out(api_server: ApiServer) -> None:
     assert BODY_TIMEOUT_SECONDS <= seconds < BODY_TIMEOUT_SECONDS + 5
 
 
-def test_server_survives_limits(api_server: ApiServer, tmp_path: Path) -> None:
+def test_server_survives_limits(api_server: ApiServer) -> None:
     with api_server.client() as client:
         client.get("/healthz", headers={"X-Padding": "a" * 20000})
         client.post("/api/repos", content=b" " * (2 * HTTP_BODY_MAX_BYTES_DEFAULT))
