@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from minijenkin import __version__
-from minijenkin.api.errors import describe_validation_errors, install_error_handlers
+from minijenkin.api.errors import describe_common_responses, install_error_handlers
 from minijenkin.api.limits import RequestLimits
 from minijenkin.api.routes import (
     health,
@@ -100,7 +100,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
     for module in (secrets, tokens, webhook_deliveries, schedules):
         app.include_router(module.router)
     install_dashboard(app)
-    describe_validation_errors(app)
+    describe_common_responses(app)
     return app
 
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from minijenkin.api.schemas import ValidationErrorBody
+from minijenkin.api.schemas import ErrorBody, ValidationErrorBody
 from minijenkin.errors import (
     AuthenticationError,
     ConflictError,
@@ -57,12 +57,25 @@ def _validation_message(error: dict) -> tuple[str, str | None]:
     return (f"{field}: {message}" if field else message), field
 
 
-def describe_validation_errors(app: FastAPI) -> None:
-    """Make the OpenAPI schema describe 422 bodies as `_validation_error` sends them.
+# Responses any operation may send before its route runs (RequestLimits,
+# body parsing), documented on every operation that lacks them.
+_COMMON_RESPONSES = {
+    "431": "Request headers too large or too many.",
+}
+_BODY_RESPONSES = {
+    "400": "The body cannot be parsed.",
+    "408": "The body did not arrive in time.",
+    "413": "The body is too large.",
+}
+
+
+def describe_common_responses(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the error responses every route may send.
 
     FastAPI documents every 422 as its own HTTPValidationError (a list in
-    `detail`), which the handler below replaces with a sentence, the first
-    field and a list of field errors.
+    `detail`), which `_validation_error` replaces with a sentence, the first
+    field and a list of field errors. The request limits and body parsing
+    respond with 400, 408, 413 and 431 before a route runs.
     """
     build = app.openapi
 
@@ -71,10 +84,20 @@ def describe_validation_errors(app: FastAPI) -> None:
             return app.openapi_schema
         document = build()
         components = document.setdefault("components", {}).setdefault("schemas", {})
-        body = ValidationErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, definition in body.pop("$defs", {}).items():
-            components[name] = definition
-        components["HTTPValidationError"] = body
+        template = "#/components/schemas/{model}"
+        for name, model in (("HTTPValidationError", ValidationErrorBody), ("ErrorBody", ErrorBody)):
+            body = model.model_json_schema(ref_template=template)
+            components.update(body.pop("$defs", {}))
+            components[name] = body
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                extra = dict(_COMMON_RESPONSES)
+                if "requestBody" in operation:
+                    extra.update(_BODY_RESPONSES)
+                for status, description in extra.items():
+                    responses.setdefault(status, {"description": description, **error})
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
