@@ -331,7 +331,8 @@ class JobExecution:
             deadline = self.started + self.job.timeout_seconds
         try:
             mirror = await self._mirror()
-            await mirror.checkout(self.job.run["commit"], workspace)
+            await mirror.checkout(self.job.run["commit"], workspace,
+                                  hardlinks=self.worker.run_as is None)
         except GitError as exc:
             await self.system(str(exc))
             return Outcome("failed", None, f"checkout failed: {exc}")

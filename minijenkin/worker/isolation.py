@@ -69,11 +69,19 @@ def resolve_run_as(value: str | None) -> RunAs | None:
 
 
 def give_tree(path: Path, run_as: RunAs) -> None:
-    """Make `path` and everything below it the user's, without following symbolic links."""
+    """Make `path` and everything below it the user's, without following symbolic links.
+
+    Files with more than one hard link are left alone: their other names lie
+    outside the tree (a git mirror's objects), and must stay the worker's.
+    """
     os.chown(path, run_as.uid, run_as.gid, follow_symlinks=False)
     for root, directories, files in os.walk(path):
-        for name in (*directories, *files):
+        for name in directories:
             os.chown(os.path.join(root, name), run_as.uid, run_as.gid, follow_symlinks=False)
+        for name in files:
+            target = os.path.join(root, name)
+            if os.lstat(target).st_nlink == 1:
+                os.chown(target, run_as.uid, run_as.gid, follow_symlinks=False)
 
 
 def kill_tagged_processes(tag: str) -> int:

@@ -131,12 +131,19 @@ def test_steps_run_as_user(db: psycopg.Connection, git_repo: GitRepo, data_dir: 
         'echo built > "$GITHUB_WORKSPACE/out.txt"; echo "NAME=value" >> "$GITHUB_ENV"',
         'echo "$NAME"; cat README.md',
         f"ls {data_dir} 2>/dev/null || echo data directory unreadable",
+        "git rev-parse HEAD",
     )
     run_id = _run(db, git_repo, worker, [job])
 
+    commit = db.execute("SELECT commit_sha FROM pipeline_runs WHERE id = %s",
+                        (run_id,)).fetchone()["commit_sha"]
     assert run_finished(db, run_id) == "succeeded", worker.output()
     assert _log_texts(db, job_id(db, run_id, "who")) == [
-        str(user.pw_uid), str(user.pw_gid), "value", "acme/queue", "data directory unreadable"]
+        str(user.pw_uid), str(user.pw_gid), "value", "acme/queue", "data directory unreadable",
+        commit]
+    # The checkout copied the mirror's objects: none became the user's.
+    given_away = [path for path in data_dir.rglob("*") if path.lstat().st_uid == user.pw_uid]
+    assert given_away == []
 
 
 def test_run_as_needs_existing_user(database_url: str, data_dir: Path, tmp_path: Path) -> None:
