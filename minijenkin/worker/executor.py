@@ -340,6 +340,7 @@ class JobExecution:
         if run_as is not None:
             for folder in (workspace, home, tmp):
                 await asyncio.to_thread(give_tree, folder, run_as)
+                folder.chmod(0o700)
 
         base_env = job_environment(
             self.job, workspace=workspace, home=home, tmp=tmp,
