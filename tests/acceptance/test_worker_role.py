@@ -95,7 +95,8 @@ def test_worker_role_runs_pipeline(api_server: ApiServer, db: psycopg.Connection
     assert "token is 11 characters" in [line["text"] for line in deploy_log]
     sessions = db.execute(
         "SELECT usename, count(*) AS sessions FROM pg_stat_activity "
-        "WHERE application_name LIKE 'minijenkin-worker%%' GROUP BY usename").fetchall()
+        "WHERE application_name LIKE 'minijenkin-worker%%' AND datname = current_database() "
+        "GROUP BY usename").fetchall()
     assert [row["usename"] for row in sessions] == [role]
     assert "log_ship_error" not in worker.output()
 
