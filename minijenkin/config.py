@@ -36,6 +36,9 @@ NOTIFY_CONCURRENCY_DEFAULT = 16
 # A refresh scans the whole history (seconds for a million jobs, see
 # BENCHMARKS.md), so the default keeps that background work to a few percent
 # of one core; live figures do not wait for it.
+HTTP_HEADER_MAX_BYTES_DEFAULT = 16 * 1024
+HTTP_BODY_MAX_BYTES_DEFAULT = 1024 * 1024
+HTTP_BODY_TIMEOUT_SECONDS_DEFAULT = 30.0
 METRICS_REFRESH_SECONDS_DEFAULT = 300.0
 LOG_INDEX_INTERVAL_SECONDS_DEFAULT = 2.0
 
@@ -63,8 +66,27 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MINIJENKIN_DATABASE_URL", "DATABASE_URL"),
         description="PostgreSQL connection URL; unset means an embedded PostgreSQL 18 server.",
     )
+    worker_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL connection URL of `minijenkin worker`, for a login role in the "
+                    "group role minijenkin_worker (see SECURITY.md); unset means database_url.",
+    )
     host: str = Field(default=DEFAULT_HOST, description="Address the API binds to.")
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="TCP port of the API.")
+    http_header_max_bytes: int = Field(
+        default=HTTP_HEADER_MAX_BYTES_DEFAULT, ge=1024,
+        description="Bytes of request headers (names and values) the API accepts; more is a 431.",
+    )
+    http_body_max_bytes: int = Field(
+        default=HTTP_BODY_MAX_BYTES_DEFAULT, ge=1024,
+        description="Bytes of request body the API accepts; more is a 413. Webhooks accept at "
+                    "least 25 MiB.",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=HTTP_BODY_TIMEOUT_SECONDS_DEFAULT, gt=0,
+        description="Seconds the API waits for a whole request body once it starts reading "
+                    "it; slower is a 408.",
+    )
     public_url: str | None = Field(
         default=None,
         description="Base URL used in links sent to people (notifications, CLI output).",
@@ -129,6 +151,11 @@ class Settings(BaseSettings):
     worker_step_path: str = Field(
         default="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         description="PATH that steps run with (the worker's own PATH is not passed on).",
+    )
+    worker_run_as: str | None = Field(
+        default=None,
+        description="User name or uid that steps run as when the worker runs as root; "
+                    "unset means the worker's own user.",
     )
     log_max_bytes_per_job: int = Field(
         default=100 * 1024 * 1024, ge=1024,

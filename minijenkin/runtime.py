@@ -25,3 +25,10 @@ def database_url(settings: Settings) -> str:
         "no database: set MINIJENKIN_DATABASE_URL (or DATABASE_URL) to a PostgreSQL 15+ server, "
         f"or start `minijenkin up`, which runs an embedded server in {settings.data_dir}"
     )
+
+
+def worker_database_url(settings: Settings) -> str:
+    """The URL `minijenkin worker` connects with: its own restricted role's, else `database_url`."""
+    if settings.worker_database_url:
+        return settings.worker_database_url
+    return database_url(settings)

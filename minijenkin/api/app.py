@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from minijenkin import __version__
-from minijenkin.api.errors import install_error_handlers
+from minijenkin.api.errors import describe_common_responses, install_error_handlers
+from minijenkin.api.limits import RequestLimits
 from minijenkin.api.routes import (
     environments,
     health,
@@ -92,11 +93,15 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestLimits, header_max_bytes=settings.http_header_max_bytes,
+                       body_max_bytes=settings.http_body_max_bytes,
+                       body_timeout_seconds=settings.http_body_timeout_seconds)
     for module in (health, hooks, repos, runs, jobs, notifications, metrics, search):
         app.include_router(module.router)
     for module in (secrets, tokens, webhook_deliveries, schedules, environments):
         app.include_router(module.router)
     install_dashboard(app)
+    describe_common_responses(app)
     return app
 
 

@@ -8,12 +8,15 @@ no internals in the body.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from minijenkin.api.schemas import ErrorBody, ValidationErrorBody
 from minijenkin.errors import (
     AuthenticationError,
     ConflictError,
@@ -54,6 +57,52 @@ def _validation_message(error: dict) -> tuple[str, str | None]:
     return (f"{field}: {message}" if field else message), field
 
 
+# Responses any operation may send before its route runs (RequestLimits,
+# body parsing), documented on every operation that lacks them.
+_COMMON_RESPONSES = {
+    "431": "Request headers too large or too many.",
+}
+_BODY_RESPONSES = {
+    "400": "The body cannot be parsed.",
+    "408": "The body did not arrive in time.",
+    "413": "The body is too large.",
+}
+
+
+def describe_common_responses(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the error responses every route may send.
+
+    FastAPI documents every 422 as its own HTTPValidationError (a list in
+    `detail`), which `_validation_error` replaces with a sentence, the first
+    field and a list of field errors. The request limits and body parsing
+    respond with 400, 408, 413 and 431 before a route runs.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        template = "#/components/schemas/{model}"
+        for name, model in (("HTTPValidationError", ValidationErrorBody), ("ErrorBody", ErrorBody)):
+            body = model.model_json_schema(ref_template=template)
+            components.update(body.pop("$defs", {}))
+            components[name] = body
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                extra = dict(_COMMON_RESPONSES)
+                if "requestBody" in operation:
+                    extra.update(_BODY_RESPONSES)
+                for status, description in extra.items():
+                    responses.setdefault(status, {"description": description, **error})
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MiniJenkinError)
     async def _domain_error(request: Request, exc: MiniJenkinError) -> JSONResponse:
@@ -85,6 +134,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # SQLSTATE class 22 (and the driver's own NUL check): the input
+        # reached the database but does not fit a column. Routes validate
+        # what they can first; this keeps the rest from becoming a 500.
+        message = exc.diag.message_primary or str(exc)
+        logger.info("request rejected by the database", extra={
+            "action": "http_data_error", "path": request.url.path, "error": message})
+        return JSONResponse({"detail": f"invalid input: {message}"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -391,6 +391,19 @@ class ErrorBody(BaseModel):
     field: str | None = None
 
 
+class FieldError(BaseModel):
+    field: str | None
+    message: str
+
+
+class ValidationErrorBody(BaseModel):
+    """The body of a 422: invalid request fields, or input the domain rejected (no `errors`)."""
+
+    detail: str
+    field: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+
+
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "Missing, unknown, revoked or expired token."},
     403: {"model": ErrorBody, "description": "The token's scope is too low."},

@@ -138,12 +138,12 @@ def worker(
                          "[env: MINIJENKIN_WORKER_LABELS]")] = None,
 ) -> None:
     """Run a worker that claims and runs jobs until SIGTERM (graceful) or a second signal."""
-    from minijenkin.runtime import database_url
+    from minijenkin.runtime import worker_database_url
     from minijenkin.worker.main import run_worker
 
     settings = load_cli_settings(worker_concurrency=concurrency, worker_labels=labels)
     configure_logging(settings.log_level, component="worker")
-    asyncio.run(run_worker(settings, database_url(settings)))
+    asyncio.run(run_worker(settings, worker_database_url(settings)))
 
 
 @app.command(epilog=SETTINGS_EPILOG)

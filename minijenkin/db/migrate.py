@@ -4,8 +4,11 @@ Numbered files in `minijenkin/sql/migrations` run once each, in name order,
 every one in its own transaction, and are recorded with a checksum in
 `schema_migrations`. Files in `minijenkin/sql/functions` are repeatable: they
 run after the numbered ones whenever their checksum differs from the recorded
-one. A session-level advisory lock serialises concurrent migrators, so two
-processes starting at once apply each file exactly once.
+one. A repeatable file whose first line is RERUN_MARKER also runs whenever
+a migration or an earlier repeatable file was applied in the same pass,
+because 90_security.sql restores the attributes and grants that re-creating
+a function resets. A session-level advisory lock serialises concurrent
+migrators, so two processes starting at once apply each file exactly once.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _LOCK_SQL = "SELECT pg_advisory_lock(1296714497, hashtext('migrations'))"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock(1296714497, hashtext('migrations'))"
 
 MIN_SERVER_VERSION = 150000
+RERUN_MARKER = "-- migrate: rerun after any change"
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -103,7 +107,9 @@ def _apply_repeatable(conn: psycopg.Connection, recorded: dict, report: Migratio
         key = f"functions/{name}"
         checksum = _checksum(text)
         previous = recorded.get(key)
-        if previous is not None and previous["checksum"] == checksum:
+        changed_before = bool(report.applied or report.reapplied)
+        rerun = changed_before and text.startswith(RERUN_MARKER)
+        if previous is not None and previous["checksum"] == checksum and not rerun:
             report.unchanged += 1
             continue
         _run_file(conn, key, text, checksum, kind="repeatable")

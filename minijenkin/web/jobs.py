@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from minijenkin import runs
+from minijenkin.api.params import RowId
 from minijenkin.errors import NotFoundError
 from minijenkin.logs import store
 from minijenkin.logs.render import HtmlRenderer
@@ -30,7 +31,7 @@ TAIL_LINES = 200
 
 @router.get("/jobs/{job_id}")
 async def job_page(
-    job_id: int,
+    job_id: RowId,
     request: Request,
     conn: Conn,
     principal: PagePrincipal,

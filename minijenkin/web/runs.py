@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from minijenkin import runs, triggers
 from minijenkin.api.auth import principal_for_token
 from minijenkin.api.errors import status_for
+from minijenkin.api.params import RowId
 from minijenkin.errors import InvalidInputError, MiniJenkinError, NotFoundError, PermissionDeniedError
 from minijenkin.sql import QUERIES
 from minijenkin.web import graph
@@ -180,7 +181,7 @@ async def create_run(request: Request, conn: Conn) -> Response:
 
 
 @router.get("/runs/{run_id}")
-async def run_page(run_id: int, request: Request, conn: Conn, principal: PagePrincipal) -> Response:
+async def run_page(run_id: RowId, request: Request, conn: Conn, principal: PagePrincipal) -> Response:
     """Render a run: commit and trigger details, the job graph and the jobs table."""
     run, jobs = await _load_run(conn, run_id)
     now = dt.datetime.now(dt.UTC)

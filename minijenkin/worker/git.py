@@ -157,10 +157,16 @@ class Mirror:
             return None
         return tuple(name for name in output.decode("utf-8", errors="replace").split("\0") if name)
 
-    async def checkout(self, commit: str, destination: Path) -> None:
-        """Create a work tree of `commit` at `destination` (which must not exist)."""
-        await run_git("clone", "--quiet", "--no-checkout", "--", str(self.path), str(destination),
-                      home=self.home)
+    async def checkout(self, commit: str, destination: Path, *, hardlinks: bool = True) -> None:
+        """Create a work tree of `commit` at `destination` (which must not exist).
+
+        A local clone hard-links the mirror's object files. Pass
+        `hardlinks=False` when the work tree will belong to another user, who
+        could otherwise change the mirror's objects through those links.
+        """
+        links = () if hardlinks else ("--no-hardlinks",)
+        await run_git("clone", "--quiet", "--no-checkout", *links, "--", str(self.path),
+                      str(destination), home=self.home)
         await run_git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit,
                       cwd=destination, home=self.home)
         await run_git("remote", "set-url", "origin", "--", self.url, cwd=destination, home=self.home)

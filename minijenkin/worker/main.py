@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +44,7 @@ from minijenkin.worker.executor import (
     JobExecution,
     Outcome,
 )
+from minijenkin.worker.isolation import resolve_run_as
 from minijenkin.worker.schedules import sync_schedules
 from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
 from minijenkin.worker.shipper import LogShipper
@@ -76,7 +79,14 @@ class Worker:
         self.labels = list(settings.worker_labels)
         self.concurrency = settings.worker_concurrency
         self.data_dir = settings.data_dir
+        self.run_as = resolve_run_as(settings.worker_run_as)
         self.work_root = Path(self.data_dir) / "work"
+        if self.run_as is not None:
+            # The data directory (root's home by default) may not let other
+            # users through, so the user's workspaces live under the system's
+            # temporary folder instead, in a folder they cannot list.
+            self.work_root = Path(tempfile.mkdtemp(prefix="minijenkin-work-"))
+            self.work_root.chmod(0o711)
         self.log_cap_bytes = settings.log_max_bytes_per_job
         self.pool = create_pool(conninfo, application_name="minijenkin-worker", min_size=1,
                                 max_size=2, check_on_checkout=False)
@@ -99,6 +109,8 @@ class Worker:
         # job this worker holds (see mj_worker_heartbeat_v1).
         self.claim_lock = asyncio.Lock()
         self.last_heartbeat = time.monotonic()
+        # Set by a cancel notice: heartbeat now rather than at the next tick.
+        self.heartbeat_now = asyncio.Event()
         self.keyring: Keyring | None = None
 
     @property
@@ -118,7 +130,8 @@ class Worker:
             return
         logger.info("worker started", extra={
             **self.log_extra, "action": "worker_start", "labels": ",".join(self.labels) or "-",
-            "concurrency": self.concurrency, "version": __version__})
+            "concurrency": self.concurrency, "version": __version__,
+            "run_as": self.run_as.name if self.run_as else "-"})
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._listen_loop(), name="listen"),
@@ -204,6 +217,8 @@ class Worker:
         with contextlib.suppress(Exception):
             await self.shipper.close()
         await self.pool.close()
+        if self.run_as is not None and not self.settings.keep_workspaces:
+            shutil.rmtree(self.work_root, ignore_errors=True)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -400,7 +415,10 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         failures = 0
         while True:
-            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.heartbeat_now.wait(),
+                                       timeout=self.settings.worker_heartbeat_seconds)
+            self.heartbeat_now.clear()
             try:
                 async with self.claim_lock:
                     held = {job_id: execution.job.lease_token
@@ -482,9 +500,10 @@ class Worker:
             job_id = int(payload)
         except ValueError:
             return
-        execution = self.executions.get(job_id)
-        if execution is not None:
-            execution.request_stop(CANCELLED)
+        # Any database role may send this notice, so it only triggers a
+        # heartbeat, which returns whether the job is cancelled in the database.
+        if job_id in self.executions:
+            self.heartbeat_now.set()
 
 
 async def run_worker(settings: Settings, conninfo: str) -> None:

@@ -5,7 +5,8 @@ task sends the buffer FLUSH_INTERVAL_SECONDS after its oldest line arrived,
 or sooner when it contains BATCH_MAX_BYTES. A batch of at least
 DIRECT_COPY_MIN_BYTES whose attempts all hold their lease, and which starts
 after their last stored lines, is COPY-ed straight into job_logs (mj_logs_direct_check_v1, then
-mj_logs_direct_finish_v1); any other goes by COPY into a per-session staging
+mj_logs_direct_finish_v1) when the session's role may insert into job_logs (the restricted
+worker role may not); any other goes by COPY into a per-session staging
 table followed by mj_logs_flush_v1(), all in one transaction. A failed batch
 is sent again after a reconnect; the (job, attempt, seq) primary key makes
 the resend harmless, so every line is stored exactly once.
@@ -122,6 +123,7 @@ class LogShipper:
         # starts the FLUSH_INTERVAL_SECONDS timer for it.
         self._lines_arrived = asyncio.Event()
         self._conn: psycopg.AsyncConnection | None = None
+        self._direct_allowed = False
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.lines_stored = 0
@@ -259,6 +261,12 @@ class LogShipper:
         if self._conn is None or self._conn.closed:
             self._conn = await connect_async(self.conninfo, application_name=self.application_name)
             await self._conn.execute(QUERIES["log_batch_create"])
+            await self._conn.execute(QUERIES["log_batch_share"])
+            # A worker connected as the restricted worker role may not write
+            # job_logs itself, so its batches always take the staged path.
+            cursor = await self._conn.execute(QUERIES["log_direct_allowed"])
+            row = await cursor.fetchone()
+            self._direct_allowed = bool(row and row["allowed"])
         return self._conn
 
     async def _send(self, segments: list[_Segment]) -> None:
@@ -269,7 +277,8 @@ class LogShipper:
             try:
                 conn = await self._connection()
                 results = None
-                if sum(segment.size for segment in segments) >= DIRECT_COPY_MIN_BYTES:
+                if (self._direct_allowed
+                        and sum(segment.size for segment in segments) >= DIRECT_COPY_MIN_BYTES):
                     results = await self._store_direct(conn, segments)
                 if results is None:
                     results = await self._store_staged(conn, segments)

@@ -23,12 +23,15 @@ class GitRepo:
         )
         return result.stdout.strip()
 
-    def commit(self, files: dict[str, str], message: str = "Update") -> str:
-        """Write `files` (path: content), commit them, return the new commit id."""
+    def commit(self, files: dict[str, str | bytes], message: str = "Update") -> str:
+        """Write `files` (path: text or raw bytes), commit them, return the new commit id."""
         for name, content in files.items():
             target = self.path / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
             self.git("add", name)
         self.git("commit", "--quiet", "--allow-empty", "-m", message)
         return self.head()

@@ -15,6 +15,7 @@ from minijenkin import deploys, runs
 from minijenkin.api import convert, schemas
 from minijenkin.api.auth import AdminAccess, ReadAccess, StreamReadAccess, TriggerAccess
 from minijenkin.api.deps import db_connection, pooled_connection
+from minijenkin.api.params import INTEGER_MAX, RowId
 from minijenkin.errors import InvalidInputError, NotFoundError
 from minijenkin.logs import live, store
 from minijenkin.logs.render import HtmlRenderer, plain_text
@@ -32,14 +33,14 @@ SSE_PING_SECONDS = 15
 
 @router.get("/{job_id}", response_model=schemas.Job,
             responses={404: {"model": schemas.ErrorBody}})
-async def get_job(job_id: int, conn: Conn, _: ReadAccess) -> schemas.Job:
+async def get_job(job_id: RowId, conn: Conn, _: ReadAccess) -> schemas.Job:
     """Fetch a job with all of its attempts."""
     return convert.job_detail(await runs.get_job(conn, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=schemas.CancelResult,
              responses={404: {"model": schemas.ErrorBody}})
-async def cancel_job(job_id: int, conn: Conn, _: TriggerAccess) -> schemas.CancelResult:
+async def cancel_job(job_id: RowId, conn: Conn, _: TriggerAccess) -> schemas.CancelResult:
     """Cancel one job; the jobs that need it are skipped."""
     outcome = await runs.cancel_job(conn, job_id, reason="cancelled by a user")
     return schemas.CancelResult(outcome=outcome)
@@ -76,10 +77,11 @@ async def approve_job(
     },
 )
 async def get_logs(
-    job_id: int,
+    job_id: RowId,
     request: Request,
     _: StreamReadAccess,
-    attempt: Annotated[int | None, Query(ge=1, description="Default: the latest attempt.")] = None,
+    attempt: Annotated[int | None, Query(
+        ge=1, le=INTEGER_MAX, description="Default: the latest attempt.")] = None,
     after: Annotated[int, Query(ge=0, description="Return lines with a larger seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=LOG_PAGE_MAX,
                                 description="Lines per page (JSON only).")] = 1000,
@@ -142,10 +144,11 @@ def _add_html(lines: list[dict[str, Any]]) -> None:
                404: {"model": schemas.ErrorBody}},
 )
 async def download_logs(
-    job_id: int,
+    job_id: RowId,
     request: Request,
     _: StreamReadAccess,
-    attempt: Annotated[int | None, Query(ge=1, description="Default: the latest attempt.")] = None,
+    attempt: Annotated[int | None, Query(
+        ge=1, le=INTEGER_MAX, description="Default: the latest attempt.")] = None,
 ) -> StreamingResponse:
     """Download the log of one attempt as plain text, one line per stored line.
 
@@ -181,12 +184,13 @@ async def download_logs(
 @router.get("/{job_id}/logs/find", response_model=schemas.LogFindResult,
             responses={404: {"model": schemas.ErrorBody}})
 async def find_in_logs(
-    job_id: int,
+    job_id: RowId,
     request: Request,
     _: ReadAccess,
     q: Annotated[str, Query(min_length=1, max_length=LOG_FIND_MAX_CHARS,
                             description="Text to find, ignoring case.")],
-    attempt: Annotated[int | None, Query(ge=1, description="Default: the latest attempt.")] = None,
+    attempt: Annotated[int | None, Query(
+        ge=1, le=INTEGER_MAX, description="Default: the latest attempt.")] = None,
     start: Annotated[int, Query(ge=0, description="Search from this seq, excluded.")] = 0,
     direction: Annotated[Literal["next", "previous"], Query(
         description="`next`: the first match after `start`; `previous`: the last one before it "

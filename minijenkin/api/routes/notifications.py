@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from minijenkin.api import schemas
 from minijenkin.api.auth import AdminAccess
 from minijenkin.api.deps import db_connection
+from minijenkin.api.params import BIGINT_MAX, RowId
 from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.notify import DeliveryState, Event, Kind, deliveries, targets
 
@@ -121,7 +122,7 @@ def _delivery(row: dict[str, Any]) -> Delivery:
              response_model=NotificationTarget,
              responses={404: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}})
 async def create_notification_target(
-    repo_id: int, body: NotificationTargetCreate, request: Request, conn: Conn, _: AdminAccess,
+    repo_id: RowId, body: NotificationTargetCreate, request: Request, conn: Conn, _: AdminAccess,
 ) -> NotificationTarget:
     """Add a notification target to a repository."""
     settings = request.app.state.settings
@@ -137,7 +138,7 @@ async def create_notification_target(
 @router.get("/api/repos/{repo_id}/notifications", response_model=NotificationTargetList,
             responses={404: {"model": schemas.ErrorBody}})
 async def list_notification_targets(
-    repo_id: int, conn: Conn, _: AdminAccess,
+    repo_id: RowId, conn: Conn, _: AdminAccess,
 ) -> NotificationTargetList:
     """List a repository's notification targets (URLs shown as scheme and host only)."""
     rows = await targets.list_targets(conn, repo_id)
@@ -147,7 +148,7 @@ async def list_notification_targets(
 @router.delete("/api/repos/{repo_id}/notifications/{target_id}", status_code=204,
                responses={404: {"model": schemas.ErrorBody}})
 async def delete_notification_target(
-    repo_id: int, target_id: int, conn: Conn, _: AdminAccess,
+    repo_id: RowId, target_id: RowId, conn: Conn, _: AdminAccess,
 ) -> Response:
     """Delete a notification target together with its deliveries."""
     await targets.delete_target(conn, repo_id=repo_id, target_id=target_id)
@@ -159,8 +160,9 @@ async def list_deliveries(
     conn: Conn,
     _: AdminAccess,
     state: Annotated[DeliveryState | None, Query()] = None,
-    repo_id: Annotated[int | None, Query(ge=1)] = None,
-    before: Annotated[int | None, Query(ge=1, description="Return deliveries with a smaller id.")] = None,
+    repo_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    before: Annotated[int | None, Query(
+        ge=1, le=BIGINT_MAX, description="Return deliveries with a smaller id.")] = None,
     limit: Annotated[int, Query(ge=1, le=DELIVERY_PAGE_MAX)] = 50,
 ) -> DeliveryList:
     """List notification deliveries, newest first, optionally by state and repository."""
@@ -172,6 +174,6 @@ async def list_deliveries(
 
 @router.post("/api/deliveries/{delivery_id}/redeliver", response_model=Delivery,
              responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}})
-async def redeliver(delivery_id: int, conn: Conn, _: AdminAccess) -> Delivery:
+async def redeliver(delivery_id: RowId, conn: Conn, _: AdminAccess) -> Delivery:
     """Send a delivery again now, with a fresh retry schedule and the same idempotency key."""
     return _delivery(await deliveries.redeliver(conn, delivery_id))

@@ -11,6 +11,7 @@ from minijenkin import repos
 from minijenkin.api import schemas
 from minijenkin.api.auth import AdminAccess, ReadAccess, TriggerAccess
 from minijenkin.api.deps import db_connection
+from minijenkin.api.params import RowId
 
 router = APIRouter(prefix="/api/repos", tags=["repositories"], responses=schemas.AUTH_RESPONSES)
 
@@ -44,14 +45,14 @@ async def list_repos(
 
 @router.get("/{repo_id}", response_model=schemas.Repo,
             responses={404: {"model": schemas.ErrorBody}})
-async def get_repo(repo_id: int, conn: Conn, _: ReadAccess) -> schemas.Repo:
+async def get_repo(repo_id: RowId, conn: Conn, _: ReadAccess) -> schemas.Repo:
     """Fetch one repository."""
     return schemas.Repo(**await repos.get_repo(conn, repo_id))
 
 
 @router.patch("/{repo_id}", response_model=schemas.Repo,
               responses={404: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}})
-async def update_repo(repo_id: int, body: schemas.RepoUpdate, request: Request, conn: Conn,
+async def update_repo(repo_id: RowId, body: schemas.RepoUpdate, request: Request, conn: Conn,
                       _: AdminAccess) -> schemas.Repo:
     """Change the webhook secret, default branch or polling interval; omitted fields stay."""
     row = await repos.update_repo(
@@ -64,7 +65,7 @@ async def update_repo(repo_id: int, body: schemas.RepoUpdate, request: Request, 
 
 @router.post("/{repo_id}/poll", status_code=202,
              responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}})
-async def poll_repo(repo_id: int, conn: Conn, _: TriggerAccess) -> Response:
+async def poll_repo(repo_id: RowId, conn: Conn, _: TriggerAccess) -> Response:
     """Poll the repository at the next tick of the polling loop instead of waiting its interval."""
     await repos.request_poll(conn, repo_id)
     return Response(status_code=202)

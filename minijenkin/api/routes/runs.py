@@ -11,6 +11,7 @@ from minijenkin import runs, triggers
 from minijenkin.api import convert, schemas
 from minijenkin.api.auth import ReadAccess, TriggerAccess
 from minijenkin.api.deps import db_connection
+from minijenkin.api.params import BIGINT_MAX, RowId
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=schemas.AUTH_RESPONSES)
 
@@ -26,7 +27,8 @@ async def list_runs(
     status: Annotated[schemas.RunStatus | None, Query()] = None,
     event: Annotated[str | None, Query(max_length=32)] = None,
     branch: Annotated[str | None, Query(max_length=255)] = None,
-    before: Annotated[int | None, Query(ge=1, description="Return runs with a smaller id.")] = None,
+    before: Annotated[int | None, Query(
+        ge=1, le=BIGINT_MAX, description="Return runs with a smaller id.")] = None,
     limit: Annotated[int, Query(ge=1, le=RUN_PAGE_MAX)] = 50,
 ) -> schemas.RunList:
     """List runs, newest first."""
@@ -52,14 +54,14 @@ async def create_run(body: schemas.RunCreate, request: Request, conn: Conn,
 
 @router.get("/{run_id}", response_model=schemas.Run,
             responses={404: {"model": schemas.ErrorBody}})
-async def get_run(run_id: int, conn: Conn, _: ReadAccess) -> schemas.Run:
+async def get_run(run_id: RowId, conn: Conn, _: ReadAccess) -> schemas.Run:
     """Fetch a run with its jobs."""
     return convert.run_detail(await runs.get_run(conn, run_id))
 
 
 @router.post("/{run_id}/cancel", response_model=schemas.CancelResult,
              responses={404: {"model": schemas.ErrorBody}})
-async def cancel_run(run_id: int, conn: Conn, _: TriggerAccess) -> schemas.CancelResult:
+async def cancel_run(run_id: RowId, conn: Conn, _: TriggerAccess) -> schemas.CancelResult:
     """Cancel the run's jobs that have not ended; running steps are stopped by their worker."""
     affected = await runs.cancel_run(conn, run_id, reason="cancelled by a user")
     return schemas.CancelResult(affected=affected)
@@ -68,7 +70,7 @@ async def cancel_run(run_id: int, conn: Conn, _: TriggerAccess) -> schemas.Cance
 @router.post("/{run_id}/rerun", response_model=schemas.RerunResult,
              responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}})
 async def rerun_run(
-    run_id: int,
+    run_id: RowId,
     conn: Conn,
     _: TriggerAccess,
     failed_only: Annotated[bool, Query(description="Only jobs that did not succeed, "

@@ -15,6 +15,7 @@ from minijenkin import repos, secrets
 from minijenkin.api import schemas
 from minijenkin.api.auth import AdminAccess
 from minijenkin.api.deps import db_connection
+from minijenkin.api.params import RowId
 
 router = APIRouter(prefix="/api/repos/{repo_id}/secrets", tags=["secrets"],
                    responses=schemas.AUTH_RESPONSES)
@@ -27,7 +28,7 @@ EnvironmentQuery = Annotated[str | None, Query(
 @router.put("/{name}", response_model=schemas.Secret,
             responses={201: {"model": schemas.Secret}, 404: {"model": schemas.ErrorBody},
                        422: {"model": schemas.ErrorBody}})
-async def set_secret(repo_id: int, name: str, body: schemas.SecretSet, request: Request,
+async def set_secret(repo_id: RowId, name: str, body: schemas.SecretSet, request: Request,
                      response: Response, conn: Conn, _: AdminAccess) -> schemas.Secret:
     """Create or replace a secret; the response never contains the value."""
     await repos.get_repo(conn, repo_id)
@@ -38,7 +39,7 @@ async def set_secret(repo_id: int, name: str, body: schemas.SecretSet, request: 
 
 
 @router.get("", response_model=schemas.SecretList, responses={404: {"model": schemas.ErrorBody}})
-async def list_secrets(repo_id: int, conn: Conn, _: AdminAccess) -> schemas.SecretList:
+async def list_secrets(repo_id: RowId, conn: Conn, _: AdminAccess) -> schemas.SecretList:
     """List the names of a repository's secrets and their environments (no values)."""
     await repos.get_repo(conn, repo_id)
     return schemas.SecretList(secrets=[schemas.Secret(**row)
@@ -46,7 +47,7 @@ async def list_secrets(repo_id: int, conn: Conn, _: AdminAccess) -> schemas.Secr
 
 
 @router.delete("/{name}", status_code=204, responses={404: {"model": schemas.ErrorBody}})
-async def delete_secret(repo_id: int, name: str, conn: Conn, _: AdminAccess,
+async def delete_secret(repo_id: RowId, name: str, conn: Conn, _: AdminAccess,
                         environment: EnvironmentQuery = None) -> Response:
     """Delete a secret; jobs that start afterwards no longer get it."""
     await secrets.delete_secret(conn, repo_id=repo_id, name=name, environment=environment)

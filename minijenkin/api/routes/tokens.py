@@ -12,6 +12,7 @@ from minijenkin import auth
 from minijenkin.api import schemas
 from minijenkin.api.auth import AdminAccess
 from minijenkin.api.deps import db_connection
+from minijenkin.api.params import RowId
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"], responses=schemas.AUTH_RESPONSES)
 
@@ -37,7 +38,7 @@ async def list_tokens(conn: Conn, _: AdminAccess) -> schemas.TokenList:
 
 
 @router.delete("/{token_id}", status_code=204, responses={404: {"model": schemas.ErrorBody}})
-async def revoke_token(token_id: int, conn: Conn, _: AdminAccess) -> Response:
+async def revoke_token(token_id: RowId, conn: Conn, _: AdminAccess) -> Response:
     """Revoke a token; requests that use it fail from now on."""
     await auth.revoke_token(conn, token_id)
     return Response(status_code=204)

@@ -11,6 +11,7 @@ from minijenkin import webhooks
 from minijenkin.api import schemas
 from minijenkin.api.auth import ReadAccess
 from minijenkin.api.deps import db_connection
+from minijenkin.api.params import BIGINT_MAX, RowId
 
 router = APIRouter(prefix="/api/webhooks/deliveries", tags=["webhooks"],
                    responses=schemas.AUTH_RESPONSES)
@@ -27,7 +28,8 @@ async def list_deliveries(
     repo: Annotated[str | None, Query(max_length=200, description="Repository name.")] = None,
     outcome: Annotated[str | None, Query(
         max_length=32, description="created, duplicate, ignored, ping or rejected.")] = None,
-    before: Annotated[int | None, Query(ge=1, description="Return deliveries with a smaller id.")] = None,
+    before: Annotated[int | None, Query(
+        ge=1, le=BIGINT_MAX, description="Return deliveries with a smaller id.")] = None,
     limit: Annotated[int, Query(ge=1, le=DELIVERY_PAGE_MAX)] = 50,
 ) -> schemas.WebhookDeliveryList:
     """List webhook deliveries, newest first, accepted or not."""
@@ -40,6 +42,6 @@ async def list_deliveries(
 
 @router.get("/{delivery_id}", response_model=schemas.WebhookDelivery,
             responses={404: {"model": schemas.ErrorBody}})
-async def get_delivery(delivery_id: int, conn: Conn, _: ReadAccess) -> schemas.WebhookDelivery:
+async def get_delivery(delivery_id: RowId, conn: Conn, _: ReadAccess) -> schemas.WebhookDelivery:
     """Fetch one delivery with its headers (credentials are never stored)."""
     return schemas.WebhookDelivery(**await webhooks.get_delivery(conn, delivery_id))

@@ -336,6 +336,7 @@ DECLARE
     v_names text[];
     v_name text;
     v_woken integer := 0;
+    v_held boolean := false;
 BEGIN
     SELECT * INTO v_job FROM jobs WHERE id = p_job_id;
     IF NOT FOUND THEN
@@ -345,8 +346,16 @@ BEGIN
     PERFORM mj_deploy_queue_lock_v1(v_names);
 
     FOREACH v_name IN ARRAY v_names LOOP
-        PERFORM pg_advisory_unlock(mj_lock_namespace(), mj_lock_key(v_name));
+        IF pg_advisory_unlock(mj_lock_namespace(), mj_lock_key(v_name)) THEN
+            v_held := true;
+        END IF;
     END LOOP;
+    -- Only the session that holds the job's locks may end its deploy: a
+    -- call from any other session (another worker's, or a hostile step
+    -- with a worker role) changes nothing.
+    IF NOT v_held THEN
+        RETURN 0;
+    END IF;
     DELETE FROM deploy_locks WHERE name = ANY (v_names) AND job_id = p_job_id;
     PERFORM mj_deploy_record_end_v1(p_job_id);
 

@@ -21,9 +21,24 @@ CREATE TEMP TABLE IF NOT EXISTS mj_log_batch (
 -- Stream log lines into the staging table.
 COPY mj_log_batch (job_id, attempt, lease_token, seq, stream, ts, line) FROM STDIN;
 
+-- name: log_batch_share
+-- Let the owner of mj_logs_flush_v1 read the staging table, because that function runs with its
+-- owner's privileges and a temporary table of a worker role is not readable by other roles.
+DO $$
+BEGIN
+    EXECUTE format('GRANT SELECT ON pg_temp.mj_log_batch TO %I',
+                   (SELECT pg_get_userbyid(p.proowner) FROM pg_proc p
+                    WHERE p.oid = 'mj_logs_flush_v1'::regproc));
+END;
+$$;
+
 -- name: log_batch_flush
 -- Move staged lines into job_logs (fenced, idempotent) and notify viewers.
 SELECT job_id, attempt, stored, last_seq FROM mj_logs_flush_v1();
+
+-- name: log_direct_allowed
+-- Whether this session's role may COPY straight into job_logs (the worker role may not).
+SELECT has_table_privilege('job_logs', 'INSERT') AS allowed;
 
 -- name: log_direct_check
 -- Check whether a batch of log lines may be COPY-ed straight into job_logs; one row per attempt.

@@ -1,0 +1,157 @@
+"""Steps run in a scrubbed environment, a private workspace, optionally as another user,
+and nothing they start outlives their job."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from tests.support.gitrepo import GitRepo
+from tests.support.queue import add_repo, job_id, plan_run, run_finished, script_job
+from tests.support.waiting import wait_for
+from tests.support.workers import WorkerProcess
+
+WORKER_ONLY = {
+    "MINIJENKIN_SECRET_KEY": "c2VjcmV0LWtleS1vZi10aGUtd29ya2VyLWZvci10ZXN0cw==",
+    "MINIJENKIN_WORKER_LABELS": "isolation-canary",
+    "DATABASE_URL": "postgresql://leak@127.0.0.1:9/leak",
+    "PGPASSWORD": "pg-password-canary",
+    "PGHOST": "127.0.0.1",
+    "ISOLATION_CANARY": "worker-environment-canary",
+}
+
+
+def _log_texts(db: psycopg.Connection, job: int) -> list[str]:
+    rows = db.execute("SELECT line FROM job_logs WHERE job_id = %s AND stream <> 3 ORDER BY seq",
+                      (job,)).fetchall()
+    return [row["line"] for row in rows]
+
+
+def _run(db: psycopg.Connection, git_repo: GitRepo, worker: WorkerProcess,
+         graph: list[dict]) -> int:
+    repo_id, commit = add_repo(db, git_repo)
+    run_id = plan_run(db, repo_id, commit, graph)
+    try:
+        wait_for(lambda: run_finished(db, run_id), timeout=60, interval=0.1,
+                 message=f"run {run_id} to finish")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nworker output:\n{worker.output()}") from None
+    return run_id
+
+
+def test_step_environment_is_scrubbed(db: psycopg.Connection, database_url: str, git_repo: GitRepo,
+                                      start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker(**WORKER_ONLY)
+    run_id = _run(db, git_repo, worker, [script_job("env", "env -0 | tr '\\0' '\\n' | cut -d= -f1 | sort")])
+
+    assert run_finished(db, run_id) == "succeeded", worker.output()
+    names = set(_log_texts(db, job_id(db, run_id, "env")))
+    assert "HOME" in names
+    assert "MINIJENKIN_JOB_ID" in names
+    leaked = {name for name in names if name.startswith("PG") or name in WORKER_ONLY
+              or name in ("MINIJENKIN_DATABASE_URL", "MINIJENKIN_WORKER_DATABASE_URL",
+                          "MINIJENKIN_DATA_DIR")
+              or name.startswith("MINIJENKIN_WORKER_")}
+    assert leaked == set()
+
+
+def test_step_values_hold_no_credentials(db: psycopg.Connection, database_url: str,
+                                         git_repo: GitRepo,
+                                         start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker(**WORKER_ONLY)
+    run_id = _run(db, git_repo, worker, [script_job("env", "env")])
+
+    text = "\n".join(_log_texts(db, job_id(db, run_id, "env")))
+    assert run_finished(db, run_id) == "succeeded", worker.output()
+    for value in (database_url, *WORKER_ONLY.values()):
+        assert value not in text
+
+
+def test_workspace_gone_for_next_job(db: psycopg.Connection, git_repo: GitRepo,
+                                     start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker(MINIJENKIN_WORKER_CONCURRENCY="1")
+    first = script_job("first", 'echo private > secret.txt; echo "$PWD/secret.txt"; '
+                                'stat -c %a "$(dirname "$PWD")"')
+    second = script_job("second", 'ls -d "$(dirname "$(dirname "$GITHUB_WORKSPACE")")"/job-* | wc -l',
+                        needs=["first"])
+    run_id = _run(db, git_repo, worker, [first, second])
+
+    assert run_finished(db, run_id) == "succeeded", worker.output()
+    path, mode = _log_texts(db, job_id(db, run_id, "first"))
+    assert mode == "700"
+    assert not Path(path).exists()
+    # Only the second job's own folder is left in the work root.
+    assert _log_texts(db, job_id(db, run_id, "second")) == ["1"]
+
+
+def _processes_with(argument: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if argument in (process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_daemon_dies_with_job(db: psycopg.Connection, git_repo: GitRepo,
+                              start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker()
+    # One daemon detaches with setsid into its own session; the other also
+    # double-forks, so its parent is gone before the job ends.
+    daemons = script_job(
+        "daemons",
+        "setsid sleep 3117 </dev/null >/dev/null 2>&1 &",
+        "( setsid bash -c 'sleep 3118' </dev/null >/dev/null 2>&1 & ) ; sleep 0.2",
+        "test -n \"$(pgrep -f 'sleep 311[78]')\" && echo both started",
+    )
+    run_id = _run(db, git_repo, worker, [daemons])
+
+    assert run_finished(db, run_id) == "succeeded", worker.output()
+    assert "both started" in _log_texts(db, job_id(db, run_id, "daemons"))
+    wait_for(lambda: not (_processes_with("3117") or _processes_with("sleep 3118")), timeout=10,
+             interval=0.1, message="the daemons to be killed")
+    assert "action=job_leftovers_killed" in worker.output()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a worker running as root")
+def test_steps_run_as_user(db: psycopg.Connection, git_repo: GitRepo, data_dir: Path,
+                           start_worker: Callable[..., WorkerProcess]) -> None:
+    user = pwd.getpwnam("nobody")
+    worker = start_worker(MINIJENKIN_WORKER_RUN_AS="nobody")
+    job = script_job(
+        "who",
+        "id -u; id -G",
+        'echo built > "$GITHUB_WORKSPACE/out.txt"; echo "NAME=value" >> "$GITHUB_ENV"',
+        'echo "$NAME"; cat README.md',
+        f"ls {data_dir} 2>/dev/null || echo data directory unreadable",
+        "git rev-parse HEAD",
+    )
+    run_id = _run(db, git_repo, worker, [job])
+
+    commit = db.execute("SELECT commit_sha FROM pipeline_runs WHERE id = %s",
+                        (run_id,)).fetchone()["commit_sha"]
+    assert run_finished(db, run_id) == "succeeded", worker.output()
+    assert _log_texts(db, job_id(db, run_id, "who")) == [
+        str(user.pw_uid), str(user.pw_gid), "value", "acme/queue", "data directory unreadable",
+        commit]
+    # The checkout copied the mirror's objects: none became the user's.
+    given_away = [path for path in data_dir.rglob("*") if path.lstat().st_uid == user.pw_uid]
+    assert given_away == []
+
+
+def test_run_as_needs_existing_user(database_url: str, data_dir: Path, tmp_path: Path) -> None:
+    env = {**WorkerProcess(database_url, data_dir, tmp_path / "w.log").env,
+           "MINIJENKIN_WORKER_RUN_AS": "no-such-user-here"}
+
+    result = subprocess.run([sys.executable, "-m", "minijenkin", "worker"], env=env,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 1
+    assert "MINIJENKIN_WORKER_RUN_AS: no user 'no-such-user-here' on this host" in result.stderr
