@@ -33,8 +33,10 @@ jobs:
   build:
     steps:
       - run: echo building > build.txt
+      - run: seq 1 20000
   deploy:
     needs: [build]
+    environment: staging
     env:
       TOKEN: ${{ secrets.DEPLOY_TOKEN }}
     steps:
@@ -99,6 +101,15 @@ def test_worker_role_runs_pipeline(api_server: ApiServer, db: psycopg.Connection
         "GROUP BY usename").fetchall()
     assert [row["usename"] for row in sessions] == [role]
     assert "log_ship_error" not in worker.output()
+    # More than 64 KiB of output: the worker role must store it without
+    # writing job_logs directly.
+    printed = db.execute("SELECT count(*) AS n, count(DISTINCT line) AS distinct_lines "
+                         "FROM job_logs WHERE job_id = %s AND line ~ '^[0-9]+$'",
+                         (jobs["build"]["id"],)).fetchone()
+    assert printed == {"n": 20000, "distinct_lines": 20000}
+    deployments = db.execute("SELECT environment, status FROM deployments WHERE job_id = %s",
+                             (jobs["deploy"]["id"],)).fetchall()
+    assert [(row["environment"], row["status"]) for row in deployments] == [("staging", "succeeded")]
 
 
 @pytest.fixture

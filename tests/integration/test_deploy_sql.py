@@ -92,6 +92,25 @@ def test_deploy_lock_second_job_waits_then_wakes(
     assert _deployment(db, second["job_id"])["status"] == "running"
 
 
+def test_release_from_other_session_ignored(
+    db: psycopg.Connection, connections: list[psycopg.Connection],
+) -> None:
+    worker_id, run_id = _setup(db, [deploy_entry("deploy-a"), deploy_entry("deploy-b")])
+    first = _claim_one(db, worker_id)
+    second = _claim_one(db, worker_id)
+    assert acquire(connections[0], first)["outcome"] == "acquired"
+    assert acquire(connections[1], second)["outcome"] == "waiting"
+
+    assert release(connections[2], first["job_id"]) == 0
+
+    holder = db.execute("SELECT job_id FROM deploy_locks WHERE name = 'deploy:production'").fetchone()
+    assert holder == {"job_id": first["job_id"]}
+    assert _job(db, second["job_id"])["status"] == "waiting"
+    assert _deployment(db, first["job_id"])["status"] == "running"
+    assert release(connections[0], first["job_id"]) == 1
+    assert _job(db, second["job_id"])["status"] == "queued"
+
+
 def test_deploy_queue_wakes_oldest_first(
     db: psycopg.Connection, connections: list[psycopg.Connection],
 ) -> None:
