@@ -142,11 +142,12 @@ async def search_logs(
     return SearchResult(hits=hits, truncated=bool(rows and rows[0]["truncated"]))
 
 
-async def index_pending(conn: psycopg.AsyncConnection) -> tuple[int, int]:
+async def index_pending(conn: psycopg.AsyncConnection) -> tuple[int, int, bool]:
     """Index queued log batches until none is left or INDEX_TICK_SECONDS passed.
 
-    Returns the (attempts, chunks) indexed. Bounding the work keeps each
-    indexer transaction short whatever the backlog.
+    Returns the (attempts, chunks) indexed and whether batches may remain.
+    Bounding the work keeps each indexer transaction short whatever the
+    backlog.
     """
     deadline = time.monotonic() + INDEX_TICK_SECONDS
     attempts = chunks = 0
@@ -154,8 +155,8 @@ async def index_pending(conn: psycopg.AsyncConnection) -> tuple[int, int]:
         cursor = await conn.execute(QUERIES["logs_index"], {"max_lines": INDEX_LINES_PER_CALL})
         row = await cursor.fetchone()
         if row is None or not row["attempts"]:
-            return attempts, chunks
+            return attempts, chunks, False
         attempts += int(row["attempts"])
         chunks += int(row["chunks"])
         if time.monotonic() >= deadline:
-            return attempts, chunks
+            return attempts, chunks, True

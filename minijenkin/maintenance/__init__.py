@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 PARTITION_INTERVAL_SECONDS = 3600.0
 
-Tick = Callable[[psycopg.AsyncConnection], Awaitable[None]]
+# A tick returns True when it stopped with work left (a backlog), so that
+# the loop runs the next tick at once instead of after its interval.
+Tick = Callable[[psycopg.AsyncConnection], Awaitable[bool | None]]
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,19 @@ class Loop:
 
 async def run_tick_if_leader(pool: AsyncConnectionPool, loop: Loop) -> bool:
     """Run one tick of `loop` if this process wins its lock; return whether it did."""
+    led, _ = await _run_tick(pool, loop)
+    return led
+
+
+async def _run_tick(pool: AsyncConnectionPool, loop: Loop) -> tuple[bool, bool]:
+    """Run one tick if this process leads; return (led, work left)."""
     async with pool.connection() as conn, conn.transaction():
         cursor = await conn.execute(QUERIES["maintenance_lock_try"],
                                     {"name": f"maintenance:{loop.name}"})
         row = await cursor.fetchone()
         if not row or not row["acquired"]:
-            return False
-        await loop.tick(conn)
-        return True
+            return False, False
+        return True, bool(await loop.tick(conn))
 
 
 async def run_loop(pool: AsyncConnectionPool, loop: Loop) -> None:
@@ -54,8 +61,9 @@ async def run_loop(pool: AsyncConnectionPool, loop: Loop) -> None:
     logger.info("maintenance loop started", extra={"action": "maintenance_start", "loop": loop.name})
     failures = 0
     while True:
+        backlog = False
         try:
-            await run_tick_if_leader(pool, loop)
+            _, backlog = await _run_tick(pool, loop)
             failures = 0
         except asyncio.CancelledError:
             raise
@@ -67,7 +75,9 @@ async def run_loop(pool: AsyncConnectionPool, loop: Loop) -> None:
                     "action": "maintenance_error", "loop": loop.name, "failures": failures,
                     "error": f"{type(exc).__name__}: {exc}",
                 })
-        await asyncio.sleep(loop.interval_seconds)
+        # With a backlog, the next tick starts at once; each tick is bounded
+        # in time, and sleep(0) still lets the process's other tasks run.
+        await asyncio.sleep(0 if backlog else loop.interval_seconds)
 
 
 def make_loops(settings: Settings) -> list[Loop]:
@@ -108,11 +118,12 @@ def make_loops(settings: Settings) -> list[Loop]:
 
     async def fire_schedules(conn: psycopg.AsyncConnection) -> None:
         await schedules.tick(conn)
-    async def index_logs(conn: psycopg.AsyncConnection) -> None:
-        attempts, chunks = await index_pending(conn)
+    async def index_logs(conn: psycopg.AsyncConnection) -> bool:
+        attempts, chunks, backlog = await index_pending(conn)
         if chunks:
             logger.debug("log lines indexed for search", extra={
                 "action": "log_index", "attempts": attempts, "chunks": chunks})
+        return backlog
 
     return [
         Loop("reaper", settings.maintenance_interval_seconds, reap),

@@ -6,9 +6,11 @@ import asyncio
 import datetime as dt
 
 import psycopg
+import pytest
 
 from minijenkin.config import Settings
-from minijenkin.db import create_pool
+from minijenkin.db import connect_async, create_pool
+from minijenkin.logs import search
 from minijenkin.maintenance import make_loops, run_tick_if_leader
 from tests.support import factories
 from tests.support.logs import store_lines, stored_lines
@@ -136,6 +138,36 @@ def test_indexer_builds_chunks_from_queued_batches(
     assert chunks == [{"chunk": 0, "first_seq": 1, "last_seq": 64, "hit": False},
                       {"chunk": 1, "first_seq": 65, "last_seq": 128, "hit": True},
                       {"chunk": 2, "first_seq": 129, "last_seq": 140, "hit": True}]
+    queued = db.execute("SELECT count(*) AS n FROM job_log_index_queue").fetchone()["n"]
+    assert queued == 0
+
+
+def test_indexer_reports_backlog_at_deadline(
+    database_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = _running_job(db)
+    store_lines(db, job, [f"first batch {n}" for n in range(1, 11)])
+    store_lines(db, job, [f"second batch {n}" for n in range(11, 21)], first_seq=11)
+    # One batch per call, and a tick that ends after one call, leave the
+    # second batch queued after the first tick.
+    monkeypatch.setattr(search, "INDEX_LINES_PER_CALL", 10)
+    monkeypatch.setattr(search, "INDEX_TICK_SECONDS", 0.0)
+
+    async def index_until_done() -> list[bool]:
+        conn = await connect_async(database_url, application_name="test-indexer")
+        backlogs = []
+        try:
+            for _ in range(5):
+                async with conn.transaction():
+                    _, _, backlog = await search.index_pending(conn)
+                backlogs.append(backlog)
+                if not backlog:
+                    break
+        finally:
+            await conn.close()
+        return backlogs
+
+    assert asyncio.run(index_until_done()) == [True, True, False]
     queued = db.execute("SELECT count(*) AS n FROM job_log_index_queue").fetchone()["n"]
     assert queued == 0
 
