@@ -337,6 +337,10 @@ class LogFindResult(BaseModel):
     job_id: int
     attempt: int
     seq: int | None = Field(description="The matching line's seq; null when no line matches.")
+    continue_from: int | None = Field(
+        default=None,
+        description="Set when no line matched in the part of the log this request read but "
+                    "more lines remain: pass it as `start` to search on.")
 
 
 class LogEnd(BaseModel):

@@ -76,9 +76,10 @@ def test_find_walks_matches_in_both_directions(api_server: ApiServer,
         before = client.get(path, params={"q": "error", "direction": "previous", "start": 200}).json()
         empty = client.get(path, params={"q": ""})
 
-    assert first == {"job_id": plan["job_id"], "attempt": 1, "seq": 10}
+    assert first == {"job_id": plan["job_id"], "attempt": 1, "seq": 10, "continue_from": None}
     assert second["seq"] == 200
     assert none_after["seq"] is None
+    assert none_after["continue_from"] is None
     assert last["seq"] == 200
     assert before["seq"] == 10
     assert empty.status_code == 422

@@ -10,7 +10,7 @@ import pytest
 
 from minijenkin.config import Settings
 from minijenkin.db import connect_async, create_pool
-from minijenkin.logs import search
+from minijenkin.logs import search, store
 from minijenkin.maintenance import make_loops, run_tick_if_leader
 from tests.support import factories
 from tests.support.logs import store_lines, stored_lines
@@ -170,6 +170,35 @@ def test_indexer_reports_backlog_at_deadline(
     assert asyncio.run(index_until_done()) == [True, True, False]
     queued = db.execute("SELECT count(*) AS n FROM job_log_index_queue").fetchone()["n"]
     assert queued == 0
+
+
+def test_find_line_continues_past_window(
+    database_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = _running_job(db)
+    lines = [f"step {n}" for n in range(1, 251)]
+    lines[219] = "ERROR at the end"
+    store_lines(db, job, lines)
+    day = db.execute("SELECT (started_at AT TIME ZONE 'UTC')::date AS day FROM job_attempts "
+                     "WHERE job_id = %s", (job["job_id"],)).fetchone()["day"]
+    monkeypatch.setattr(store, "FIND_WINDOW_LINES", 100)
+
+    async def find(start: int, backwards: bool = False) -> tuple[int | None, int | None]:
+        conn = await connect_async(database_url, application_name="test-find")
+        try:
+            return await store.find_line(conn, job_id=job["job_id"], attempt=1, day=day,
+                                         needle="error", start=start, backwards=backwards)
+        finally:
+            await conn.close()
+
+    assert asyncio.run(find(0)) == (None, 100)
+    assert asyncio.run(find(100)) == (None, 200)
+    assert asyncio.run(find(200)) == (220, None)
+    assert asyncio.run(find(220)) == (None, None)
+    assert asyncio.run(find(store.SEQ_MAX, backwards=True)) == (220, None)
+    assert asyncio.run(find(220, backwards=True)) == (None, 120)
+    assert asyncio.run(find(120, backwards=True)) == (None, 20)
+    assert asyncio.run(find(20, backwards=True)) == (None, None)
 
 
 def test_indexer_survives_huge_lines(database_url: str, db: psycopg.Connection,

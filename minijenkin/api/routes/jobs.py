@@ -205,9 +205,11 @@ async def find_in_logs(
         info = await store.attempt_info(conn, job_id, number)
         backwards = direction == "previous"
         origin = store.SEQ_MAX if backwards and start == 0 else start
-        seq = await store.find_line(conn, job_id=job_id, attempt=number, day=info.day, needle=q,
-                                    start=origin, backwards=backwards)
-    return schemas.LogFindResult(job_id=job_id, attempt=number, seq=seq)
+        seq, continue_from = await store.find_line(conn, job_id=job_id, attempt=number,
+                                                   day=info.day, needle=q, start=origin,
+                                                   backwards=backwards)
+    return schemas.LogFindResult(job_id=job_id, attempt=number, seq=seq,
+                                 continue_from=continue_from)
 
 
 def _parse_last_event_id(value: str) -> int:

@@ -5,28 +5,44 @@ FROM job_attempts
 WHERE job_id = %(job_id)s::bigint AND attempt = %(attempt)s::integer;
 
 -- name: log_find_next
--- Find the first line after seq `after` whose text contains `needle` (case-insensitive).
-SELECT seq
-FROM job_logs
-WHERE job_id = %(job_id)s::bigint
-  AND attempt = %(attempt)s::integer
-  AND day = %(day)s::date
-  AND seq > %(after)s::integer
-  AND strpos(lower(line), lower(%(needle)s::text)) > 0
-ORDER BY seq
-LIMIT 1;
+-- Find the first line in seqs (after, until] whose text contains `needle` (case-insensitive);
+-- `more` says whether the attempt has lines after `until` (the caller then continues there).
+SELECT (SELECT seq
+        FROM job_logs
+        WHERE job_id = %(job_id)s::bigint
+          AND attempt = %(attempt)s::integer
+          AND day = %(day)s::date
+          AND seq > %(after)s::integer
+          AND seq <= %(until)s::integer
+          AND strpos(lower(line), lower(%(needle)s::text)) > 0
+        ORDER BY seq
+        LIMIT 1) AS seq,
+       EXISTS (SELECT 1
+               FROM job_logs
+               WHERE job_id = %(job_id)s::bigint
+                 AND attempt = %(attempt)s::integer
+                 AND day = %(day)s::date
+                 AND seq > %(until)s::integer) AS more;
 
 -- name: log_find_previous
--- Find the last line before seq `before` whose text contains `needle` (case-insensitive).
-SELECT seq
-FROM job_logs
-WHERE job_id = %(job_id)s::bigint
-  AND attempt = %(attempt)s::integer
-  AND day = %(day)s::date
-  AND seq < %(before)s::integer
-  AND strpos(lower(line), lower(%(needle)s::text)) > 0
-ORDER BY seq DESC
-LIMIT 1;
+-- Find the last line in seqs [until, before) whose text contains `needle` (case-insensitive);
+-- `more` says whether the attempt has lines before `until`.
+SELECT (SELECT seq
+        FROM job_logs
+        WHERE job_id = %(job_id)s::bigint
+          AND attempt = %(attempt)s::integer
+          AND day = %(day)s::date
+          AND seq < %(before)s::integer
+          AND seq >= %(until)s::integer
+          AND strpos(lower(line), lower(%(needle)s::text)) > 0
+        ORDER BY seq DESC
+        LIMIT 1) AS seq,
+       EXISTS (SELECT 1
+               FROM job_logs
+               WHERE job_id = %(job_id)s::bigint
+                 AND attempt = %(attempt)s::integer
+                 AND day = %(day)s::date
+                 AND seq < %(until)s::integer) AS more;
 
 -- name: log_job_state
 -- The run, latest attempt number and status of a job, for a log viewer waiting on it.

@@ -246,6 +246,8 @@
     window.addEventListener("hashchange", showHash);
 
     // --- search -------------------------------------------------------------
+    // At 200,000 lines a request, enough for the largest stored log.
+    const FIND_MAX_REQUESTS = 20000;
     async function find(direction) {
       const needle = findText.value;
       if (!needle || state.attempt < 1) return;
@@ -257,10 +259,18 @@
       });
       findStatus.textContent = "searching…";
       try {
-        const response = await fetch(`/api/jobs/${state.jobId}/logs/find?${params}`,
-          { credentials: "same-origin", headers: { "Accept": "application/json" } });
-        const result = await response.json();
-        if (!response.ok) throw new Error(result.detail || `HTTP ${response.status}`);
+        // Each request reads a bounded part of the log and says where to
+        // continue; a long log is searched in several requests.
+        let result = null;
+        for (let part = 0; part < FIND_MAX_REQUESTS; part++) {
+          const response = await fetch(`/api/jobs/${state.jobId}/logs/find?${params}`,
+            { credentials: "same-origin", headers: { "Accept": "application/json" } });
+          result = await response.json();
+          if (!response.ok) throw new Error(result.detail || `HTTP ${response.status}`);
+          if (result.seq !== null || result.continue_from === null) break;
+          params.set("start", String(result.continue_from));
+          findStatus.textContent = `searching… (line ${result.continue_from})`;
+        }
         if (result.seq === null) {
           findStatus.textContent = direction === "next" ? "no match below" : "no match above";
         } else {
