@@ -285,7 +285,7 @@ API_FAULTS = [
         "/api/runs?status=exploded",
         422,
         "status: Input should be 'pending', 'queued', 'running', 'succeeded', 'failed', "
-        "'cancelled', 'skipped' or 'timed_out'",
+        "'cancelled', 'skipped', 'timed_out', 'waiting', 'awaiting_approval' or 'superseded'",
     ),
     HttpFault(
         "run id text",
@@ -562,7 +562,7 @@ PIPELINE_FAULTS = [
     PipelineFault(
         "misspelt key",
         b"jbos:\n  a:\n    steps:\n      - run: 'true'\n",
-        ".minijenkin.yml:1:1: unknown key 'jbos'; did you mean 'jobs'? (and 1 more problems)",
+        ".minijenkin.yml:1:1: unknown key 'jbos'; did you mean 'jobs'?",
     ),
     PipelineFault(
         "broken expression",
