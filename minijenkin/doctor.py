@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -73,9 +74,11 @@ def run_checks(settings: Settings, limits: Limits) -> list[Finding]:
         findings.append(Finding(
             "database", "fail", str(exc),
             "set MINIJENKIN_DATABASE_URL to a reachable PostgreSQL 15+ server, or start "
-            "`minijenkin up`, which runs an embedded one"))
+            "`minijenkin up`, which runs an embedded one; if `minijenkin up` already runs "
+            "with another MINIJENKIN_DATA_DIR, set the same value here"))
         findings.append(check_disk(settings.data_dir, limits))
         findings.append(check_tools())
+        findings.append(check_step_user(settings))
         return findings
 
     with conn:
@@ -88,6 +91,7 @@ def run_checks(settings: Settings, limits: Limits) -> list[Finding]:
             findings.append(check_secret_key(conn, settings))
     findings.append(check_disk(settings.data_dir, limits))
     findings.append(check_tools())
+    findings.append(check_step_user(settings))
     return findings
 
 
@@ -333,3 +337,18 @@ def check_tools() -> Finding:
                        f"install {' and '.join(missing)} (e.g. apt-get install {' '.join(missing)}) "
                        "on every worker host")
     return Finding("tools", "ok", "git and bash found")
+
+
+def check_step_user(settings: Settings) -> Finding:
+    """Warn when a worker on this host would run steps as root.
+
+    Steps run as the worker's own user unless MINIJENKIN_WORKER_RUN_AS names
+    another; as root they can read the data directory and the secret key.
+    """
+    if settings.worker_run_as:
+        return Finding("step user", "ok", f"steps run as {settings.worker_run_as}")
+    if os.geteuid() == 0:
+        return Finding("step user", "warn", "a worker started here runs steps as root",
+                       "set MINIJENKIN_WORKER_RUN_AS to an unprivileged user (e.g. one made "
+                       "with `useradd --system minijenkin-steps`), or run the worker as one")
+    return Finding("step user", "ok", "steps run as this host's non-root worker user")

@@ -8,9 +8,11 @@ resumes from the last line it printed (Last-Event-ID).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from typing import Annotated, Any, TextIO
 
 import httpx
@@ -28,14 +30,14 @@ HTTP_TIMEOUT_SECONDS = 30.0
 # Dim text for Mini-Jenkin's own lines on a colour terminal.
 _SYSTEM_STYLE = ("\x1b[2m", "\x1b[0m")
 
-UrlOption = Annotated[str, typer.Option(
-    "--url", envvar="MINIJENKIN_API_URL",
-    help="Base URL of the Mini-Jenkin API.")]
+UrlOption = Annotated[str | None, typer.Option(
+    "--url", envvar="MINIJENKIN_API_URL", show_default=False,
+    help="Base URL of the Mini-Jenkin API. Default: http://127.0.0.1 at MINIJENKIN_PORT "
+         "(3000 unless set), the address `minijenkin up` serves.")]
 TokenOption = Annotated[str | None, typer.Option(
     "--token", envvar="MINIJENKIN_API_TOKEN",
-    help="API token of scope read or higher. Default: the admin token that "
-         "`minijenkin up` keeps in <data dir>/admin-token, when this user can read it.")]
-DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    help="API token of scope read or higher. Default, when --url is not given: the admin "
+         "token that `minijenkin up` keeps in <data dir>/admin-token, if this user can read it.")]
 
 
 class ApiRequestError(MiniJenkinError):
@@ -53,11 +55,37 @@ def _local_admin_token() -> str | None:
         return None
 
 
-def _client(url: str, token: str | None) -> httpx.Client:
-    token = token or _local_admin_token()
+def _local_api_url() -> str:
+    """Return the loopback URL of the API that `minijenkin up` serves with these settings."""
+    from minijenkin.cli.common import load_cli_settings
+
+    try:
+        port = load_cli_settings().port
+    except MiniJenkinError:
+        port = DEFAULT_PORT
+    return f"http://{DEFAULT_HOST}:{port}"
+
+
+def _client(url: str | None, token: str | None) -> httpx.Client:
+    # The local admin token goes only to the local API, never to a URL the
+    # user named.
+    if url is None:
+        url = _local_api_url()
+        token = token or _local_admin_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=url.rstrip("/"), headers=headers,
                         timeout=httpx.Timeout(HTTP_TIMEOUT_SECONDS, read=None))
+
+
+@contextlib.contextmanager
+def _api_errors(client: httpx.Client) -> Iterator[None]:
+    """Turn a failure to reach the API into one clear error line."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise ApiRequestError(
+            f"cannot reach the API at {client.base_url}: {exc or type(exc).__name__}; start it "
+            "with `minijenkin up`, or pass --url or set MINIJENKIN_API_URL") from exc
 
 
 def _raise_for_status(response: httpx.Response) -> None:
@@ -165,12 +193,12 @@ def logs(
         "--attempt", min=1, help="Attempt number. Default: the latest attempt.")] = None,
     follow_log: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing new lines until the attempt ends.")] = False,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Print a job's log; with --follow, stream it live until the attempt ends."""
     printer = LinePrinter(sys.stdout)
-    with _client(url, token) as client:
+    with _client(url, token) as client, _api_errors(client):
         if not follow_log:
             print_page_by_page(client, job_id, attempt, printer)
             return
@@ -189,7 +217,7 @@ def search(
     since: Annotated[str | None, typer.Option(
         "--since", help="Only lines written at or after this ISO 8601 time.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Hits to show.")] = 20,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Search job logs; prints one hit per line: repository, job, line number and snippet."""
@@ -197,7 +225,7 @@ def search(
     for name, value in (("repo", repo), ("branch", branch), ("since", since)):
         if value is not None:
             params[name] = value
-    with _client(url, token) as client:
+    with _client(url, token) as client, _api_errors(client):
         response = client.get("/api/search", params=params)
     _raise_for_status(response)
     body = response.json()

@@ -32,4 +32,4 @@ def trigger(
 
     run = run_with_connection(create)
     print(f"started run {run['id']} of {repo} at {run['ref']} ({run['commit_sha'][:12]}); "
-          f"follow it with `minijenkin show {run['id']}`")
+          f"see its jobs with `minijenkin show {run['id']}`")

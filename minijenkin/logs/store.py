@@ -107,7 +107,7 @@ async def find_line(
     """
     if backwards:
         # Searching up from the end starts at the last stored line, not at
-        # SEQ_MAX, so that the first window holds the log's tail.
+        # SEQ_MAX, so that the first window contains the log's tail.
         start = min(start, await last_seq(conn, job_id=job_id, attempt=attempt, day=day) + 1)
         until = max(start - FIND_WINDOW_LINES, 0)
         cursor = await conn.execute(QUERIES["log_find_previous"], {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 import uuid
@@ -55,7 +56,8 @@ def test_doctor_without_database_names_the_fix(tmp_path: Path) -> None:
     lines = _lines(result)
     assert lines[0].startswith("FAIL database no database: set MINIJENKIN_DATABASE_URL")
     assert lines[1] == ("fix: set MINIJENKIN_DATABASE_URL to a reachable PostgreSQL 15+ server, "
-                        "or start `minijenkin up`, which runs an embedded one")
+                        "or start `minijenkin up`, which runs an embedded one; if `minijenkin up` "
+                        "already runs with another MINIJENKIN_DATA_DIR, set the same value here")
     assert lines[2].startswith("ok disk ")
     assert lines[-1] == "1 check(s) failed"
 
@@ -111,6 +113,20 @@ def test_doctor_passes_with_live_worker(db: psycopg.Connection, database_url: st
     assert "ok workers 1 live worker(s), 4 job slots, on host" in lines
     assert "ok clock worker test on host: clock offset between -1.000 s and +1.000 s" in lines
     assert lines[-1] == "all checks passed"
+
+
+def test_doctor_warns_about_root_steps(db: psycopg.Connection, database_url: str,
+                                       tmp_path: Path) -> None:
+    as_root = _doctor(database_url, tmp_path)
+    with_user = _doctor(database_url, tmp_path, env={"MINIJENKIN_WORKER_RUN_AS": "nobody"})
+
+    if os.geteuid() == 0:
+        assert "warn step user a worker started here runs steps as root" in _lines(as_root)
+        assert any(line.startswith("fix: set MINIJENKIN_WORKER_RUN_AS to an unprivileged user")
+                   for line in _lines(as_root))
+    else:
+        assert "ok step user steps run as this host's non-root worker user" in _lines(as_root)
+    assert "ok step user steps run as nobody" in _lines(with_user)
 
 
 def test_doctor_fails_on_worker_clock_skew(db: psycopg.Connection, database_url: str,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 
 from tests.support import factories
 from tests.support.api import ApiServer
 from tests.support.dashboard import wait_for_log_partitions
 from tests.support.logs import read_events, store_lines
+from tests.support.receiver import free_port
+from tests.support.workers import scrubbed_environment
 
 
 def job_with_lines(db: psycopg.Connection, lines: list[str]) -> dict:
@@ -104,3 +110,24 @@ def test_raw_download_is_plain_text(api_server: ApiServer, db: psycopg.Connectio
     assert text_lines[25_000] == ""
     assert len(text_lines) == 25_001
     assert missing.status_code == 404
+
+
+def test_cli_logs_follows_port_setting(api_server: ApiServer, db: psycopg.Connection,
+                                       tmp_path: Path) -> None:
+    plan = job_with_lines(db, ["hello from the log"])
+    port = api_server.url.rsplit(":", 1)[1]
+    (tmp_path / "admin-token").write_text(api_server.admin_token + "\n")
+    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(tmp_path), "MINIJENKIN_PORT": port}
+
+    found = subprocess.run([sys.executable, "-m", "minijenkin", "logs", str(plan["job_id"])],
+                           env=env, capture_output=True, text=True, timeout=60)
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "minijenkin", "logs", str(plan["job_id"])],
+        env={**env, "MINIJENKIN_PORT": str(free_port())}, capture_output=True, text=True, timeout=60)
+
+    assert found.returncode == 0, found.stderr
+    assert found.stdout == "hello from the log\n"
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("error: cannot reach the API at http://127.0.0.1:")
+    assert "set MINIJENKIN_API_URL" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr

@@ -150,7 +150,7 @@ def test_cli_trigger_with_inputs(api_server: ApiServer, db: psycopg.Connection, 
     assert result.returncode == 0, result.stderr
     run = db.execute("SELECT id, event, ref, commit_sha, trigger FROM pipeline_runs").fetchone()
     assert result.stdout.strip() == (f"started run {run['id']} of acme/manual at refs/heads/main "
-                                     f"({head[:12]}); follow it with `minijenkin show {run['id']}`")
+                                     f"({head[:12]}); see its jobs with `minijenkin show {run['id']}`")
     assert (run["event"], run["ref"], run["commit_sha"]) == ("manual", "refs/heads/main", head)
     assert run["trigger"]["inputs"] == {"environment": "production", "note": "a=b"}
     assert run["trigger"]["source"] == "cli"
