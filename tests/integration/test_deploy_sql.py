@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.deploys import acquire, deploy_entry, lock_connection, lock_failures, release
 from tests.support.factories import claim, create_repo, finish, register_worker, start_run_with_graph
+from tests.support.notify import add_target
 from tests.support.waiting import wait_for
 
 
@@ -90,6 +91,27 @@ def test_deploy_lock_second_job_waits_then_wakes(
     assert again["attempt"] == 1
     assert acquire(connections[1], again)["outcome"] == "acquired"
     assert _deployment(db, second["job_id"])["status"] == "running"
+
+
+def test_deploy_start_and_end_notify(
+    db: psycopg.Connection, connections: list[psycopg.Connection],
+) -> None:
+    repo_id = create_repo(db)
+    add_target(db, repo_id, kind="webhook", events=["deploy.started", "deploy.finished"])
+    worker_id = register_worker(db)
+    start_run_with_graph(db, repo_id, worker_id, [deploy_entry("deploy-a")])
+    job = _claim_one(db, worker_id)
+
+    assert acquire(connections[0], job)["outcome"] == "acquired"
+    assert finish(db, job) == "finished"
+    assert release(connections[0], job["job_id"]) == 0
+
+    rows = db.execute("SELECT event, payload->'deployment'->>'environment' AS environment, "
+                      "payload->'deployment'->>'status' AS status FROM outbox ORDER BY id").fetchall()
+    assert rows == [
+        {"event": "deploy.started", "environment": "production", "status": "running"},
+        {"event": "deploy.finished", "environment": "production", "status": "succeeded"},
+    ]
 
 
 def test_release_from_other_session_ignored(
