@@ -14,16 +14,30 @@ CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test install install-browser lint clean bench-queue bench-claim-history bench-scale dist
 
-$(STAMP): pyproject.toml constraints.txt
+# `make run` needs only the runtime dependencies; `make test` adds the test
+# tools (pytest, Playwright, schemathesis, ruff). Both share .venv.
+RUN_STAMP := $(VENV)/.runtime-stamp
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+define make_venv
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
-	@touch $(STAMP)
+	$(PIP) --upgrade pip
+endef
+
+$(STAMP): pyproject.toml constraints.txt
+	$(make_venv)
+	$(PIP) -e '.[test]'
+	@touch $(STAMP) $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml constraints.txt
+	$(make_venv)
+	$(PIP) -e .
+	@touch $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/minijenkin up --demo
 
 install-browser:
