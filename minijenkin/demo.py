@@ -20,6 +20,7 @@ import httpx
 from rich.console import Console
 
 from minijenkin.forges import sign_hmac_sha256
+from minijenkin.supervisor import LOCAL_TOKEN_FILE
 
 DEMO_REPO_NAME = "demo/hello"
 STATUS_STYLE = {
@@ -129,7 +130,8 @@ async def run_demo(api_url: str, data_dir: Path, console: Console | None = None)
     root = data_dir / "demo"
     root.mkdir(parents=True, exist_ok=True)
     repo, before, after = await asyncio.to_thread(prepare_repository, root)
-    token = (data_dir / "admin-token").read_text().strip()
+    token_file = data_dir / LOCAL_TOKEN_FILE
+    token = token_file.read_text().strip()
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as client:
         secret = await _ensure_repo(client, root, repo.resolve().as_uri())
@@ -148,7 +150,6 @@ async def run_demo(api_url: str, data_dir: Path, console: Console | None = None)
         status = await follow_run(client, run_id, console)
     console.print()
     console.print(f"[bold]demo run {run_id} {status}[/]")
-    token_file = data_dir / "admin-token"
     console.print(f"  API docs:  {api_url}/docs")
     # Commands are printed without wrapping so that they can be pasted whole.
     console.print(f"  this run:  curl -H \"Authorization: Bearer $(cat {token_file})\" "

@@ -44,34 +44,30 @@ class ApiRequestError(MiniJenkinError):
     """The API rejected the request."""
 
 
-def _local_admin_token() -> str | None:
-    """Read the admin token that `minijenkin up` writes for this machine's user, if readable."""
+def _local_api() -> tuple[str, str | None]:
+    """Return the loopback URL of the API that `minijenkin up` serves with these settings,
+    and the admin token it keeps in the data directory if this user can read it."""
     from minijenkin.cli.common import load_cli_settings
     from minijenkin.supervisor import LOCAL_TOKEN_FILE
 
     try:
-        return (load_cli_settings().data_dir / LOCAL_TOKEN_FILE).read_text().strip() or None
-    except (OSError, MiniJenkinError):
-        return None
-
-
-def _local_api_url() -> str:
-    """Return the loopback URL of the API that `minijenkin up` serves with these settings."""
-    from minijenkin.cli.common import load_cli_settings
-
-    try:
-        port = load_cli_settings().port
+        settings = load_cli_settings()
     except MiniJenkinError:
-        port = DEFAULT_PORT
-    return f"http://{DEFAULT_HOST}:{port}"
+        return f"http://{DEFAULT_HOST}:{DEFAULT_PORT}", None
+    url = f"http://{DEFAULT_HOST}:{settings.port}"
+    try:
+        token = (settings.data_dir / LOCAL_TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        token = None
+    return url, token
 
 
 def _client(url: str | None, token: str | None) -> httpx.Client:
     # The local admin token goes only to the local API, never to a URL the
     # user named.
     if url is None:
-        url = _local_api_url()
-        token = token or _local_admin_token()
+        url, local_token = _local_api()
+        token = token or local_token
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=url.rstrip("/"), headers=headers,
                         timeout=httpx.Timeout(HTTP_TIMEOUT_SECONDS, read=None))

@@ -81,26 +81,28 @@ class Collector:
         return None
 
 
+def nearest(word: str, choices: Sequence[str]) -> str | None:
+    """Return the choice `word` is a near miss of, if any."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def suggestion(word: str, choices: Sequence[str]) -> str:
     """'; did you mean X?' for a near miss, else the list of choices."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
+    close = nearest(word, choices)
+    if close is not None:
+        return f"; did you mean {close!r}?"
     return f"; expected one of: {', '.join(choices)}"
 
 
 def misspelled(node: Mapping[Any, Any], key: str, allowed: Sequence[str]) -> bool:
-    """Whether `node` has an unknown key whose nearest allowed key is `key`.
+    """Return whether `node` has an unknown key whose nearest allowed key is `key`.
 
     A missing required key is then not reported, because the unknown-key
     error already suggests it.
     """
-    for present in node:
-        if isinstance(present, str) and present not in allowed:
-            close = difflib.get_close_matches(present, list(allowed), n=1, cutoff=0.6)
-            if close and close[0] == key:
-                return True
-    return False
+    return any(isinstance(present, str) and present not in allowed
+               and nearest(present, allowed) == key for present in node)
 
 
 def check_keys(errors: Collector, node: Mapping[Any, Any], allowed: Sequence[str], path: str,
