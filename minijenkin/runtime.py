@@ -28,7 +28,7 @@ def database_url(settings: Settings) -> str:
 
 
 def worker_database_url(settings: Settings) -> str:
-    """The URL `minijenkin worker` connects with: its own restricted role's, else `database_url`."""
+    """Return the URL `minijenkin worker` connects with: its restricted role's, else `database_url`."""
     if settings.worker_database_url:
         return settings.worker_database_url
     return database_url(settings)

@@ -35,8 +35,8 @@ UNBOUNDED_WIDTH = 10_000
 
 
 def output_console() -> Console:
-    """A console for command output on stdout: tables keep every character
-    when the output is piped or redirected, and fit the terminal otherwise."""
+    """Return a console for command output on stdout. Its tables keep every
+    character when the output is piped or redirected, and fit the terminal otherwise."""
     if sys.stdout.isatty():
         return Console()
     return Console(width=UNBOUNDED_WIDTH)

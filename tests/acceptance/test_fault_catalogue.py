@@ -516,7 +516,7 @@ def test_http_fault(
         response = _send(client, quiet_server, fault)
     _check(response, fault)
 
-    # Nothing half-done: no run appeared, and the server still answers.
+    # Nothing half-done: no run appeared, and the server still responds.
     assert db.execute("SELECT count(*) AS n FROM pipeline_runs").fetchone()["n"] == runs_before
     with quiet_server.client() as client:
         assert client.get("/healthz").status_code == 200

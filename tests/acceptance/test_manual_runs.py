@@ -170,13 +170,13 @@ def test_cli_show_lists_job_ids(api_server: ApiServer, db: psycopg.Connection, g
     run_id = db.execute("SELECT id FROM pipeline_runs").fetchone()["id"]
     plan_id = db.execute("SELECT id FROM jobs WHERE run_id = %s", (run_id,)).fetchone()["id"]
 
-    shown = subprocess.run([sys.executable, "-m", "minijenkin", "show", str(run_id)],
+    show_result = subprocess.run([sys.executable, "-m", "minijenkin", "show", str(run_id)],
                            env=env, capture_output=True, text=True, timeout=60)
     missing = subprocess.run([sys.executable, "-m", "minijenkin", "show", "999999"],
                              env=env, capture_output=True, text=True, timeout=60)
 
-    assert shown.returncode == 0, shown.stderr
-    lines = shown.stdout.splitlines()
+    assert show_result.returncode == 0, show_result.stderr
+    lines = show_result.stdout.splitlines()
     assert lines[0] == f"run {run_id} of acme/manual: queued (-)"
     assert lines[1].startswith(f"  manual refs/heads/main at {head[:12]} ")
     job_rows = [line for line in lines if line.strip().startswith(f"│ {plan_id} ")

@@ -35,7 +35,7 @@ def plan_run(db: psycopg.Connection, repo_id: int, commit: str,
              graph: list[dict[str, Any]]) -> int:
     """Create a run whose plan produced `graph`; return the run id."""
     planner = register_worker(db)
-    # One transaction, so that a running worker never sees the plan job queued.
+    # One transaction, so that a running worker cannot claim the plan job first.
     with db.transaction():
         run_id = create_run(db, repo_id, commit=commit)
         plan = db.execute(

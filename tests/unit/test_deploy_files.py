@@ -53,7 +53,8 @@ def _unit(path: Path) -> dict[str, list[tuple[str, str]]]:
             sections[current] = []
             continue
         key, separator, value = stripped.partition("=")
-        assert separator == "=" and current is not None, f"{path.name}: {stripped}"
+        assert separator == "=", f"{path.name}: {stripped}"
+        assert current is not None, f"{path.name}: {stripped}"
         sections[current].append((key.strip(), value.strip()))
     return sections
 

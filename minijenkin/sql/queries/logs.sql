@@ -6,7 +6,7 @@ WHERE job_id = %(job_id)s::bigint AND attempt = %(attempt)s::integer;
 
 -- name: log_find_next
 -- Find the first line in seqs (after, until] whose text contains `needle` (case-insensitive);
--- `more` says whether the attempt has lines after `until` (the caller then continues there).
+-- `more` is true when the attempt has lines after `until`, where the caller continues.
 SELECT (SELECT seq
         FROM job_logs
         WHERE job_id = %(job_id)s::bigint
@@ -26,7 +26,7 @@ SELECT (SELECT seq
 
 -- name: log_find_previous
 -- Find the last line in seqs [until, before) whose text contains `needle` (case-insensitive);
--- `more` says whether the attempt has lines before `until`.
+-- `more` is true when the attempt has lines before `until`.
 SELECT (SELECT seq
         FROM job_logs
         WHERE job_id = %(job_id)s::bigint

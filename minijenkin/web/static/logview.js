@@ -259,8 +259,8 @@
       });
       findStatus.textContent = "searching…";
       try {
-        // Each request reads a bounded part of the log and says where to
-        // continue; a long log is searched in several requests.
+        // Each request reads a bounded part of the log and returns where to
+        // continue, so a long log is searched in several requests.
         let result = null;
         for (let part = 0; part < FIND_MAX_REQUESTS; part++) {
           const response = await fetch(`/api/jobs/${state.jobId}/logs/find?${params}`,
