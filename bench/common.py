@@ -7,11 +7,17 @@ environments have them.
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -99,3 +105,44 @@ def replace_section(path: Path, section: str, start: str, end: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def api_process(url: str, token: str, data_dir: Path, *, quiet: bool = False) -> Iterator[str]:
+    """Run `minijenkin api` (maintenance loops off) on a free loopback port; yield its base URL.
+
+    The child gets this environment without Mini-Jenkin or PostgreSQL settings,
+    plus the database URL, admin token and data directory given here.
+    """
+    port = free_port()
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("MINIJENKIN_", "PG")) and key != "DATABASE_URL"}
+    env.update({"MINIJENKIN_DATABASE_URL": url, "MINIJENKIN_ADMIN_TOKEN": token,
+                "MINIJENKIN_DATA_DIR": str(data_dir), "MINIJENKIN_LOG_LEVEL": "WARNING"})
+    output = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(
+        [sys.executable, "-m", "minijenkin", "api", "--port", str(port), "--no-maintenance"],
+        env=env, stdout=output, stderr=output)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the API process did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

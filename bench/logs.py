@@ -28,7 +28,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from psycopg.rows import dict_row
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port  # noqa: E402
 from minijenkin.db.migrate import migrate  # noqa: E402
 from minijenkin.logs.search import CANDIDATE_CHUNKS, SCAN_CHUNKS  # noqa: E402
 from minijenkin.worker.shipper import DIRECT_COPY_MIN_BYTES  # noqa: E402
@@ -135,7 +135,7 @@ class Installation:
         migrate(self.url)
         self.db = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
         self.token = "mjt_bench_" + uuid.uuid4().hex
-        self.port = _free_port()
+        self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen[bytes]] = []
         self.repo = workdir / "repo"
@@ -227,12 +227,6 @@ def _git(path: Path, *args: str) -> str:
     return subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com",
                            *args], cwd=path, check=True, capture_output=True,
                           text=True).stdout.strip()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- measurements -----------------------------------------------------------

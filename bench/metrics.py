@@ -32,8 +32,6 @@ import os
 import platform
 import re
 import secrets
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +49,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from bench.common import api_process
 from minijenkin.db.migrate import migrate
 from minijenkin.metrics.figures import FIGURES, LOG_INGEST_WINDOW_SECONDS
 from minijenkin.sql import QUERIES
@@ -379,39 +378,6 @@ def refresh_times(url: str) -> list[dict[str, Any]]:
 
 # --- HTTP ------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def api_process(url: str, token: str) -> Iterator[str]:
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="mj-bench-")
-    env = {**os.environ, "MINIJENKIN_DATABASE_URL": url, "MINIJENKIN_ADMIN_TOKEN": token,
-           "MINIJENKIN_DATA_DIR": data_dir, "MINIJENKIN_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([sys.executable, "-m", "minijenkin", "api", "--port", str(port),
-                                "--no-maintenance"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
 def endpoint_latency(base: str, token: str, path: str, params: dict[str, str]) -> dict[str, float]:
     timings = []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
@@ -667,7 +633,8 @@ def main() -> None:
 
         token = "mjt_bench_" + secrets.token_urlsafe(16)
         report["endpoints"] = []
-        with api_process(urls["history"], token) as base:
+        with tempfile.TemporaryDirectory(prefix="mj-bench-") as data_dir, \
+                api_process(urls["history"], token, Path(data_dir)) as base:
             for name, path, params, target in endpoints(now):
                 result = endpoint_latency(base, token, path, params)
                 report["endpoints"].append({"name": f"`{path}` {name}", "target": target, **result})

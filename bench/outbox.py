@@ -1,6 +1,6 @@
 """Benchmark of the notification outbox: delivery throughput and finish-to-delivery delay.
 
-Usage: .venv/bin/python bench/outbox.py [--runs 500] [--delay-runs 200] [--write BENCHMARKS.md]
+Usage: .venv/bin/python -m bench.outbox [--runs 500] [--delay-runs 200] [--write BENCHMARKS.md]
 
 It creates a scratch database on the PostgreSQL server at MINIJENKIN_BENCH_URL
 (default: postgresql://postgres@127.0.0.1:5432/postgres, as the tests use). It
@@ -27,7 +27,6 @@ import datetime as dt
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port  # noqa: E402
 from minijenkin.crypto import Keyring, generate_key  # noqa: E402
 from minijenkin.db import connect_async  # noqa: E402
 from minijenkin.db.migrate import migrate  # noqa: E402
@@ -63,12 +63,6 @@ def with_database(conninfo: str, database: str) -> str:
     params = conninfo_to_dict(conninfo)
     params["dbname"] = database
     return make_conninfo("", **params)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -343,7 +337,7 @@ def report(args: argparse.Namespace, results: dict[str, float | str]) -> str:
     lines = [
         SECTION_TITLE,
         "",
-        f"Command: `.venv/bin/python bench/outbox.py --runs {args.runs} --delay-runs "
+        f"Command: `.venv/bin/python -m bench.outbox --runs {args.runs} --delay-runs "
         f"{args.delay_runs} --write BENCHMARKS.md`",
         "",
         f"Machine: {machine()}; PostgreSQL {results['server_version']} on the same host. "

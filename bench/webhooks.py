@@ -11,7 +11,7 @@ process on 127.0.0.1 (maintenance loops off, so nothing else runs in it):
    in one transaction), then GitLab pushes (token check), then replays of
    already-processed GitHub deliveries.
 
-Usage: python bench/webhooks.py [--admin-url URL] [--requests N]
+Usage: python -m bench.webhooks [--admin-url URL] [--requests N]
 """
 
 from __future__ import annotations
@@ -23,14 +23,11 @@ import os
 import platform
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -41,6 +38,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import api_process  # noqa: E402
 from minijenkin.db.migrate import migrate  # noqa: E402
 from minijenkin.forges import sign_hmac_sha256  # noqa: E402
 
@@ -93,40 +91,6 @@ def pgbench_reference(admin_url: str) -> dict[str, float]:
     latency = float(re.search(r"latency average = ([0-9.]+) ms", result.stdout).group(1))
     tps = float(re.search(r"tps = ([0-9.]+)", result.stdout).group(1))
     return {"latency_ms": latency, "tps": tps}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def api_process(url: str, token: str, data_dir: Path) -> Iterator[str]:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("MINIJENKIN_", "PG")) and key != "DATABASE_URL"}
-    env.update({"MINIJENKIN_DATABASE_URL": url, "MINIJENKIN_ADMIN_TOKEN": token,
-                "MINIJENKIN_DATA_DIR": str(data_dir), "MINIJENKIN_LOG_LEVEL": "WARNING"})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "minijenkin", "api", "--port", str(port), "--no-maintenance"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the API process did not start")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -210,7 +174,7 @@ def render(report: dict) -> str:
         START_MARK,
         "## Webhook replies (`bench/webhooks.py`)",
         "",
-        f"- Command: `python bench/webhooks.py --requests {report['requests']}`",
+        f"- Command: `python -m bench.webhooks --requests {report['requests']}`",
         f"- Date: {report['date']}",
         f"- Machine: {report['machine']}",
         f"- Server: {report['server']}",
@@ -265,7 +229,8 @@ def main() -> None:
             server = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
         reference = pgbench_reference(args.admin_url)
         count = args.requests
-        with api_process(url, token, data_dir) as base, httpx.Client(base_url=base, timeout=30) as client:
+        with api_process(url, token, data_dir, quiet=True) as base, \
+                httpx.Client(base_url=base, timeout=30) as client:
             admin = {"Authorization": f"Bearer {token}"}
             client.post("/api/repos", headers=admin, json={
                 "name": "bench/app", "url": "https://github.com/bench/app.git",
