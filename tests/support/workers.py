@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Self
 
 # Short timings so that tests about leases and polling finish quickly.
 FAST_WORKER_ENV = {
@@ -28,35 +29,31 @@ def scrubbed_environment() -> dict[str, str]:
     }
 
 
-class WorkerProcess:
+class MinijenkinProcess:
+    """A `python -m minijenkin COMMAND` child with its output in `log_path`."""
+
+    command = ""
+    fast_env: dict[str, str] = {}
+
     def __init__(self, conninfo: str, data_dir: Path, log_path: Path, **env: str) -> None:
         self.log_path = log_path
         self.env = {
-            **scrubbed_environment(), **FAST_WORKER_ENV,
+            **scrubbed_environment(), **self.fast_env,
             "MINIJENKIN_DATABASE_URL": conninfo, "MINIJENKIN_DATA_DIR": str(data_dir), **env,
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> Self:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "minijenkin", "worker"], env=self.env,
+            [sys.executable, "-m", "minijenkin", self.command], env=self.env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
     def kill(self) -> None:
-        """kill -9 the worker and everything it started (its steps run in their own groups)."""
+        """kill -9 the process."""
         assert self.process is not None
         self.process.kill()
         self.process.wait()
@@ -73,3 +70,17 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class WorkerProcess(MinijenkinProcess):
+    command = "worker"
+    fast_env = FAST_WORKER_ENV
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
