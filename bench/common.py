@@ -12,12 +12,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -135,9 +136,10 @@ def api_process(url: str, token: str, data_dir: Path, *, quiet: bool = False) ->
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:  # refused while starting; URLError and HTTPError are OSErrors
                 pass
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("the API process did not start")
