@@ -13,7 +13,7 @@ import psycopg
 
 from minijenkin import sql
 from minijenkin.crypto import Keyring, generate_key
-from tests.support.factories import claim, create_repo, create_run, register_worker
+from tests.support.factories import claim, create_repo, create_run, finish, register_worker
 from tests.support.workers import scrubbed_environment
 
 MIGRATIONS = len(sql.migration_files())
@@ -39,8 +39,9 @@ def _attempt_with_log_clock(db: psycopg.Connection, worker_id: uuid.UUID, skew_s
     now = db.execute("SELECT now() AS now").fetchone()["now"]
     started, finished = now - dt.timedelta(seconds=60), now - dt.timedelta(seconds=50)
     skew = dt.timedelta(seconds=skew_seconds)
-    db.execute("UPDATE job_attempts SET started_at = %s, finished_at = %s, status = 'succeeded' "
-               "WHERE job_id = %s", (started, finished, job["job_id"]))
+    assert finish(db, job) == "finished"
+    db.execute("UPDATE job_attempts SET started_at = %s, finished_at = %s WHERE job_id = %s",
+               (started, finished, job["job_id"]))
     day = started.astimezone(dt.UTC).date()
     db.execute("SELECT mj_logs_ensure_partitions_v1(%s, %s)", (day, day))
     db.execute("INSERT INTO job_logs (job_id, attempt, seq, day, stream, ts, line) "

@@ -155,8 +155,8 @@ def test_log_viewer_stays_small_on_a_million_lines(
         "INSERT INTO job_logs (job_id, attempt, seq, day, stream, ts, line) "
         "SELECT %(job)s, 1, s, (a.started_at AT TIME ZONE 'UTC')::date, 1, now(), "
         "       CASE WHEN s = 654321 THEN 'the needle is here' ELSE 'line ' || s END "
-        "FROM job_attempts a, generate_series(2, 1000000) AS s "
-        "WHERE a.job_id = %(job)s AND a.attempt = 1", {"job": plan["job_id"]})
+        "FROM jobs a, generate_series(2, 1000000) AS s "
+        "WHERE a.id = %(job)s", {"job": plan["job_id"]})
     page = browser_page.page
 
     sign_in_browser(page, api_server, create_token(api_server, "read"))

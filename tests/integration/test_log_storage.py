@@ -179,8 +179,8 @@ def test_find_line_continues_past_window(
     lines = [f"step {n}" for n in range(1, 251)]
     lines[219] = "ERROR at the end"
     store_lines(db, job, lines)
-    day = db.execute("SELECT (started_at AT TIME ZONE 'UTC')::date AS day FROM job_attempts "
-                     "WHERE job_id = %s", (job["job_id"],)).fetchone()["day"]
+    day = db.execute("SELECT (started_at AT TIME ZONE 'UTC')::date AS day FROM jobs WHERE id = %s",
+                     (job["job_id"],)).fetchone()["day"]
     monkeypatch.setattr(store, "FIND_WINDOW_LINES", 100)
 
     async def find(start: int, backwards: bool = False) -> tuple[int | None, int | None]:

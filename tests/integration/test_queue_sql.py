@@ -45,9 +45,26 @@ def test_claim_marks_job_running_with_lease(db: psycopg.Connection) -> None:
     assert row["worker_id"] == worker_id
     assert row["lease_token"] == jobs[0]["lease_token"]
     assert run_status(db, run_id) == "running"
-    attempt = db.execute("SELECT worker_id, status FROM job_attempts WHERE job_id = %s",
-                         (jobs[0]["job_id"],)).fetchone()
-    assert attempt == {"worker_id": worker_id, "status": "running"}
+    # The running attempt lives in the job row; its history row is written when it ends.
+    recorded = db.execute("SELECT count(*) AS n FROM job_attempts WHERE job_id = %s",
+                          (jobs[0]["job_id"],)).fetchone()
+    assert recorded == {"n": 0}
+
+
+def test_finish_records_the_attempt(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    create_run(db, repo_id)
+    worker_id = register_worker(db)
+    [job] = claim(db, worker_id)
+
+    assert finish(db, job, "failed", exit_code=3) == "finished"
+
+    attempt = db.execute(
+        "SELECT attempt, worker_id, lease_token, status, exit_code, started_at IS NOT NULL AS started, "
+        "finished_at >= started_at AS ordered FROM job_attempts WHERE job_id = %s",
+        (job["job_id"],)).fetchall()
+    assert attempt == [{"attempt": 1, "worker_id": worker_id, "lease_token": job["lease_token"],
+                        "status": "failed", "exit_code": 3, "started": True, "ordered": True}]
 
 
 def test_claim_by_unregistered_worker_gets_nothing(db: psycopg.Connection) -> None:

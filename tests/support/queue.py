@@ -41,11 +41,8 @@ def plan_run(db: psycopg.Connection, repo_id: int, commit: str,
         plan = db.execute(
             "UPDATE jobs SET status = 'running', attempt = 1, worker_id = %s, "
             "lease_token = gen_random_uuid(), started_at = now() "
-            "WHERE run_id = %s AND kind = 'plan' RETURNING id AS job_id, lease_token, queued_at",
+            "WHERE run_id = %s AND kind = 'plan' RETURNING id AS job_id, lease_token",
             (planner, run_id)).fetchone()
-        db.execute("INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, queued_at) "
-                   "VALUES (%s, 1, %s, %s, %s)",
-                   (plan["job_id"], planner, plan["lease_token"], plan["queued_at"]))
     assert submit_plan(db, plan, graph) == "finished"
     db.execute("SELECT mj_worker_stop_v1(%s)", (planner,))
     return run_id

@@ -125,13 +125,16 @@ CREATE OR REPLACE FUNCTION mj_job_close_v1(
     LANGUAGE plpgsql
     AS $$
 DECLARE
+    v_job jobs%ROWTYPE;
     v_run_id bigint;
     v_environment text;
 BEGIN
-    UPDATE job_attempts a
-    SET status = p_status, exit_code = p_exit_code, reason = p_reason, finished_at = now()
-    FROM jobs j
-    WHERE j.id = p_job_id AND a.job_id = j.id AND a.attempt = j.attempt AND a.status = 'running';
+    SELECT * INTO v_job FROM jobs WHERE id = p_job_id;
+    IF v_job.status = 'running' THEN
+        -- Defined in 30_queue.sql; a no-op when the caller recorded the
+        -- attempt already (a hand-back or a lost worker).
+        PERFORM mj_attempt_record_v1(v_job, p_status, p_exit_code, p_reason);
+    END IF;
 
     UPDATE jobs
     SET status = p_status,

@@ -42,9 +42,7 @@ BEGIN
         RETURN false;
     END IF;
 
-    UPDATE job_attempts
-    SET status = 'handed_back', reason = p_reason, finished_at = now()
-    WHERE job_id = p_job_id AND attempt = v_job.attempt AND status = 'running';
+    PERFORM mj_attempt_record_v1(v_job, 'handed_back', NULL, p_reason);
 
     IF v_job.cancel_requested_at IS NOT NULL THEN
         PERFORM mj_job_close_v1(p_job_id, 'cancelled', NULL, coalesce(v_job.reason, 'cancelled'));
@@ -111,6 +109,31 @@ BEGIN
 END;
 $$;
 
+-- Record the end of a job's current attempt, read from the job row. A
+-- running attempt has no job_attempts row: it lives in the job row until it
+-- ends, so a claim writes one row rather than two. Called before the job
+-- row changes. The first record of an attempt wins: a later call for the
+-- same attempt (a hand-back or reap followed by mj_job_close_v1) changes
+-- nothing. Rows in status 'running' were written at claim time by earlier
+-- releases of this function set; they are completed here.
+CREATE OR REPLACE FUNCTION mj_attempt_record_v1(
+    p_job jobs,
+    p_status text,
+    p_exit_code integer,
+    p_reason text
+) RETURNS void
+    LANGUAGE sql
+    AS $$
+        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, status, exit_code, reason,
+                                  queued_at, started_at, finished_at)
+        VALUES ((p_job).id, (p_job).attempt, (p_job).worker_id, (p_job).lease_token, p_status,
+                p_exit_code, p_reason, (p_job).queued_at, (p_job).started_at, now())
+        ON CONFLICT (job_id, attempt) DO UPDATE
+            SET status = excluded.status, exit_code = excluded.exit_code, reason = excluded.reason,
+                finished_at = excluded.finished_at
+            WHERE job_attempts.status = 'running'
+    $$;
+
 -- Claim up to p_limit queued jobs whose labels are a subset of p_labels.
 --
 -- Fairness: candidates are taken per repository (the first p_limit of each)
@@ -121,6 +144,14 @@ $$;
 -- repository's single job. Ranking within candidates alone would not: its first job would
 -- tie with the other repository's and win on its older id at every claim.
 -- Priority still comes first across repositories.
+--
+-- Plans: a drain turns thousands of jobs from queued to running to
+-- succeeded between two analyses, so the statistics of the queue's tables
+-- are stale most of the time. Every statement after the choice of jobs
+-- therefore reaches jobs, pipeline_runs and repositories by primary key,
+-- through an id array or a correlated lookup. A join could become a
+-- sequential scan, and a condition on status could select a partial index
+-- full of dead entries (tests/integration/test_queue_plans.py).
 CREATE OR REPLACE FUNCTION mj_job_claim_v1(p_worker_id uuid, p_labels text[], p_limit integer)
 RETURNS TABLE (
     job_id bigint,
@@ -137,6 +168,9 @@ RETURNS TABLE (
 )
     LANGUAGE plpgsql
     AS $$
+DECLARE
+    v_ids bigint[];
+    v_plan_runs bigint[];
 BEGIN
     IF p_limit < 1 THEN
         RETURN;
@@ -148,12 +182,11 @@ BEGIN
         RETURN;
     END IF;
 
-    RETURN QUERY
     WITH candidates AS (
-        SELECT c.id, c.repo_id, c.priority
+        SELECT c.id, c.repo_id, c.priority, c.run_id, c.kind
         FROM repositories r
         CROSS JOIN LATERAL (
-            SELECT q.id, q.repo_id, q.priority
+            SELECT q.id, q.repo_id, q.priority, q.run_id, q.kind
             FROM jobs q
             WHERE q.repo_id = r.id
               AND q.status = 'queued'
@@ -177,9 +210,9 @@ BEGIN
         WHERE (SELECT count(DISTINCT cand.repo_id) FROM candidates cand) > 1
     ),
     chosen AS (
-        SELECT ranked.id
+        SELECT ranked.id, ranked.run_id, ranked.kind
         FROM (
-            SELECT cand.id, cand.priority,
+            SELECT cand.id, cand.priority, cand.run_id, cand.kind,
                    coalesce(busy.running, 0) + row_number() OVER (
                        PARTITION BY cand.repo_id ORDER BY cand.priority DESC, cand.id) AS share
             FROM candidates cand
@@ -187,8 +220,32 @@ BEGIN
         ) ranked
         ORDER BY ranked.priority DESC, ranked.share, ranked.id
         LIMIT p_limit
-    ),
-    claimed AS (
+    )
+    SELECT array_agg(chosen.id), array_agg(chosen.run_id) FILTER (WHERE chosen.kind = 'plan')
+    INTO v_ids, v_plan_runs
+    FROM chosen;
+
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    IF v_plan_runs IS NOT NULL THEN
+        -- A plan job starts its queued run. SKIP LOCKED, because a run
+        -- being cancelled or closed right now holds its row lock: waiting
+        -- for it here could deadlock with that transaction, whose status
+        -- wins anyway.
+        UPDATE pipeline_runs pr
+        SET status = 'running', started_at = coalesce(pr.started_at, now())
+        WHERE pr.id = ANY (ARRAY(
+            SELECT locked.id
+            FROM pipeline_runs locked
+            WHERE locked.id = ANY (v_plan_runs) AND locked.status = 'queued'
+            FOR UPDATE SKIP LOCKED
+        ));
+    END IF;
+
+    RETURN QUERY
+    WITH claimed AS (
         UPDATE jobs j
         SET status = 'running',
             attempt = j.attempt + 1,
@@ -198,48 +255,26 @@ BEGIN
             finished_at = NULL,
             exit_code = NULL,
             reason = NULL
-        -- An id array, not a join with `chosen`: the cached generic plan
-        -- guesses `chosen` large and would hash-join it with a sequential
-        -- scan of every job ever run; = ANY keeps it on the primary key.
-        WHERE j.id = ANY (ARRAY(SELECT chosen.id FROM chosen))
-        RETURNING j.*
-    ),
-    recorded AS (
-        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, queued_at, started_at)
-        SELECT c.id, c.attempt, c.worker_id, c.lease_token, c.queued_at, c.started_at
-        FROM claimed c
-    ),
-    runs_started AS (
-        -- Only a plan job starts a queued run; claims of other jobs skip
-        -- this. SKIP LOCKED: a run being cancelled or closed right now holds
-        -- its row lock; waiting for it here could deadlock with that
-        -- transaction, and the status it is about to set wins anyway.
-        UPDATE pipeline_runs pr
-        SET status = 'running', started_at = coalesce(pr.started_at, now())
-        WHERE pr.id = ANY (ARRAY(
-            SELECT locked.id
-            FROM pipeline_runs locked
-            WHERE locked.id = ANY (ARRAY(SELECT c.run_id FROM claimed c WHERE c.kind = 'plan'))
-              AND locked.status = 'queued'
-            FOR UPDATE SKIP LOCKED
-        ))
+        WHERE j.id = ANY (v_ids)
+        RETURNING j.id, j.run_id, j.attempt, j.lease_token, j.kind, j.key, j.name, j.spec,
+                  j.condition, j.timeout_seconds
     )
     SELECT c.id, c.run_id, c.attempt, c.lease_token, c.kind, c.key, c.name, c.spec, c.condition,
            c.timeout_seconds,
-           jsonb_build_object(
-               'repo', jsonb_build_object('id', r.id, 'name', r.name, 'url', r.url),
-               'run', jsonb_build_object(
-                   'id', pr.id, 'event', pr.event, 'ref', pr.ref, 'commit', pr.commit_sha,
-                   'before', pr.before_sha, 'message', pr.message, 'author', pr.author,
-                   'trigger', pr.trigger),
-               'needs', (
-                   SELECT coalesce(jsonb_object_agg(n.key, n.status), '{}')
-                   FROM job_dependencies d JOIN jobs n ON n.id = d.needs_job_id
-                   WHERE d.job_id = c.id)
-           )
+           (SELECT jsonb_build_object(
+                       'repo', jsonb_build_object('id', r.id, 'name', r.name, 'url', r.url),
+                       'run', jsonb_build_object(
+                           'id', pr.id, 'event', pr.event, 'ref', pr.ref, 'commit', pr.commit_sha,
+                           'before', pr.before_sha, 'message', pr.message, 'author', pr.author,
+                           'trigger', pr.trigger),
+                       'needs', (
+                           SELECT coalesce(jsonb_object_agg(n.key, n.status), '{}')
+                           FROM job_dependencies d JOIN jobs n ON n.id = d.needs_job_id
+                           WHERE d.job_id = c.id))
+            FROM pipeline_runs pr, repositories r
+            WHERE pr.id = c.run_id AND r.id = pr.repo_id)
     FROM claimed c
-    JOIN pipeline_runs pr ON pr.id = c.run_id
-    JOIN repositories r ON r.id = c.repo_id;
+    ORDER BY c.id;
 END;
 $$;
 
@@ -302,9 +337,7 @@ BEGIN
         v_reason := coalesce(v_job.reason, p_reason);
     END IF;
 
-    UPDATE job_attempts
-    SET status = p_status, exit_code = p_exit_code, reason = v_reason, finished_at = now()
-    WHERE job_id = p_job_id AND attempt = v_job.attempt;
+    PERFORM mj_attempt_record_v1(v_job, p_status, p_exit_code, v_reason);
 
     v_class := CASE p_status WHEN 'failed' THEN 'script' WHEN 'timed_out' THEN 'timeout' END;
     IF v_class IS NOT NULL AND v_job.cancel_requested_at IS NULL THEN
@@ -459,9 +492,7 @@ BEGIN
         worker_id := v_job.worker_id;
         attempt := v_job.attempt;
 
-        UPDATE job_attempts a
-        SET status = 'lost', reason = 'worker lost', finished_at = now()
-        WHERE a.job_id = v_job.id AND a.attempt = v_job.attempt AND a.status = 'running';
+        PERFORM mj_attempt_record_v1(v_job, 'lost', NULL, 'worker lost');
 
         SELECT count(*) INTO v_lost
         FROM job_attempts a
@@ -498,10 +529,15 @@ $$;
 -- Report the ends of several attempts in one transaction (one commit).
 -- Outcomes are those of mj_job_finish_v1. Failures whose job has a retry
 -- policy go through mj_job_finish_v1 one by one; every other result is
--- applied set-wise (one UPDATE of jobs and one of job_attempts for the
--- batch), and each affected run is advanced or closed once. Runs are locked
--- in id order first, so two batches cannot deadlock. Returns one outcome per
--- job id.
+-- applied set-wise (one UPDATE of jobs and one INSERT into job_attempts for
+-- the batch), and each affected run is advanced or closed once. Runs are
+-- locked in id order first, so two batches cannot deadlock. Returns one
+-- outcome per job id.
+--
+-- As in mj_job_claim_v1, jobs and pipeline_runs are reached by primary key
+-- only: job states are read in the select list of a lookup by id, never in
+-- a WHERE clause that would let a stale estimate of running jobs pick the
+-- partial index jobs_running_repo_idx and walk its dead entries.
 CREATE OR REPLACE FUNCTION mj_job_finish_many_v1(
     p_job_ids bigint[],
     p_lease_tokens uuid[],
@@ -516,7 +552,10 @@ CREATE OR REPLACE FUNCTION mj_job_finish_many_v1(
 #variable_conflict use_column
 DECLARE
     v_item record;
+    v_retried bigint[] := '{}';
+    v_current bigint[];
     v_closed bigint[];
+    v_deploys bigint[];
     v_run record;
 BEGIN
     IF EXISTS (SELECT 1 FROM unnest(p_statuses) AS given (status)
@@ -526,31 +565,44 @@ BEGIN
 
     PERFORM 1
     FROM pipeline_runs pr
-    WHERE pr.id IN (SELECT j.run_id FROM jobs j WHERE j.id = ANY (p_job_ids))
+    WHERE pr.id = ANY (ARRAY(SELECT j.run_id FROM jobs j WHERE j.id = ANY (p_job_ids)))
     ORDER BY pr.id
     FOR UPDATE;
 
     -- Failures that a retry policy may requeue: the policy needs the job's
     -- failure count, so these take the single-result path.
-    FOR v_item IN
-        SELECT item.job_id, item.lease_token, item.status, item.exit_code, item.reason
-        FROM unnest(p_job_ids, p_lease_tokens, p_statuses, p_exit_codes, p_reasons)
-             AS item (job_id, lease_token, status, exit_code, reason)
-        JOIN jobs j ON j.id = item.job_id
-        WHERE item.status IN ('failed', 'timed_out') AND j.retry <> '{}'::jsonb
-        ORDER BY j.run_id, item.job_id
-    LOOP
-        job_id := v_item.job_id;
-        outcome := mj_job_finish_v1(v_item.job_id, v_item.lease_token, v_item.status,
-                                    v_item.exit_code, v_item.reason,
-                                    p_backoff_base_seconds, p_backoff_max_seconds);
-        RETURN NEXT;
-    END LOOP;
+    IF 'failed' = ANY (p_statuses) OR 'timed_out' = ANY (p_statuses) THEN
+        FOR v_item IN
+            SELECT item.job_id, item.lease_token, item.status, item.exit_code, item.reason
+            FROM unnest(p_job_ids, p_lease_tokens, p_statuses, p_exit_codes, p_reasons)
+                 AS item (job_id, lease_token, status, exit_code, reason)
+            WHERE item.status IN ('failed', 'timed_out')
+              AND (SELECT j.retry <> '{}'::jsonb FROM jobs j WHERE j.id = item.job_id)
+            ORDER BY item.job_id
+        LOOP
+            job_id := v_item.job_id;
+            outcome := mj_job_finish_v1(v_item.job_id, v_item.lease_token, v_item.status,
+                                        v_item.exit_code, v_item.reason,
+                                        p_backoff_base_seconds, p_backoff_max_seconds);
+            v_retried := v_retried || v_item.job_id;
+            RETURN NEXT;
+        END LOOP;
+    END IF;
+
+    -- The attempts this batch still holds. The run locks taken above keep
+    -- these rows as they are until the end of the transaction.
+    v_current := ARRAY(
+        SELECT item.job_id
+        FROM unnest(p_job_ids, p_lease_tokens) AS item (job_id, lease_token)
+        WHERE NOT (item.job_id = ANY (v_retried))
+          AND (SELECT j.status = 'running' AND j.lease_token = item.lease_token
+               FROM jobs j WHERE j.id = item.job_id));
 
     WITH item AS (
         SELECT given.job_id, given.lease_token, given.status, given.exit_code, given.reason
         FROM unnest(p_job_ids, p_lease_tokens, p_statuses, p_exit_codes, p_reasons)
              AS given (job_id, lease_token, status, exit_code, reason)
+        WHERE given.job_id = ANY (v_current)
     ),
     closed AS (
         UPDATE jobs j
@@ -562,40 +614,42 @@ BEGIN
             lease_token = NULL,
             finished_at = now()
         FROM item
-        -- = ANY on the parameter keeps both updates on the primary keys
-        -- whatever row count the cached generic plan guesses for `item`.
-        WHERE j.id = ANY (p_job_ids)
-          AND j.id = item.job_id
-          AND j.status = 'running'
-          AND j.lease_token = item.lease_token
-          AND NOT (item.status IN ('failed', 'timed_out') AND j.retry <> '{}'::jsonb)
-        RETURNING j.id, j.attempt, j.status, j.exit_code, j.reason
+        WHERE j.id = ANY (v_current) AND j.id = item.job_id
+        RETURNING j.id, j.attempt, j.worker_id, item.lease_token, j.status, j.exit_code, j.reason,
+                  j.queued_at, j.started_at, j.finished_at, j.environment
     ),
     recorded AS (
-        UPDATE job_attempts a
-        SET status = closed.status, exit_code = closed.exit_code, reason = closed.reason,
-            finished_at = now()
+        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, status, exit_code, reason,
+                                  queued_at, started_at, finished_at)
+        SELECT closed.id, closed.attempt, closed.worker_id, closed.lease_token, closed.status,
+               closed.exit_code, closed.reason, closed.queued_at, closed.started_at,
+               closed.finished_at
         FROM closed
-        WHERE a.job_id = ANY (p_job_ids) AND a.job_id = closed.id AND a.attempt = closed.attempt
+        -- As in mj_attempt_record_v1.
+        ON CONFLICT (job_id, attempt) DO UPDATE
+            SET status = excluded.status, exit_code = excluded.exit_code, reason = excluded.reason,
+                finished_at = excluded.finished_at
+            WHERE job_attempts.status = 'running'
     )
-    SELECT coalesce(array_agg(closed.id), '{}') INTO v_closed FROM closed;
+    SELECT coalesce(array_agg(closed.id), '{}'),
+           coalesce(array_agg(closed.id ORDER BY closed.id)
+                        FILTER (WHERE closed.environment IS NOT NULL), '{}')
+    INTO v_closed, v_deploys
+    FROM closed;
 
     -- Deploys record their end in the same transaction (50_deploy.sql).
-    PERFORM mj_deploy_record_end_v1(j.id)
-    FROM jobs j
-    WHERE j.id = ANY (v_closed) AND j.environment IS NOT NULL
-    ORDER BY j.id;
+    PERFORM mj_deploy_record_end_v1(deploy.id) FROM unnest(v_deploys) AS deploy (id);
 
     -- Each run once: advance it when a closed job has dependents (they may
     -- be ready now), otherwise only check whether the run has ended.
     FOR v_run IN
-        SELECT j.run_id,
-               bool_or(EXISTS (SELECT 1 FROM job_dependencies d WHERE d.needs_job_id = j.id))
+        SELECT closing.run_id,
+               bool_or(EXISTS (SELECT 1 FROM job_dependencies d WHERE d.needs_job_id = closing.id))
                    AS has_dependents
-        FROM jobs j
-        WHERE j.id = ANY (v_closed)
-        GROUP BY j.run_id
-        ORDER BY j.run_id
+        FROM (SELECT (SELECT j.run_id FROM jobs j WHERE j.id = closed.id) AS run_id, closed.id
+              FROM unnest(v_closed) AS closed (id)) closing
+        GROUP BY closing.run_id
+        ORDER BY closing.run_id
     LOOP
         PERFORM pg_notify('mj_runs_v1', v_run.run_id::text);
         IF v_run.has_dependents THEN
@@ -607,13 +661,7 @@ BEGIN
 
     RETURN QUERY
         SELECT item.job_id, CASE WHEN item.job_id = ANY (v_closed) THEN 'finished' ELSE 'stale' END
-        FROM unnest(p_job_ids, p_statuses) AS item (job_id, status)
-        JOIN jobs j ON j.id = item.job_id
-        WHERE NOT (item.status IN ('failed', 'timed_out') AND j.retry <> '{}'::jsonb)
-        UNION ALL
-        -- Unknown job ids.
-        SELECT item.job_id, 'stale'
         FROM unnest(p_job_ids) AS item (job_id)
-        WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = item.job_id);
+        WHERE NOT (item.job_id = ANY (v_retried));
 END;
 $$;

@@ -64,7 +64,8 @@ RETURNS SETOF jobs
 
 -- Take a running job off its worker and park it in `waiting` or
 -- `awaiting_approval`. The attempt never started its steps, so it is
--- removed rather than counted. The caller holds the run and job locks.
+-- forgotten rather than recorded (attempts get their job_attempts row when
+-- they end). The caller holds the run and job locks.
 CREATE OR REPLACE FUNCTION mj_deploy_park_v1(p_job_id bigint, p_status text, p_reason text)
 RETURNS void
     LANGUAGE plpgsql
@@ -73,7 +74,6 @@ DECLARE
     v_job jobs%ROWTYPE;
 BEGIN
     SELECT * INTO v_job FROM jobs WHERE id = p_job_id;
-    DELETE FROM job_attempts WHERE job_id = p_job_id AND attempt = v_job.attempt;
     UPDATE jobs
     SET status = p_status, attempt = greatest(attempt - 1, 0), worker_id = NULL, lease_token = NULL,
         started_at = NULL, reason = p_reason, run_after = now()

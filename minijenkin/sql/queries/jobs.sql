@@ -1,11 +1,18 @@
 -- name: job_attempts
--- List every attempt of a job with its worker, times and outcome.
+-- List every attempt of a job with its worker, times and outcome. The running
+-- attempt has no job_attempts row until it ends: it is read from the job.
 SELECT a.attempt, a.worker_id, w.name AS worker_name, a.status, a.exit_code, a.reason,
        a.queued_at, a.started_at, a.finished_at
 FROM job_attempts a
 LEFT JOIN workers w ON w.id = a.worker_id
 WHERE a.job_id = %(job_id)s::bigint
-ORDER BY a.attempt;
+UNION ALL
+SELECT j.attempt, j.worker_id, w.name, 'running', NULL, NULL, j.queued_at, j.started_at, NULL
+FROM jobs j
+LEFT JOIN workers w ON w.id = j.worker_id
+WHERE j.id = %(job_id)s::bigint AND j.status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM job_attempts a WHERE a.job_id = j.id AND a.attempt = j.attempt)
+ORDER BY attempt;
 
 -- name: job_cancel
 -- Cancel one job: at once when it has not started, through its worker when it runs.

@@ -1,8 +1,14 @@
 -- name: log_attempt_day
 -- The partition day of an attempt's log lines (the UTC day the attempt started) and its outcome.
-SELECT (started_at AT TIME ZONE 'UTC')::date AS day, status, exit_code, reason, finished_at
-FROM job_attempts
-WHERE job_id = %(job_id)s::bigint AND attempt = %(attempt)s::integer;
+-- A running attempt has no job_attempts row yet: it is read from the job.
+(SELECT (started_at AT TIME ZONE 'UTC')::date AS day, status, exit_code, reason, finished_at
+ FROM job_attempts
+ WHERE job_id = %(job_id)s::bigint AND attempt = %(attempt)s::integer)
+UNION ALL
+(SELECT (started_at AT TIME ZONE 'UTC')::date, 'running', NULL, NULL, NULL
+ FROM jobs
+ WHERE id = %(job_id)s::bigint AND attempt = %(attempt)s::integer AND status = 'running')
+LIMIT 1;
 
 -- name: log_find_next
 -- Find the first line in seqs (after, until] whose text contains `needle` (case-insensitive);
