@@ -13,6 +13,10 @@ the same run, because the machine is shared and its speed varies.
     finishing also advances and closes runs.
 (b) Pickup latency: idle workers, jobs enqueued 20 ms apart; the time from
     just before the enqueue call to the moment a worker starts the job.
+
+A plain loop is measured beside them as the ceiling: 2 processes claiming
+10 rows at a time from a one-index table with UPDATE ... SKIP LOCKED and
+marking them done, with no attempt history, leases, runs or notifications.
 """
 
 from __future__ import annotations
@@ -96,6 +100,54 @@ def _stop_workers(processes: list[Any]) -> None:
             os.kill(process.pid, signal.SIGTERM)
     for process in processes:
         process.join(timeout=60)
+
+
+PLAIN_CLAIM = ("UPDATE plain_queue SET status = 'running' WHERE id = ANY (ARRAY("
+               "SELECT id FROM plain_queue WHERE status = 'queued' ORDER BY id LIMIT %s "
+               "FOR UPDATE SKIP LOCKED)) RETURNING id")
+PLAIN_DONE = "UPDATE plain_queue SET status = 'done' WHERE id = ANY (%s)"
+
+
+def _plain_worker(url: str, batch: int, barrier: Any) -> None:
+    """Child process: claim and finish rows of plain_queue until none is left."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        barrier.wait()
+        while True:
+            ids = [row[0] for row in conn.execute(PLAIN_CLAIM, (batch,))]
+            if not ids:
+                return
+            conn.execute(PLAIN_DONE, (ids,))
+
+
+def measure_plain_loop(admin_url: str, jobs: int, processes: int, batch: int) -> float:
+    url = create_database(admin_url, "mj_plain")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE plain_queue (id bigint GENERATED ALWAYS AS IDENTITY "
+                         "PRIMARY KEY, status text NOT NULL)")
+            conn.execute("CREATE INDEX plain_queue_queued_idx ON plain_queue (id) "
+                         "WHERE status = 'queued'")
+            conn.execute("INSERT INTO plain_queue (status) SELECT 'queued' FROM generate_series(1, %s)",
+                         (jobs,))
+            conn.execute("VACUUM ANALYZE plain_queue")
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(processes + 1)
+        workers = [context.Process(target=_plain_worker, args=(url, batch, barrier))
+                   for _ in range(processes)]
+        for worker in workers:
+            worker.start()
+        barrier.wait()
+        started = time.monotonic()
+        for worker in workers:
+            worker.join(timeout=DRAIN_TIMEOUT_SECONDS)
+        elapsed = time.monotonic() - started
+        with psycopg.connect(url, autocommit=True) as conn:
+            done = conn.execute("SELECT count(*) FROM plain_queue WHERE status = 'done'").fetchone()[0]
+        if done != jobs:
+            raise RuntimeError(f"the plain loop finished only {done} of {jobs} rows")
+        return jobs / elapsed
+    finally:
+        drop_database(admin_url, url)
 
 
 def _migrated_database(admin_url: str) -> str:
@@ -234,6 +286,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     pgbench = results["pgbench"]
     rows = [("Mini-Jenkin", results["minijenkin"]), ("pgqueuer", results["pgqueuer"]),
             ("procrastinate", results["procrastinate"])]
+    throughput_rows = [*rows, ("plain SKIP LOCKED loop (ceiling)", results["plain"])]
     lines = [
         SECTION_START,
         "## Queue core (bench/queue.py)",
@@ -250,7 +303,10 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"Mini-Jenkin and pgqueuer are measured in {args.rounds} alternating rounds, so that a "
         "change in the machine's load hits both; figures are medians over the rounds, with the "
         "range in brackets. procrastinate is measured once, with "
-        f"{args.procrastinate_jobs:,} jobs, because it drains about 100 jobs/s.",
+        f"{args.procrastinate_jobs:,} jobs, because it drains about 100 jobs/s. The plain "
+        "loop is the ceiling, measured in every round: the same processes and batch claiming "
+        "rows of a one-index table with UPDATE ... SKIP LOCKED and marking them done, with no "
+        "attempt history, leases, runs or notifications.",
         "",
         f"(a) Draining {args.jobs:,} no-op jobs with {args.processes} worker processes "
         f"(batch {args.batch}):",
@@ -259,15 +315,18 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "| --- | ---: | ---: | ---: |",
     ]
     ratios = results["ratios"]
-    for name, data in rows:
+    for name, data in throughput_rows:
         runs = data["throughput_runs"]
         span = f" [{min(runs):.0f}-{max(runs):.0f}]" if len(runs) > 1 else ""
         if name == "Mini-Jenkin":
             versus = f"{_median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
         elif name == "pgqueuer":
             versus = "1.00"
-        else:
+        elif name == "procrastinate":
             versus = f"{data['throughput'] / results['pgqueuer']['throughput']:.2f}"
+        else:
+            plain = results["plain_ratios"]
+            versus = f"{_median(plain):.2f} [{min(plain):.2f}-{max(plain):.2f}]"
         lines.append(f"| {name} | {data['throughput']:.0f}{span} | "
                      f"{data['throughput'] / pgbench['tps']:.2f} | {versus} |")
     lines += [
@@ -331,6 +390,7 @@ def main() -> None:
     pgbench_runs = [measure_pgbench(args.url, args.pgbench_seconds)]
     ours: dict[str, list[Any]] = {"throughput": [], "latency": []}
     theirs: dict[str, list[Any]] = {"throughput": [], "latency": []}
+    plain_runs: list[float] = []
     version = ""
     for _ in range(args.rounds):
         ours["throughput"].append(
@@ -342,6 +402,7 @@ def main() -> None:
         version = pgqueuer["version"]
         ours["latency"].append(measure_minijenkin_latency(args.url, args.latency_jobs,
                                                           args.interval, args.processes))
+        plain_runs.append(measure_plain_loop(args.url, args.jobs, args.processes, args.batch))
         pgbench_runs.append(measure_pgbench(args.url, args.pgbench_seconds))
     procrastinate = measure_competitor(args.bench_python, args.url, args, "procrastinate", "both",
                                        args.procrastinate_jobs)
@@ -356,8 +417,11 @@ def main() -> None:
                            "throughput": _median(theirs["throughput"]),
                            "latency": _median_latency(theirs["latency"])}
     results["procrastinate"] = {**procrastinate, "throughput_runs": [procrastinate["throughput"]]}
+    results["plain"] = {"throughput_runs": plain_runs, "throughput": _median(plain_runs)}
     results["ratios"] = [mine / other for mine, other in
                          zip(ours["throughput"], theirs["throughput"], strict=True)]
+    results["plain_ratios"] = [plain / other for plain, other in
+                               zip(plain_runs, theirs["throughput"], strict=True)]
     section = render(results, args)
     print(section)
     print(json.dumps(results, indent=2), file=sys.stderr)
