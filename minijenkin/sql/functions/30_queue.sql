@@ -614,7 +614,9 @@ BEGIN
             lease_token = NULL,
             finished_at = now()
         FROM item
-        WHERE j.id = ANY (v_current) AND j.id = item.job_id
+        -- The lease token fences the update itself too: it is cleared
+        -- whenever a job stops running, and no index has it as a key.
+        WHERE j.id = ANY (v_current) AND j.id = item.job_id AND j.lease_token = item.lease_token
         RETURNING j.id, j.attempt, j.worker_id, item.lease_token, j.status, j.exit_code, j.reason,
                   j.queued_at, j.started_at, j.finished_at, j.environment
     ),
