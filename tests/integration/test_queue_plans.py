@@ -22,8 +22,9 @@ from tests.support.factories import create_repo, register_worker
 RUNS = 2_000
 JOBS_PER_RUN = 10
 BATCH = 10
-# plpgsql plans a statement for its parameters in the first five runs and
-# may switch to a generic plan after that, so the later rounds matter most.
+# PostgreSQL's PREPARE documentation: a cached statement gets custom plans
+# for its first five executions and may switch to a generic plan after, so
+# the later rounds matter most.
 ROUNDS = 8
 TABLES = ("jobs", "pipeline_runs", "job_attempts")
 RUNNING_INDEXES = ("jobs_running_repo_idx", "jobs_running_worker_idx")
@@ -78,7 +79,7 @@ def test_hot_path_plans_use_primary_keys(db: psycopg.Connection) -> None:
                  if re.search(rf"Seq Scan on ({'|'.join(TABLES)})\b", node)]
     assert seq_scans == []
     # The fairness ranking counts a repository's running jobs through
-    # jobs_running_repo_idx on purpose (alias rj); no lookup by id may.
+    # jobs_running_repo_idx on purpose (alias rj). No lookup by id may use it.
     running_index_scans = [node for node in nodes
                            if any(index in node for index in RUNNING_INDEXES)
                            and " on jobs rj " not in node]

@@ -45,7 +45,7 @@ def test_claim_marks_job_running_with_lease(db: psycopg.Connection) -> None:
     assert row["worker_id"] == worker_id
     assert row["lease_token"] == jobs[0]["lease_token"]
     assert run_status(db, run_id) == "running"
-    # The running attempt lives in the job row; its history row is written when it ends.
+    # The running attempt lives in the job row until it ends, and only then gets a history row.
     recorded = db.execute("SELECT count(*) AS n FROM job_attempts WHERE job_id = %s",
                           (jobs[0]["job_id"],)).fetchone()
     assert recorded == {"n": 0}

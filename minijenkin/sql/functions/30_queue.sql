@@ -109,13 +109,13 @@ BEGIN
 END;
 $$;
 
--- Record the end of a job's current attempt, read from the job row. A
--- running attempt has no job_attempts row: it lives in the job row until it
--- ends, so a claim writes one row rather than two. Called before the job
--- row changes. The first record of an attempt wins: a later call for the
--- same attempt (a hand-back or reap followed by mj_job_close_v1) changes
--- nothing. Rows in status 'running' were written at claim time by earlier
--- releases of this function set; they are completed here.
+-- Record the end of a job's current attempt, read from the job row, so
+-- callers pass the row as it was before they change it. A running attempt
+-- has no job_attempts row until it ends, so a claim writes one row rather
+-- than two. The first record of an attempt wins: a later call for the same
+-- attempt (a hand-back or reap followed by mj_job_close_v1) changes nothing.
+-- Rows in status 'running' were written at claim time by earlier releases
+-- of this function set, and are completed here.
 CREATE OR REPLACE FUNCTION mj_attempt_record_v1(
     p_job jobs,
     p_status text,
@@ -534,10 +534,10 @@ $$;
 -- locked in id order first, so two batches cannot deadlock. Returns one
 -- outcome per job id.
 --
--- As in mj_job_claim_v1, jobs and pipeline_runs are reached by primary key
--- only: job states are read in the select list of a lookup by id, never in
--- a WHERE clause that would let a stale estimate of running jobs pick the
--- partial index jobs_running_repo_idx and walk its dead entries.
+-- As in mj_job_claim_v1, this function's own statements reach jobs and
+-- pipeline_runs by primary key. Job states are read in the select list of a
+-- lookup by id rather than in a WHERE clause, where a stale estimate of
+-- running jobs could select jobs_running_repo_idx and walk its dead entries.
 CREATE OR REPLACE FUNCTION mj_job_finish_many_v1(
     p_job_ids bigint[],
     p_lease_tokens uuid[],
@@ -555,6 +555,7 @@ DECLARE
     v_retried bigint[] := '{}';
     v_current bigint[];
     v_closed bigint[];
+    v_closed_runs bigint[];
     v_deploys bigint[];
     v_run record;
 BEGIN
@@ -617,8 +618,8 @@ BEGIN
         -- The lease token fences the update itself too: it is cleared
         -- whenever a job stops running, and no index has it as a key.
         WHERE j.id = ANY (v_current) AND j.id = item.job_id AND j.lease_token = item.lease_token
-        RETURNING j.id, j.attempt, j.worker_id, item.lease_token, j.status, j.exit_code, j.reason,
-                  j.queued_at, j.started_at, j.finished_at, j.environment
+        RETURNING j.id, j.run_id, j.attempt, j.worker_id, item.lease_token, j.status, j.exit_code,
+                  j.reason, j.queued_at, j.started_at, j.finished_at, j.environment
     ),
     recorded AS (
         INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, status, exit_code, reason,
@@ -633,10 +634,11 @@ BEGIN
                 finished_at = excluded.finished_at
             WHERE job_attempts.status = 'running'
     )
-    SELECT coalesce(array_agg(closed.id), '{}'),
+    SELECT coalesce(array_agg(closed.id ORDER BY closed.id), '{}'),
+           coalesce(array_agg(closed.run_id ORDER BY closed.id), '{}'),
            coalesce(array_agg(closed.id ORDER BY closed.id)
                         FILTER (WHERE closed.environment IS NOT NULL), '{}')
-    INTO v_closed, v_deploys
+    INTO v_closed, v_closed_runs, v_deploys
     FROM closed;
 
     -- Deploys record their end in the same transaction (50_deploy.sql).
@@ -648,8 +650,7 @@ BEGIN
         SELECT closing.run_id,
                bool_or(EXISTS (SELECT 1 FROM job_dependencies d WHERE d.needs_job_id = closing.id))
                    AS has_dependents
-        FROM (SELECT (SELECT j.run_id FROM jobs j WHERE j.id = closed.id) AS run_id, closed.id
-              FROM unnest(v_closed) AS closed (id)) closing
+        FROM unnest(v_closed, v_closed_runs) AS closing (id, run_id)
         GROUP BY closing.run_id
         ORDER BY closing.run_id
     LOOP
