@@ -58,6 +58,21 @@ class RetryPolicy:
     max_seconds: float
 
 
+def claimed_jobs(rows: list[dict[str, Any]]) -> list[ClaimedJob]:
+    """Build the claimed jobs from the rows of mj_job_claim_v2.
+
+    The run's context comes on one row per run; each job gets its own
+    context dict (the worker adds the job's secrets to it), sharing the
+    run's parts.
+    """
+    runs = {row["run_id"]: row["run_context"] for row in rows if row["run_context"] is not None}
+    jobs = []
+    for row in rows:
+        fields = {name: value for name, value in row.items() if name not in ("needs", "run_context")}
+        jobs.append(ClaimedJob(**fields, context={**runs[row["run_id"]], "needs": row["needs"]}))
+    return jobs
+
+
 class QueueClient:
     def __init__(self, pool: AsyncConnectionPool, worker_id: uuid.UUID, retry: RetryPolicy) -> None:
         self.pool = pool
@@ -87,7 +102,7 @@ class QueueClient:
                 "worker_id": self.worker_id, "labels": labels, "limit": limit,
             })
             rows = await cursor.fetchall()
-        return [ClaimedJob(**row) for row in rows]
+        return claimed_jobs(rows)
 
     async def finish(self, job: ClaimedJob, *, status: str, exit_code: int | None,
                      reason: str | None) -> str:

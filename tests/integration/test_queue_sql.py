@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from minijenkin.queue.client import claimed_jobs
 from tests.support.factories import (
     claim,
     create_repo,
@@ -65,6 +66,55 @@ def test_finish_records_the_attempt(db: psycopg.Connection) -> None:
         (job["job_id"],)).fetchall()
     assert attempt == [{"attempt": 1, "worker_id": worker_id, "lease_token": job["lease_token"],
                         "status": "failed", "exit_code": 3, "started": True, "ordered": True}]
+
+
+def test_claim_v2_sends_each_run_context_once(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    first, second = create_run(db, repo_id), create_run(db, repo_id)
+    plans = claim(db, worker_id)
+    assert submit_plan(db, plans[0], [
+        job_entry("lint"), job_entry("test"), job_entry("package", ["lint", "test"])]) == "finished"
+    assert submit_plan(db, plans[1], [job_entry("build")]) == "finished"
+
+    rows = db.execute("SELECT * FROM mj_job_claim_v2(%s, '{}', 10)", (worker_id,)).fetchall()
+
+    assert [(row["run_id"], row["key"]) for row in rows] == [
+        (first, "lint"), (first, "test"), (second, "build")]
+    assert [row["run_context"] is not None for row in rows] == [True, False, True]
+    assert [row["needs"] for row in rows] == [{}, {}, {}]
+    jobs = claimed_jobs(rows)
+    run = db.execute("SELECT * FROM pipeline_runs WHERE id = %s", (first,)).fetchone()
+    assert jobs[1].context == {
+        "repo": {"id": repo_id, "name": "acme/web", "url": "file:///nowhere"},
+        "run": {"id": first, "event": "push", "ref": "refs/heads/main", "commit": "a" * 40,
+                "before": None, "message": "message", "author": "author",
+                "trigger": run["trigger"]},
+        "needs": {}}
+    assert jobs[2].run["id"] == second
+    # Each job has its own context dict: the worker adds the job's secrets to it.
+    assert jobs[0].context is not jobs[1].context
+
+    for row in rows[:2]:
+        assert finish(db, row) == "finished"
+    [package] = db.execute("SELECT * FROM mj_job_claim_v2(%s, '{}', 10)", (worker_id,)).fetchall()
+    assert package["key"] == "package"
+    assert package["needs"] == {"lint": "succeeded", "test": "succeeded"}
+    assert claimed_jobs([package])[0].context["needs"] == {"lint": "succeeded", "test": "succeeded"}
+
+
+def test_claim_v1_keeps_one_context_per_job(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    run_id = start_run_with_graph(db, repo_id, worker_id, [job_entry("lint"), job_entry("test")])
+
+    jobs = claim(db, worker_id)
+
+    assert [job["key"] for job in jobs] == ["lint", "test"]
+    for job in jobs:
+        assert job["context"]["run"]["id"] == run_id
+        assert job["context"]["repo"]["name"] == "acme/web"
+        assert job["context"]["needs"] == {}
 
 
 def test_claim_by_unregistered_worker_gets_nothing(db: psycopg.Connection) -> None:

@@ -1,8 +1,8 @@
 -- name: job_claim
 -- Claim up to `limit` queued jobs this worker's labels satisfy (fair across repositories).
 SELECT job_id, run_id, attempt, lease_token, kind, key, name, spec, condition, timeout_seconds,
-       context
-FROM mj_job_claim_v1(%(worker_id)s::uuid, %(labels)s::text[], %(limit)s::integer);
+       needs, run_context
+FROM mj_job_claim_v2(%(worker_id)s::uuid, %(labels)s::text[], %(limit)s::integer);
 
 -- name: job_finish
 -- Report the end of an attempt, fenced by its lease token.
