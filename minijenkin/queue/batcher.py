@@ -5,7 +5,8 @@ and viewers) takes a cluster-wide lock while it commits, so commits of
 finishing jobs are serialised and each pays a full WAL flush. Reporting
 results one by one capped the queue near one finish per flush. The batcher
 waits LINGER_SECONDS after the first result arrives (or until BATCH_MAX
-results are waiting) and reports them all in one call.
+results are waiting) and reports them all in one call, unless the worker's
+next claim takes them first (take) to report them in its own transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ logger = logging.getLogger(__name__)
 LINGER_SECONDS = 0.002
 BATCH_MAX = 100
 
+Pending = list[tuple[FinishItem, "asyncio.Future[str]"]]
+
 
 class FinishBatcher:
     def __init__(self, client: QueueClient, *, linger_seconds: float = LINGER_SECONDS,
@@ -27,7 +30,7 @@ class FinishBatcher:
         self.client = client
         self.linger_seconds = linger_seconds
         self.batch_max = batch_max
-        self._pending: list[tuple[FinishItem, asyncio.Future[str]]] = []
+        self._pending: Pending = []
         self._full = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
 
@@ -41,9 +44,35 @@ class FinishBatcher:
         self._pending.append((item, future))
         if len(self._pending) >= self.batch_max:
             self._full.set()
+        self._ensure_sender()
+        return await future
+
+    def take(self) -> Pending:
+        """Remove and return up to batch_max waiting results, for the caller to report.
+
+        The caller passes them to settle() when its call succeeded, otherwise
+        to put_back(), so that the batcher reports them itself.
+        """
+        batch = self._pending[:self.batch_max]
+        del self._pending[:len(batch)]
+        return batch
+
+    @staticmethod
+    def settle(batch: Pending, outcomes: dict[int, str]) -> None:
+        """Hand each waiting caller its outcome ('stale' when the database returned none)."""
+        for item, future in batch:
+            if not future.done():
+                future.set_result(outcomes.get(item.job.job_id, "stale"))
+
+    def put_back(self, batch: Pending) -> None:
+        """Queue taken results again, ahead of newer ones."""
+        self._pending[:0] = batch
+        if batch:
+            self._ensure_sender()
+
+    def _ensure_sender(self) -> None:
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_after_linger(), name="finish-batch")
-        return await future
 
     async def _send_after_linger(self) -> None:
         try:
@@ -52,8 +81,7 @@ class FinishBatcher:
             pass
         while self._pending:
             self._full.clear()
-            batch = self._pending[:self.batch_max]
-            del self._pending[:len(batch)]
+            batch = self.take()
             try:
                 outcomes = await self.client.finish_many([item for item, _ in batch])
             except Exception as exc:  # handed to every waiting caller, which logs and retries
@@ -61,6 +89,4 @@ class FinishBatcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for item, future in batch:
-                if not future.done():
-                    future.set_result(outcomes.get(item.job.job_id, "stale"))
+            self.settle(batch, outcomes)

@@ -61,9 +61,8 @@ class RetryPolicy:
 def claimed_jobs(rows: list[dict[str, Any]]) -> list[ClaimedJob]:
     """Build the claimed jobs from the rows of mj_job_claim_v2.
 
-    The run's context comes on one row per run; each job gets its own
-    context dict (the worker adds the job's secrets to it), sharing the
-    run's parts.
+    The run's context comes on one row per run. Each job still gets a
+    context dict of its own, because the worker adds the job's secrets to it.
     """
     runs = {row["run_id"]: row["run_context"] for row in rows if row["run_context"] is not None}
     jobs = []
@@ -120,16 +119,36 @@ class QueueClient:
     async def finish_many(self, items: list[FinishItem]) -> dict[int, str]:
         """Report several attempts' ends in one transaction; return job id -> outcome."""
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(QUERIES["job_finish_many"], {
-                "job_ids": [item.job.job_id for item in items],
-                "lease_tokens": [item.job.lease_token for item in items],
-                "statuses": [item.status for item in items],
-                "exit_codes": [item.exit_code for item in items],
-                "reasons": [item.reason for item in items],
-                "backoff_base": self.retry.base_seconds, "backoff_max": self.retry.max_seconds,
-            })
+            cursor = await conn.execute(QUERIES["job_finish_many"], self._results(items))
             rows = await cursor.fetchall()
         return {row["job_id"]: str(row["outcome"]) for row in rows}
+
+    async def finish_and_claim(self, items: list[FinishItem], labels: list[str],
+                               limit: int) -> tuple[dict[int, str], list[ClaimedJob]]:
+        """Report attempts' ends, then claim up to `limit` jobs, in one transaction.
+
+        Return the outcomes (job id -> outcome) and the claimed jobs.
+        """
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["job_finish_and_claim"], {
+                **self._results(items), "worker_id": self.worker_id, "labels": labels,
+                "limit": limit,
+            })
+            rows = await cursor.fetchall()
+        outcomes = {row["job_id"]: str(row["outcome"]) for row in rows if row["outcome"] is not None}
+        claimed = [{name: value for name, value in row.items() if name != "outcome"}
+                   for row in rows if row["outcome"] is None]
+        return outcomes, claimed_jobs(claimed)
+
+    def _results(self, items: list[FinishItem]) -> dict[str, Any]:
+        return {
+            "job_ids": [item.job.job_id for item in items],
+            "lease_tokens": [item.job.lease_token for item in items],
+            "statuses": [item.status for item in items],
+            "exit_codes": [item.exit_code for item in items],
+            "reasons": [item.reason for item in items],
+            "backoff_base": self.retry.base_seconds, "backoff_max": self.retry.max_seconds,
+        }
 
     async def submit_plan(self, job: ClaimedJob, graph: list[dict[str, Any]]) -> str:
         """Store the planned job graph; return 'finished', 'cancelled' or 'stale'."""

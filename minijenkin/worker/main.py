@@ -235,13 +235,7 @@ class Worker:
             claimed: list[ClaimedJob] = []
             if free > 0:
                 try:
-                    async with self.claim_lock:
-                        claimed = await self.client.claim(self.labels, free)
-                        for job in claimed:
-                            self._start(job, reason)
-                    logger.debug("claim finished", extra={
-                        **self.log_extra, "action": "claim", "wake": reason, "free": free,
-                        "claimed": len(claimed)})
+                    claimed = await self._claim(free, reason)
                     delay = 0.2
                 except _DB_ERRORS as exc:
                     logger.warning("claim failed; retrying", extra={
@@ -257,6 +251,33 @@ class Worker:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.settings.worker_poll_seconds)
             except TimeoutError:
                 self.wake_reason = WAKE_POLL
+
+    async def _claim(self, free: int, reason: str) -> list[ClaimedJob]:
+        """Claim up to `free` jobs and start them.
+
+        Results still waiting in the finish batcher are reported in the
+        same transaction, so a cycle of finishing and claiming costs one
+        call. When the call fails they go back to the batcher, which reports
+        them on its own.
+        """
+        reports = self.finisher.take()
+        async with self.claim_lock:
+            try:
+                if reports:
+                    outcomes, claimed = await self.client.finish_and_claim(
+                        [item for item, _ in reports], self.labels, free)
+                    self.finisher.settle(reports, outcomes)
+                else:
+                    claimed = await self.client.claim(self.labels, free)
+            except BaseException:
+                self.finisher.put_back(reports)
+                raise
+            for job in claimed:
+                self._start(job, reason)
+        logger.debug("claim finished", extra={
+            **self.log_extra, "action": "claim", "wake": reason, "free": free,
+            "claimed": len(claimed), "reported": len(reports)})
+        return claimed
 
     def _start(self, job: ClaimedJob, wake: str) -> None:
         execution = JobExecution(self, job)

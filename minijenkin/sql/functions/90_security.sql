@@ -25,6 +25,7 @@ CREATE OR REPLACE FUNCTION mj_worker_function_names() RETURNS text[]
             'mj_deploy_release_v1',
             'mj_job_claim_v1',
             'mj_job_claim_v2',
+            'mj_job_finish_and_claim_v1',
             'mj_job_finish_many_v1',
             'mj_job_finish_v1',
             'mj_job_secrets_v1',

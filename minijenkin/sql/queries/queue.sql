@@ -82,3 +82,12 @@ SELECT job_id, outcome
 FROM mj_job_finish_many_v1(%(job_ids)s::bigint[], %(lease_tokens)s::uuid[], %(statuses)s::text[],
                            %(exit_codes)s::integer[], %(reasons)s::text[],
                            %(backoff_base)s::float8, %(backoff_max)s::float8);
+
+-- name: job_finish_and_claim
+-- Report the ends of attempts, then claim up to `limit` jobs, in one transaction (outcome NULL marks a claimed job).
+SELECT job_id, outcome, run_id, attempt, lease_token, kind, key, name, spec, condition,
+       timeout_seconds, needs, run_context
+FROM mj_job_finish_and_claim_v1(%(worker_id)s::uuid, %(labels)s::text[], %(limit)s::integer,
+                                %(job_ids)s::bigint[], %(lease_tokens)s::uuid[], %(statuses)s::text[],
+                                %(exit_codes)s::integer[], %(reasons)s::text[],
+                                %(backoff_base)s::float8, %(backoff_max)s::float8);

@@ -1,0 +1,165 @@
+"""A worker's cycle in one call: report finished attempts, then claim new jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import psycopg
+
+from minijenkin.db import create_pool
+from minijenkin.queue.batcher import FinishBatcher
+from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
+from tests.support.factories import (
+    claim,
+    create_repo,
+    create_run,
+    job_entry,
+    register_worker,
+    run_status,
+    start_run_with_graph,
+    statuses,
+    submit_plan,
+)
+
+CYCLE = ("SELECT * FROM mj_job_finish_and_claim_v1(%s, '{}', %s, %s, %s, %s, %s, %s, 0.01, 0.05) "
+         "ORDER BY outcome IS NULL, job_id")
+
+
+def _cycle(db: psycopg.Connection, worker_id: uuid.UUID, limit: int,
+           reports: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+    return db.execute(CYCLE, (
+        worker_id, limit, [job["job_id"] for job, _ in reports],
+        [job["lease_token"] for job, _ in reports], [status for _, status in reports],
+        [0 if status == "succeeded" else 1 for _, status in reports],
+        [None] * len(reports))).fetchall()
+
+
+def test_cycle_claims_jobs_its_report_queued(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    run_id = start_run_with_graph(db, repo_id, worker_id, [
+        job_entry("build"), job_entry("test", ["build"])])
+    [build] = claim(db, worker_id)
+
+    rows = _cycle(db, worker_id, 10, [(build, "succeeded")])
+
+    assert [(row["job_id"], row["outcome"]) for row in rows] == [
+        (build["job_id"], "finished"), (rows[1]["job_id"], None)]
+    assert rows[1]["key"] == "test"
+    assert rows[1]["needs"] == {"build": "succeeded"}
+    assert rows[1]["run_context"]["run"]["id"] == run_id
+    assert statuses(db, run_id) == {"plan": "succeeded", "build": "succeeded", "test": "running"}
+
+
+def test_cycle_with_stale_report_still_claims(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    run_id = start_run_with_graph(db, repo_id, worker_id, [job_entry("lint"), job_entry("docs")])
+    [lint, docs] = claim(db, worker_id, limit=2)
+    stale = {**lint, "lease_token": uuid.uuid4()}
+    other_run = create_run(db, repo_id)
+
+    rows = _cycle(db, worker_id, 5, [(stale, "succeeded"), (docs, "failed")])
+
+    assert [(row["job_id"], row["outcome"]) for row in rows[:2]] == [
+        (lint["job_id"], "stale"), (docs["job_id"], "finished")]
+    assert [(row["run_id"], row["kind"], row["outcome"]) for row in rows[2:]] == [
+        (other_run, "plan", None)]
+    assert statuses(db, run_id) == {"plan": "succeeded", "lint": "running", "docs": "failed"}
+
+
+def test_cycle_without_reports_is_a_claim(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    run_id = create_run(db, repo_id)
+
+    rows = _cycle(db, worker_id, 1, [])
+
+    assert [(row["run_id"], row["kind"], row["outcome"], row["attempt"]) for row in rows] == [
+        (run_id, "plan", None, 1)]
+    assert run_status(db, run_id) == "running"
+
+
+async def _with_client(database_url: str, worker_id: uuid.UUID, body: Any) -> Any:
+    pool = create_pool(database_url, application_name="test", max_size=1)
+    await pool.open()
+    try:
+        return await body(QueueClient(pool, worker_id, RetryPolicy(0.01, 0.05)))
+    finally:
+        await pool.close()
+
+
+def _claimed(row: dict[str, Any]) -> ClaimedJob:
+    return ClaimedJob(**{name: value for name, value in row.items()})
+
+
+def test_client_cycle_returns_outcomes_and_jobs(db: psycopg.Connection,
+                                                 database_url: str) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    start_run_with_graph(db, repo_id, worker_id, [job_entry("build"), job_entry("test", ["build"])])
+    [build] = claim(db, worker_id)
+
+    async def body(client: QueueClient) -> tuple[dict[int, str], list[ClaimedJob]]:
+        item = FinishItem(job=_claimed(build), status="succeeded", exit_code=0, reason=None)
+        return await client.finish_and_claim([item], [], 10)
+
+    outcomes, jobs = asyncio.run(_with_client(database_url, worker_id, body))
+
+    assert outcomes == {build["job_id"]: "finished"}
+    assert [job.key for job in jobs] == ["test"]
+    assert jobs[0].context["needs"] == {"build": "succeeded"}
+    assert jobs[0].repo["name"] == "acme/web"
+
+
+def test_batcher_settles_results_a_claim_took(db: psycopg.Connection, database_url: str) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    run_id = start_run_with_graph(db, repo_id, worker_id, [job_entry("lint")])
+    [lint] = claim(db, worker_id)
+
+    async def body(client: QueueClient) -> tuple[str, int, list[str]]:
+        # A linger longer than the test: only the cycle can report the result.
+        batcher = FinishBatcher(client, linger_seconds=60)
+        report = asyncio.create_task(batcher.finish(FinishItem(
+            job=_claimed(lint), status="succeeded", exit_code=0, reason=None)))
+        await asyncio.sleep(0)
+        taken = batcher.take()
+        outcomes, jobs = await client.finish_and_claim([item for item, _ in taken], [], 10)
+        batcher.settle(taken, outcomes)
+        return await report, len(taken), [job.key for job in jobs]
+
+    outcome, taken_count, claimed = asyncio.run(_with_client(database_url, worker_id, body))
+
+    assert outcome == "finished"
+    assert taken_count == 1
+    assert claimed == []
+    assert run_status(db, run_id) == "succeeded"
+
+
+def test_batcher_reports_results_put_back(db: psycopg.Connection, database_url: str) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    plan_run = create_run(db, repo_id)
+    [plan] = claim(db, worker_id)
+    assert submit_plan(db, plan, [job_entry("lint")]) == "finished"
+    [lint] = claim(db, worker_id)
+
+    async def body(client: QueueClient) -> tuple[str, int]:
+        batcher = FinishBatcher(client, linger_seconds=0.01)
+        report = asyncio.create_task(batcher.finish(FinishItem(
+            job=_claimed(lint), status="failed", exit_code=2, reason="step failed")))
+        await asyncio.sleep(0)
+        taken = batcher.take()
+        # The claim's call failed: the batcher reports the results itself.
+        batcher.put_back(taken)
+        return await asyncio.wait_for(report, timeout=30), len(taken)
+
+    outcome, taken_count = asyncio.run(_with_client(database_url, worker_id, body))
+
+    assert outcome == "finished"
+    assert taken_count == 1
+    assert statuses(db, plan_run) == {"plan": "succeeded", "lint": "failed"}
+    assert run_status(db, plan_run) == "failed"
