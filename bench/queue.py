@@ -180,7 +180,9 @@ def measure_minijenkin_throughput(admin_url: str, jobs: int, processes: int, bat
         workers, barrier = _start_workers(url, processes, batch, None)
         barrier.wait()
         started = time.monotonic()
-        ended = wait_drained(url, "SELECT count(*) FROM (SELECT 1 FROM jobs "
+        # A run closes in the transaction that ends its last job, so the
+        # poll reads the few active runs rather than skip finished jobs.
+        ended = wait_drained(url, "SELECT count(*) FROM (SELECT 1 FROM pipeline_runs "
                                   "WHERE status IN ('queued', 'running') LIMIT 1) AS remaining",
                              timeout=DRAIN_TIMEOUT_SECONDS)
         _stop_workers(workers)
