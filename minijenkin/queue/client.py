@@ -68,7 +68,8 @@ def claimed_jobs(rows: list[dict[str, Any]]) -> list[ClaimedJob]:
     jobs = []
     for row in rows:
         fields = {name: value for name, value in row.items() if name not in ("needs", "run_context")}
-        jobs.append(ClaimedJob(**fields, context={**runs[row["run_id"]], "needs": row["needs"]}))
+        jobs.append(ClaimedJob(**fields,
+                               context={**runs[row["run_id"]], "needs": row["needs"] or {}}))
     return jobs
 
 

@@ -82,7 +82,7 @@ def test_claim_v2_sends_each_run_context_once(db: psycopg.Connection) -> None:
     assert [(row["run_id"], row["key"]) for row in rows] == [
         (first, "lint"), (first, "test"), (second, "build")]
     assert [row["run_context"] is not None for row in rows] == [True, False, True]
-    assert [row["needs"] for row in rows] == [{}, {}, {}]
+    assert [row["needs"] for row in rows] == [None, None, None]
     jobs = claimed_jobs(rows)
     run = db.execute("SELECT * FROM pipeline_runs WHERE id = %s", (first,)).fetchone()
     assert jobs[1].context == {
