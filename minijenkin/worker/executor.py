@@ -81,6 +81,10 @@ class JobExecution:
         self.worker = worker
         self.job = job
         self.settings = worker.settings
+        # Ids logged with every message of this attempt; callers copy it.
+        self.log_extra: dict[str, Any] = {
+            "job_id": job.job_id, "run_id": job.run_id, "attempt": job.attempt,
+            "worker_id": worker.log_extra["worker_id"]}
         self.seq = 0
         self.log_bytes = 0
         self.log_truncated = False
@@ -101,10 +105,6 @@ class JobExecution:
         # None while it is handling output.
         self._read_wait_since: dict[int, float | None] = {}
 
-    @property
-    def log_extra(self) -> dict[str, Any]:
-        return {"job_id": self.job.job_id, "run_id": self.job.run_id, "attempt": self.job.attempt,
-                "worker_id": str(self.worker.id)}
 
     # -- control from outside -------------------------------------------------
 

@@ -76,6 +76,8 @@ class Worker:
         self.id = uuid.uuid4()
         self.hostname = socket.gethostname()
         self.name = f"{self.hostname}:{os.getpid()}"
+        # Ids logged with every message of this worker; callers copy it.
+        self.log_extra = {"worker_id": str(self.id), "worker": self.name}
         self.labels = list(settings.worker_labels)
         self.concurrency = settings.worker_concurrency
         self.data_dir = settings.data_dir
@@ -112,10 +114,6 @@ class Worker:
         # Set by a cancel notice: heartbeat now rather than at the next tick.
         self.heartbeat_now = asyncio.Event()
         self.keyring: Keyring | None = None
-
-    @property
-    def log_extra(self) -> dict[str, str]:
-        return {"worker_id": str(self.id), "worker": self.name}
 
     # -- lifecycle ------------------------------------------------------------
 
