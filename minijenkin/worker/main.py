@@ -33,7 +33,7 @@ from minijenkin.config import Settings
 from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import connect_async, create_pool
 from minijenkin.errors import DatabaseUnavailableError
-from minijenkin.queue.batcher import FinishBatcher
+from minijenkin.queue.batcher import FinishBatcher, Pending
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
 from minijenkin.worker.deploy_lock import DeployLock, needs_deploy_lock
 from minijenkin.worker.executor import (
@@ -261,12 +261,7 @@ class Worker:
         reports = self.finisher.take()
         async with self.claim_lock:
             try:
-                if reports:
-                    outcomes, claimed = await self.client.finish_and_claim(
-                        [item for item, _ in reports], self.labels, free)
-                    self.finisher.settle(reports, outcomes)
-                else:
-                    claimed = await self.client.claim(self.labels, free)
+                claimed = await self._claim_reporting(reports, free)
             except BaseException:
                 self.finisher.put_back(reports)
                 raise
@@ -275,6 +270,26 @@ class Worker:
         logger.debug("claim finished", extra={
             **self.log_extra, "action": "claim", "wake": reason, "free": free,
             "claimed": len(claimed), "reported": len(reports)})
+        return claimed
+
+    async def _claim_reporting(self, reports: Pending, free: int) -> list[ClaimedJob]:
+        if not reports:
+            return await self.client.claim(self.labels, free)
+        try:
+            outcomes, claimed = await self.client.finish_and_claim(
+                [item for item, _ in reports], self.labels, free)
+        except _DB_ERRORS:
+            raise
+        except Exception as exc:
+            # The database rejected one of the results. Reported on their
+            # own, the error reaches each job's report, and the claim goes on.
+            logger.error("reporting results with the claim failed; reporting them separately", extra={
+                **self.log_extra, "action": "claim_report_error", "error": str(exc),
+                "job_ids": ",".join(str(item.job.job_id) for item, _ in reports)})
+            self.finisher.put_back(reports)
+            reports.clear()  # given back already: _claim must not give them back again
+            return await self.client.claim(self.labels, free)
+        self.finisher.settle(reports, outcomes)
         return claimed
 
     def _start(self, job: ClaimedJob, wake: str) -> None:

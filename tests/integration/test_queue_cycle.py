@@ -8,9 +8,11 @@ from typing import Any
 
 import psycopg
 
+from minijenkin.config import Settings
 from minijenkin.db import create_pool
 from minijenkin.queue.batcher import FinishBatcher
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
+from minijenkin.worker.main import Worker
 from tests.support.factories import (
     claim,
     create_repo,
@@ -163,3 +165,44 @@ def test_batcher_reports_results_put_back(db: psycopg.Connection, database_url: 
     assert taken_count == 1
     assert statuses(db, plan_run) == {"plan": "succeeded", "lint": "failed"}
     assert run_status(db, plan_run) == "failed"
+
+
+class _HoldingWorker(Worker):
+    """A real worker whose claimed jobs are recorded instead of run."""
+
+    def __init__(self, settings: Settings, conninfo: str) -> None:
+        super().__init__(settings, conninfo)
+        self.started: list[ClaimedJob] = []
+
+    def _start(self, job: ClaimedJob, wake: str) -> None:
+        self.started.append(job)
+
+
+def test_worker_claims_after_a_rejected_result(db: psycopg.Connection, database_url: str,
+                                               settings: Settings) -> None:
+    run_id = create_run(db, create_repo(db))
+    rejected = ClaimedJob(job_id=0, run_id=run_id, attempt=1, lease_token=uuid.uuid4(),
+                          kind="script", key="ghost", name="ghost", spec={}, condition=None,
+                          timeout_seconds=None, context={})
+
+    async def body() -> tuple[list[ClaimedJob], BaseException | str]:
+        worker = _HoldingWorker(settings, database_url)
+        await worker.pool.open()
+        try:
+            assert await worker._register()
+            report = asyncio.create_task(worker.finisher.finish(FinishItem(
+                job=rejected, status="exploded", exit_code=None, reason=None)))
+            await asyncio.sleep(0)
+            claimed = await worker._claim(1, "test")
+            [result] = await asyncio.wait_for(
+                asyncio.gather(report, return_exceptions=True), timeout=30)
+            return claimed, result
+        finally:
+            await worker.pool.close()
+
+    claimed, result = asyncio.run(body())
+
+    assert [(job.run_id, job.kind) for job in claimed] == [(run_id, "plan")]
+    assert isinstance(result, psycopg.errors.InvalidParameterValue)
+    assert 'invalid final status in {exploded}' in str(result)
+    assert run_status(db, run_id) == "running"
