@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from minijenkin.queue.client import FinishItem, QueueClient
 
@@ -47,14 +48,25 @@ class FinishBatcher:
         self._ensure_sender()
         return await future
 
-    def take(self) -> Pending:
+    def take(self, accept: Callable[[FinishItem], bool] | None = None) -> Pending:
         """Remove and return up to batch_max waiting results, for the caller to report.
 
-        The caller passes them to settle() when its call succeeded, otherwise
-        to put_back(), so that the batcher reports them itself.
+        With `accept`, only the results it accepts. The caller passes them
+        to settle() when its call succeeded, otherwise to put_back(), so that
+        the batcher reports them itself.
         """
-        batch = self._pending[:self.batch_max]
-        del self._pending[:len(batch)]
+        if accept is None:
+            batch = self._pending[:self.batch_max]
+            del self._pending[:len(batch)]
+            return batch
+        batch: Pending = []
+        left: Pending = []
+        for entry in self._pending:
+            if len(batch) < self.batch_max and accept(entry[0]):
+                batch.append(entry)
+            else:
+                left.append(entry)
+        self._pending = left
         return batch
 
     @staticmethod

@@ -253,13 +253,15 @@ class Worker:
     async def _claim(self, free: int, reason: str) -> list[ClaimedJob]:
         """Claim up to `free` jobs and start them.
 
-        Results still waiting in the finish batcher are reported in the
+        Successes still waiting in the finish batcher are reported in the
         same transaction, so a cycle of finishing and claiming costs one
         call. When the call fails they go back to the batcher, which reports
-        them on its own.
+        them on its own. Failures are never sent with a claim: they keep
+        their slot until reported, and a retry queued by their report
+        could otherwise be claimed again by the same call.
         """
-        reports = self.finisher.take()
         async with self.claim_lock:
+            reports = self.finisher.take(lambda item: item.status == "succeeded")
             try:
                 claimed = await self._claim_reporting(reports, free)
             except BaseException:
@@ -280,15 +282,18 @@ class Worker:
                 [item for item, _ in reports], self.labels, free)
         except _DB_ERRORS:
             raise
-        except Exception as exc:
-            # The database rejected one of the results. Reported on their
-            # own, the error reaches each job's report, and the claim goes on.
-            logger.error("reporting results with the claim failed; reporting them separately", extra={
-                **self.log_extra, "action": "claim_report_error", "error": str(exc),
-                "job_ids": ",".join(str(item.job.job_id) for item, _ in reports)})
+        except psycopg.DatabaseError as exc:
+            # The database rejected the call (not the connection), so nothing
+            # was committed. Reported on their own, the error reaches each
+            # job's report, and the claim goes on.
+            logger.error("reporting results with the claim failed; reporting them separately",
+                         extra={**self.log_extra, "action": "claim_report_error",
+                                "error": str(exc),
+                                "job_ids": ",".join(str(item.job.job_id) for item, _ in reports)})
             self.finisher.put_back(reports)
+            claimed = await self.client.claim(self.labels, free)
             reports.clear()  # given back already: _claim must not give them back again
-            return await self.client.claim(self.labels, free)
+            return claimed
         self.finisher.settle(reports, outcomes)
         return claimed
 
@@ -309,12 +314,10 @@ class Worker:
             try:
                 lock, started = await self._take_deploy_lock(execution)
             except BaseException:
-                self.executions.pop(job.job_id, None)
-                self._wake(WAKE_SLOT_FREE)
+                self._release(execution)
                 raise
             if not started:
-                self.executions.pop(job.job_id, None)
-                self._wake(WAKE_SLOT_FREE)
+                self._release(execution)
                 return
         try:
             await self._execute_holding(execution)
@@ -365,8 +368,7 @@ class Worker:
         try:
             outcome = await self._run_execution(execution)
         except BaseException:
-            self.executions.pop(job.job_id, None)
-            self._wake(WAKE_SLOT_FREE)
+            self._release(execution)
             raise
         # After a success the slot is free as soon as the steps end, so the
         # next claim overlaps with reporting the result. A failure keeps its
@@ -376,16 +378,25 @@ class Worker:
         early = outcome is not None and outcome.status == "succeeded"
         if early:
             self.reporting[job.job_id] = execution
-            self.executions.pop(job.job_id, None)
-            self._wake(WAKE_SLOT_FREE)
+            self._release(execution)
         try:
             if outcome is not None:
                 await self._report(execution, outcome)
         finally:
-            self.reporting.pop(job.job_id, None)
+            if self.reporting.get(job.job_id) is execution:
+                del self.reporting[job.job_id]
             if not early:
-                self.executions.pop(job.job_id, None)
-                self._wake(WAKE_SLOT_FREE)
+                self._release(execution)
+
+    def _release(self, execution: JobExecution) -> None:
+        """Free the slot of this attempt and wake the claim loop.
+
+        Entries are removed only if they are this attempt's: a later
+        attempt of the same job may hold the id by then.
+        """
+        if self.executions.get(execution.job.job_id) is execution:
+            del self.executions[execution.job.job_id]
+        self._wake(WAKE_SLOT_FREE)
 
     async def _run_execution(self, execution: JobExecution) -> Outcome | None:
         """Run the attempt and ship its log; return the outcome to report, if any.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from minijenkin.config import Settings
+from minijenkin.config import Settings, load_settings
 from minijenkin.db import create_pool
 from minijenkin.queue.batcher import FinishBatcher
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
@@ -178,31 +179,97 @@ class _HoldingWorker(Worker):
         self.started.append(job)
 
 
-def test_worker_claims_after_a_rejected_result(db: psycopg.Connection, database_url: str,
-                                               settings: Settings) -> None:
-    run_id = create_run(db, create_repo(db))
-    rejected = ClaimedJob(job_id=0, run_id=run_id, attempt=1, lease_token=uuid.uuid4(),
-                          kind="script", key="ghost", name="ghost", spec={}, condition=None,
-                          timeout_seconds=None, context={})
-
-    async def body() -> tuple[list[ClaimedJob], BaseException | str]:
+def _run_worker(settings: Settings, database_url: str, body: Any) -> Any:
+    async def main() -> Any:
         worker = _HoldingWorker(settings, database_url)
         await worker.pool.open()
         try:
             assert await worker._register()
-            report = asyncio.create_task(worker.finisher.finish(FinishItem(
-                job=rejected, status="exploded", exit_code=None, reason=None)))
-            await asyncio.sleep(0)
-            claimed = await worker._claim(1, "test")
-            [result] = await asyncio.wait_for(
-                asyncio.gather(report, return_exceptions=True), timeout=30)
-            return claimed, result
+            return await body(worker)
         finally:
             await worker.pool.close()
 
-    claimed, result = asyncio.run(body())
+    return asyncio.run(main())
 
-    assert [(job.run_id, job.kind) for job in claimed] == [(run_id, "plan")]
-    assert isinstance(result, psycopg.errors.InvalidParameterValue)
-    assert 'invalid final status in {exploded}' in str(result)
-    assert run_status(db, run_id) == "running"
+
+def _result(worker: Worker, job: ClaimedJob, status: str,
+            exit_code: int | None = 0) -> asyncio.Task[str]:
+    """Hand a result to the worker's batcher, as a job's report does."""
+    return asyncio.create_task(worker.finisher.finish(FinishItem(
+        job=job, status=status, exit_code=exit_code, reason=None)))
+
+
+def test_worker_reports_success_with_its_claim(db: psycopg.Connection, database_url: str,
+                                               settings: Settings) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    first = start_run_with_graph(db, repo_id, worker_id, [job_entry("build")])
+    [build] = claim(db, worker_id)
+    second = create_run(db, repo_id)
+
+    async def body(worker: _HoldingWorker) -> tuple[list[ClaimedJob], str]:
+        report = _result(worker, _claimed(build), "succeeded")
+        await asyncio.sleep(0)
+        claimed = await worker._claim(1, "test")
+        return claimed, await asyncio.wait_for(report, timeout=30)
+
+    claimed, outcome = _run_worker(settings, database_url, body)
+
+    assert outcome == "finished"
+    assert [(job.run_id, job.kind) for job in claimed] == [(second, "plan")]
+    # One transaction wrote both rows.
+    xmins = db.execute("SELECT id, xmin::text AS xmin FROM jobs WHERE id IN (%s, %s)",
+                       (build["job_id"], claimed[0].job_id)).fetchall()
+    assert len({row["xmin"] for row in xmins}) == 1
+    assert run_status(db, first) == "succeeded"
+
+
+def test_worker_reports_failure_before_claiming(db: psycopg.Connection, database_url: str,
+                                                data_dir: Path) -> None:
+    # No backoff: a retry is queued for now(), which a claim in the same
+    # transaction would take again while the failed attempt still occupies its slot.
+    settings = load_settings(data_dir=data_dir, retry_backoff_seconds=0.0,
+                             retry_backoff_max_seconds=0.0)
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    run_id = start_run_with_graph(db, repo_id, worker_id, [job_entry("flaky", retry={"max": 1})])
+    [flaky] = claim(db, worker_id)
+
+    async def body(worker: _HoldingWorker) -> tuple[list[ClaimedJob], str, list[ClaimedJob]]:
+        report = _result(worker, _claimed(flaky), "failed", exit_code=1)
+        await asyncio.sleep(0)
+        during = await worker._claim(1, "test")
+        outcome = await asyncio.wait_for(report, timeout=30)
+        after = await worker._claim(1, "test")
+        return during, outcome, after
+
+    during, outcome, after = _run_worker(settings, database_url, body)
+
+    assert during == []
+    assert outcome == "retrying"
+    assert [(job.job_id, job.attempt) for job in after] == [(flaky["job_id"], 2)]
+    assert statuses(db, run_id)["flaky"] == "running"
+
+
+def test_worker_claims_after_a_rejected_result(db: psycopg.Connection, database_url: str,
+                                               settings: Settings) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    first = start_run_with_graph(db, repo_id, worker_id, [job_entry("build")])
+    [build] = claim(db, worker_id)
+    second = create_run(db, repo_id)
+
+    async def body(worker: _HoldingWorker) -> tuple[list[ClaimedJob], BaseException | str]:
+        # An exit code beyond the integer range: the database rejects the call.
+        report = _result(worker, _claimed(build), "succeeded", exit_code=2**40)
+        await asyncio.sleep(0)
+        claimed = await worker._claim(1, "test")
+        [result] = await asyncio.wait_for(asyncio.gather(report, return_exceptions=True),
+                                          timeout=30)
+        return claimed, result
+
+    claimed, result = _run_worker(settings, database_url, body)
+
+    assert [(job.run_id, job.kind) for job in claimed] == [(second, "plan")]
+    assert isinstance(result, psycopg.errors.NumericValueOutOfRange)
+    assert statuses(db, first)["build"] == "running"

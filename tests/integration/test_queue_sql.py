@@ -105,16 +105,24 @@ def test_claim_v2_sends_each_run_context_once(db: psycopg.Connection) -> None:
 
 def test_claim_v1_keeps_one_context_per_job(db: psycopg.Connection) -> None:
     repo_id = create_repo(db)
+    other_repo = create_repo(db, name="acme/api")
     worker_id = register_worker(db)
-    run_id = start_run_with_graph(db, repo_id, worker_id, [job_entry("lint"), job_entry("test")])
+    first, second = create_run(db, repo_id), create_run(db, other_repo)
+    plans = {plan["run_id"]: plan for plan in claim(db, worker_id)}
+    assert submit_plan(db, plans[first], [job_entry("lint"), job_entry("test", ["lint"])]) == "finished"
+    assert submit_plan(db, plans[second], [job_entry("build")]) == "finished"
 
     jobs = claim(db, worker_id)
 
-    assert [job["key"] for job in jobs] == ["lint", "test"]
-    for job in jobs:
-        assert job["context"]["run"]["id"] == run_id
-        assert job["context"]["repo"]["name"] == "acme/web"
-        assert job["context"]["needs"] == {}
+    assert [(job["run_id"], job["key"]) for job in jobs] == [(first, "lint"), (second, "build")]
+    assert [job["context"]["run"]["id"] for job in jobs] == [first, second]
+    assert [job["context"]["repo"]["name"] for job in jobs] == ["acme/web", "acme/api"]
+    assert [job["context"]["needs"] for job in jobs] == [{}, {}]
+    assert finish(db, jobs[0]) == "finished"
+    [test] = claim(db, worker_id)
+    assert test["key"] == "test"
+    assert test["context"]["needs"] == {"lint": "succeeded"}
+    assert test["context"]["run"]["id"] == first
 
 
 def test_claim_by_unregistered_worker_gets_nothing(db: psycopg.Connection) -> None:
