@@ -11,6 +11,7 @@ import psycopg
 from tests.support.api import ApiServer
 from tests.support.github import encode, push_payload, signed_headers
 from tests.support.gitrepo import GitRepo
+from tests.support.queue import worker_ids
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerProcess
 
@@ -77,6 +78,11 @@ def test_push_runs_pipeline_on_two_workers(
 ) -> None:
     commit = git_repo.commit({".minijenkin.yml": PIPELINE, "README.md": "hi\n"}, "Add pipeline")
     workers = [start_worker(MINIJENKIN_WORKER_CONCURRENCY="1") for _ in range(2)]
+    # On a loaded machine one worker could otherwise run the whole pipeline
+    # before the other has started.
+    for worker in workers:
+        wait_for(lambda worker=worker: worker_ids(db, worker.pid), timeout=30,
+                 message=f"worker {worker.pid} to register")
 
     with api_server.client() as client:
         _register(client, git_repo)

@@ -53,7 +53,13 @@ def test_approval_over_http_runs_deploy(
         assert wait_for(lambda: run_finished(db, run_id), timeout=60,
                         message="the approved deploy's run to end") == "succeeded"
 
-        history = client.get("/api/environments/production/deployments").json()
+        # The worker releases the deploy lock once the job's result is
+        # recorded, so the run can end a moment before the lock is free.
+        def released() -> dict[str, Any] | None:
+            history = client.get("/api/environments/production/deployments").json()
+            return history if history["environment"]["holder"] is None else None
+
+        history = wait_for(released, timeout=30, message="the deploy lock to be released")
         scraped = client.get("/metrics").text
     assert history["environment"]["holder"] is None
     assert history["queue"] == []
