@@ -58,8 +58,12 @@ class RetryPolicy:
     max_seconds: float
 
 
+# Columns of the claim's rows that are not fields of ClaimedJob.
+_NOT_JOB_FIELDS = ("needs", "run_context", "outcome")
+
+
 def claimed_jobs(rows: list[dict[str, Any]]) -> list[ClaimedJob]:
-    """Build the claimed jobs from the rows of mj_job_claim_v2.
+    """Build the claimed jobs from rows of mj_job_claim_v2 or mj_job_finish_and_claim_v1.
 
     The run's context comes on one row per run. Each job still gets a
     context dict of its own, because the worker adds the job's secrets to it.
@@ -67,7 +71,7 @@ def claimed_jobs(rows: list[dict[str, Any]]) -> list[ClaimedJob]:
     runs = {row["run_id"]: row["run_context"] for row in rows if row["run_context"] is not None}
     jobs = []
     for row in rows:
-        fields = {name: value for name, value in row.items() if name not in ("needs", "run_context")}
+        fields = {name: value for name, value in row.items() if name not in _NOT_JOB_FIELDS}
         jobs.append(ClaimedJob(**fields,
                                context={**runs[row["run_id"]], "needs": row["needs"] or {}}))
     return jobs
@@ -137,9 +141,7 @@ class QueueClient:
             })
             rows = await cursor.fetchall()
         outcomes = {row["job_id"]: str(row["outcome"]) for row in rows if row["outcome"] is not None}
-        claimed = [{name: value for name, value in row.items() if name != "outcome"}
-                   for row in rows if row["outcome"] is None]
-        return outcomes, claimed_jobs(claimed)
+        return outcomes, claimed_jobs([row for row in rows if row["outcome"] is None])
 
     def _results(self, items: list[FinishItem]) -> dict[str, Any]:
         return {
