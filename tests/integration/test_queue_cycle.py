@@ -94,10 +94,6 @@ async def _with_client(database_url: str, worker_id: uuid.UUID, body: Any) -> An
         await pool.close()
 
 
-def _claimed(row: dict[str, Any]) -> ClaimedJob:
-    return ClaimedJob(**{name: value for name, value in row.items()})
-
-
 def test_client_cycle_returns_outcomes_and_jobs(db: psycopg.Connection,
                                                  database_url: str) -> None:
     repo_id = create_repo(db)
@@ -106,7 +102,7 @@ def test_client_cycle_returns_outcomes_and_jobs(db: psycopg.Connection,
     [build] = claim(db, worker_id)
 
     async def body(client: QueueClient) -> tuple[dict[int, str], list[ClaimedJob]]:
-        item = FinishItem(job=_claimed(build), status="succeeded", exit_code=0, reason=None)
+        item = FinishItem(job=ClaimedJob(**build), status="succeeded", exit_code=0, reason=None)
         return await client.finish_and_claim([item], [], 10)
 
     outcomes, jobs = asyncio.run(_with_client(database_url, worker_id, body))
@@ -127,17 +123,17 @@ def test_batcher_settles_results_a_claim_took(db: psycopg.Connection, database_u
         # A linger longer than the test: only the cycle can report the result.
         batcher = FinishBatcher(client, linger_seconds=60)
         report = asyncio.create_task(batcher.finish(FinishItem(
-            job=_claimed(lint), status="succeeded", exit_code=0, reason=None)))
+            job=ClaimedJob(**lint), status="succeeded", exit_code=0, reason=None)))
         await asyncio.sleep(0)
-        taken = batcher.take()
-        outcomes, jobs = await client.finish_and_claim([item for item, _ in taken], [], 10)
-        batcher.settle(taken, outcomes)
-        return await report, len(taken), [job.key for job in jobs]
+        results = batcher.take()
+        outcomes, jobs = await client.finish_and_claim([item for item, _ in results], [], 10)
+        batcher.settle(results, outcomes)
+        return await report, len(results), [job.key for job in jobs]
 
-    outcome, taken_count, claimed = asyncio.run(_with_client(database_url, worker_id, body))
+    outcome, result_count, claimed = asyncio.run(_with_client(database_url, worker_id, body))
 
     assert outcome == "finished"
-    assert taken_count == 1
+    assert result_count == 1
     assert claimed == []
     assert run_status(db, run_id) == "succeeded"
 
@@ -153,17 +149,17 @@ def test_batcher_reports_results_put_back(db: psycopg.Connection, database_url: 
     async def body(client: QueueClient) -> tuple[str, int]:
         batcher = FinishBatcher(client, linger_seconds=0.01)
         report = asyncio.create_task(batcher.finish(FinishItem(
-            job=_claimed(lint), status="failed", exit_code=2, reason="step failed")))
+            job=ClaimedJob(**lint), status="failed", exit_code=2, reason="step failed")))
         await asyncio.sleep(0)
-        taken = batcher.take()
+        results = batcher.take()
         # The claim's call failed: the batcher reports the results itself.
-        batcher.put_back(taken)
-        return await asyncio.wait_for(report, timeout=30), len(taken)
+        batcher.put_back(results)
+        return await asyncio.wait_for(report, timeout=30), len(results)
 
-    outcome, taken_count = asyncio.run(_with_client(database_url, worker_id, body))
+    outcome, result_count = asyncio.run(_with_client(database_url, worker_id, body))
 
     assert outcome == "finished"
-    assert taken_count == 1
+    assert result_count == 1
     assert statuses(db, plan_run) == {"plan": "succeeded", "lint": "failed"}
     assert run_status(db, plan_run) == "failed"
 
@@ -199,16 +195,22 @@ def _result(worker: Worker, job: ClaimedJob, status: str,
         job=job, status=status, exit_code=exit_code, reason=None)))
 
 
-def test_worker_reports_success_with_its_claim(db: psycopg.Connection, database_url: str,
-                                               settings: Settings) -> None:
+def _build_running_and_plan_queued(db: psycopg.Connection) -> tuple[int, dict[str, Any], int]:
+    """Return a run whose job "build" is claimed (and the job), and a second run whose plan is queued."""
     repo_id = create_repo(db)
     worker_id = register_worker(db)
     first = start_run_with_graph(db, repo_id, worker_id, [job_entry("build")])
     [build] = claim(db, worker_id)
     second = create_run(db, repo_id)
+    return first, build, second
+
+
+def test_worker_reports_success_with_its_claim(db: psycopg.Connection, database_url: str,
+                                               settings: Settings) -> None:
+    first, build, second = _build_running_and_plan_queued(db)
 
     async def body(worker: _HoldingWorker) -> tuple[list[ClaimedJob], str]:
-        report = _result(worker, _claimed(build), "succeeded")
+        report = _result(worker, ClaimedJob(**build), "succeeded")
         await asyncio.sleep(0)
         claimed = await worker._claim(1, "test")
         return claimed, await asyncio.wait_for(report, timeout=30)
@@ -236,7 +238,7 @@ def test_worker_reports_failure_before_claiming(db: psycopg.Connection, database
     [flaky] = claim(db, worker_id)
 
     async def body(worker: _HoldingWorker) -> tuple[list[ClaimedJob], str, list[ClaimedJob]]:
-        report = _result(worker, _claimed(flaky), "failed", exit_code=1)
+        report = _result(worker, ClaimedJob(**flaky), "failed", exit_code=1)
         await asyncio.sleep(0)
         during = await worker._claim(1, "test")
         outcome = await asyncio.wait_for(report, timeout=30)
@@ -253,15 +255,11 @@ def test_worker_reports_failure_before_claiming(db: psycopg.Connection, database
 
 def test_worker_claims_after_a_rejected_result(db: psycopg.Connection, database_url: str,
                                                settings: Settings) -> None:
-    repo_id = create_repo(db)
-    worker_id = register_worker(db)
-    first = start_run_with_graph(db, repo_id, worker_id, [job_entry("build")])
-    [build] = claim(db, worker_id)
-    second = create_run(db, repo_id)
+    first, build, second = _build_running_and_plan_queued(db)
 
     async def body(worker: _HoldingWorker) -> tuple[list[ClaimedJob], BaseException | str]:
         # An exit code beyond the integer range: the database rejects the call.
-        report = _result(worker, _claimed(build), "succeeded", exit_code=2**40)
+        report = _result(worker, ClaimedJob(**build), "succeeded", exit_code=2**40)
         await asyncio.sleep(0)
         claimed = await worker._claim(1, "test")
         [result] = await asyncio.wait_for(asyncio.gather(report, return_exceptions=True),

@@ -163,8 +163,8 @@ CREATE OR REPLACE FUNCTION mj_attempt_record_v1(
 -- so the function runs with generic plans: with custom plans, PostgreSQL
 -- planned the choice of jobs again at every call, which cost more than
 -- running it. A generic plan's cost assumes many repositories and an
--- unknown limit, and can pass jit_above_cost; compiling the choice of jobs
--- then took 10 ms per claim, so JIT is off as well.
+-- unknown limit, so it can pass jit_above_cost. Compiling the choice of
+-- jobs then took 10 ms per claim, so JIT is off as well.
 CREATE OR REPLACE FUNCTION mj_job_claim_v2(p_worker_id uuid, p_labels text[], p_limit integer)
 RETURNS TABLE (
     job_id bigint,
