@@ -22,7 +22,8 @@ per slot, so the figures describe a saturated queue.
 Measured over a window after a warm-up, per configuration: jobs finished
 per second (from the database's finished_at), slot use (jobs/s x step time
 / slots), peak database connections by application name, claim statement
-latency (timed inside the workers), log latency (a line's timestamp to its
+latency (timed inside the workers, including the claims that also report
+finished jobs), log latency (a line's timestamp to its
 NOTIFY on mj_logs_v1 arriving at a listener), and the CPU seconds per
 second of the PostgreSQL server, the worker processes, the harness and the
 whole machine. With `--url`, the server's CPU counts only the backends of
@@ -87,6 +88,7 @@ def _scale_worker(url: str, data_dir: str, slots: int, step_seconds: float, line
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             claim = self.client.claim
+            finish_and_claim = self.client.finish_and_claim
 
             async def timed_claim(labels: list[str], limit: int) -> Any:
                 started = time.perf_counter()
@@ -94,7 +96,17 @@ def _scale_worker(url: str, data_dir: str, slots: int, step_seconds: float, line
                 claims.append((time.time(), time.perf_counter() - started, len(claimed)))
                 return claimed
 
+            # A claim made while results wait reports them in the same call,
+            # which is timed whole.
+            async def timed_finish_and_claim(items: list[Any], labels: list[str],
+                                             limit: int) -> Any:
+                started = time.perf_counter()
+                outcomes, claimed = await finish_and_claim(items, labels, limit)
+                claims.append((time.time(), time.perf_counter() - started, len(claimed)))
+                return outcomes, claimed
+
             self.client.claim = timed_claim  # type: ignore[method-assign]
+            self.client.finish_and_claim = timed_finish_and_claim  # type: ignore[method-assign]
 
         async def _run_execution(self, execution: JobExecution) -> Outcome | None:
             if execution.job.key == "deploy":
