@@ -57,5 +57,6 @@ def run_detail(row: Mapping[str, Any]) -> schemas.Run:
     return schemas.Run(
         **run_summary(row).model_dump(),
         before=row["before_sha"], trigger=row["trigger"],
+        concurrency_group=row["concurrency_group"],
         jobs=[job_summary(job) for job in row["jobs"]],
     )

@@ -171,6 +171,9 @@ class RunSummary(BaseModel):
 class Run(RunSummary):
     before: str | None
     trigger: dict[str, Any]
+    concurrency_group: str | None = Field(
+        description="The pipeline-wide concurrency group, set once the run is planned. "
+                    "One run of a group is active at a time; the others wait as pending runs.")
     jobs: list[JobSummary]
 
 

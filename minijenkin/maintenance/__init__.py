@@ -101,6 +101,13 @@ def make_loops(settings: Settings) -> list[Loop]:
                 "action": "deploy_wake", "job_id": row["job_id"], "run_id": row["run_id"],
                 "lock": row["lock_name"]})
 
+    async def run_group_sweep(conn: psycopg.AsyncConnection) -> None:
+        cursor = await conn.execute(QUERIES["run_group_sweep"])
+        for row in await cursor.fetchall():
+            logger.info("run started: its concurrency group had no active run", extra={
+                "action": "run_group_start", "run_id": row["run_id"], "repo_id": row["repo_id"],
+                "concurrency_group": row["concurrency_group"]})
+
     async def partitions(conn: psycopg.AsyncConnection) -> None:
         cursor = await conn.execute(QUERIES["logs_ensure_partitions"])
         created = (await cursor.fetchone() or {}).get("created")
@@ -130,6 +137,9 @@ def make_loops(settings: Settings) -> list[Loop]:
         # A deploy lock freed by a dying worker sends no NOTIFY: this sweep
         # wakes the next deploy within one interval.
         Loop("deploy_sweep", settings.maintenance_interval_seconds, deploy_sweep),
+        # Likewise for a run of a concurrency group whose predecessor ended
+        # while another transaction was deciding for the group.
+        Loop("run_group_sweep", settings.maintenance_interval_seconds, run_group_sweep),
         Loop("log_partitions", PARTITION_INTERVAL_SECONDS, partitions),
         Loop("poll", settings.maintenance_interval_seconds, poll),
         Loop("cron", settings.maintenance_interval_seconds, fire_schedules),

@@ -458,3 +458,77 @@ def test_unsupported_action_fails_with_its_name_and_line(
         "cannot run here: Mini-Jenkin runs 'run:' steps only, and treats actions/checkout as already "
         "done; replace this step with a 'run:' step that does the same")
     assert [job["key"] for job in run["jobs"]] == ["plan"]
+
+
+def _group_pipeline(command: str, *, cancel_in_progress: bool) -> str:
+    return f"""\
+concurrency:
+  group: ci-${{{{ github.ref }}}}
+  cancel-in-progress: {str(cancel_in_progress).lower()}
+jobs:
+  build:
+    steps:
+      - run: {command}
+"""
+
+
+def _build_status(client: httpx.Client, run_id: int) -> str | None:
+    """The status of the run's job `build`, None until the plan has created it."""
+    job = jobs_by_key(client.get(f"/api/runs/{run_id}").json()).get("build")
+    return job["status"] if job else None
+
+
+def test_pipeline_concurrency_group_runs_one_run_at_a_time(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    first_commit = git_repo.commit(
+        {".minijenkin.yml": _group_pipeline("sleep 3", cancel_in_progress=False)}, "Slow build")
+    second_commit = git_repo.commit(
+        {".minijenkin.yml": _group_pipeline("echo quick", cancel_in_progress=False)}, "Quick build")
+    # Two slots: without the group, the second run would start at once.
+    start_worker(MINIJENKIN_WORKER_CONCURRENCY="2")
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        first = push(client, git_repo, first_commit)
+        wait_for(lambda: _build_status(client, first) == "running", timeout=RUN_TIMEOUT,
+                 message="the first run's job to start")
+        second = push(client, git_repo, second_commit)
+        waiting = wait_for(lambda: (lambda run: run if run["status"] == "pending" else None)(
+            client.get(f"/api/runs/{second}").json()), timeout=RUN_TIMEOUT,
+            message="the second run to wait for its group")
+        first_run = wait_finished(client, first)
+        second_run = wait_finished(client, second)
+
+    assert (waiting["reason"], waiting["concurrency_group"]) == (
+        f'waiting for run {first} of concurrency group "ci-refs/heads/main"', "ci-refs/heads/main")
+    assert jobs_by_key(waiting)["build"]["status"] == "pending"
+    assert (first_run["status"], second_run["status"]) == ("succeeded", "succeeded")
+    assert jobs_by_key(second_run)["build"]["started_at"] >= jobs_by_key(first_run)["build"]["finished_at"]
+
+
+def test_pipeline_concurrency_cancel_in_progress_cancels_the_older_run(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    slow = git_repo.commit({".minijenkin.yml": _group_pipeline("sleep 60", cancel_in_progress=True)},
+                           "Slow build")
+    quick = git_repo.commit({".minijenkin.yml": _group_pipeline("echo quick", cancel_in_progress=True)},
+                            "Quick build")
+    start_worker(MINIJENKIN_WORKER_CONCURRENCY="2")
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        older = push(client, git_repo, slow)
+        wait_for(lambda: _build_status(client, older) == "running", timeout=RUN_TIMEOUT,
+                 message="the older run's job to start")
+        newer = push(client, git_repo, quick)
+        # Well before the 60 s sleep could end on its own.
+        older_run = wait_finished(client, older)
+        newer_run = wait_finished(client, newer)
+
+    cancelled = jobs_by_key(older_run)["build"]
+    assert (older_run["status"], older_run["reason"]) == ("cancelled", "job build cancelled")
+    assert (cancelled["status"], cancelled["reason"]) == (
+        "cancelled", f"cancelled in progress by run {newer}")
+    assert newer_run["status"] == "succeeded"
+    assert jobs_by_key(newer_run)["build"]["started_at"] >= cancelled["finished_at"]

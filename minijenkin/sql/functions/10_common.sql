@@ -21,6 +21,8 @@ CREATE OR REPLACE FUNCTION mj_lock_namespace() RETURNS integer
 --   deploy_queue:<lock name>   changes to the queue of one of the two above
 --                              (transaction lock)
 --   log_partitions             creating job_logs partitions (transaction lock)
+--   run_group:<repo>:<group>   which run of a pipeline-wide concurrency group
+--                              is active (transaction lock, 20_runs.sql)
 CREATE OR REPLACE FUNCTION mj_lock_key(p_name text) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT hashtext(p_name) $$;

@@ -4,6 +4,16 @@
 -- Locking order, everywhere: the pipeline_runs row first (FOR UPDATE), then
 -- job rows. Two jobs of one run that finish at once are thereby serialised,
 -- so exactly one of them sees the run's last active job end and closes it.
+--
+-- Pipeline-wide concurrency groups (a pipeline's top-level `concurrency`)
+-- are scoped to their repository. At most one run of a group is active; the
+-- others wait as `pending` runs whose jobs stay pending, and start in order
+-- of run id. Which run is active is decided under the transaction lock
+-- `run_group:<repo>:<group>`, taken after any run row lock. A transaction
+-- that holds it never waits for a row lock (SKIP LOCKED) nor for another
+-- group's lock (a closing run only tries it), so it cannot take part in a
+-- deadlock; what a skipped attempt leaves undone, mj_run_group_sweep_v1 does
+-- within one maintenance interval.
 
 -- Queue or skip every pending job whose needed jobs have all ended, repeat
 -- until nothing changes (a skip can unblock further jobs), then close the run
@@ -16,6 +26,14 @@ DECLARE
     v_queued integer := 0;
     v_count integer;
 BEGIN
+    -- A run waiting for its concurrency group queues nothing; it can still
+    -- end, when all of its jobs are cancelled.
+    IF EXISTS (SELECT 1 FROM pipeline_runs
+               WHERE id = p_run_id AND status = 'pending' AND concurrency_group IS NOT NULL) THEN
+        PERFORM mj_run_close_if_done_v1(p_run_id);
+        RETURN;
+    END IF;
+
     LOOP
         WITH ready AS (
             SELECT j.id,
@@ -73,6 +91,8 @@ CREATE OR REPLACE FUNCTION mj_run_close_if_done_v1(p_run_id bigint) RETURNS void
 DECLARE
     v_status text;
     v_reason text;
+    v_repo_id bigint;
+    v_group text;
 BEGIN
     IF EXISTS (SELECT 1 FROM jobs WHERE run_id = p_run_id AND mj_status_is_active(status)) THEN
         RETURN;
@@ -105,11 +125,15 @@ BEGIN
         reason = v_reason,
         started_at = coalesce(started_at, now()),
         finished_at = now()
-    WHERE id = p_run_id AND mj_status_is_active(status);
+    WHERE id = p_run_id AND mj_status_is_active(status)
+    RETURNING repo_id, concurrency_group INTO v_repo_id, v_group;
 
     IF FOUND THEN
         PERFORM pg_notify('mj_runs_v1', p_run_id::text);
         PERFORM mj_outbox_enqueue_run_v1(p_run_id);
+        IF v_group IS NOT NULL THEN
+            PERFORM mj_run_group_start_next_v1(v_repo_id, v_group, false);
+        END IF;
     END IF;
 END;
 $$;
@@ -241,6 +265,8 @@ CREATE OR REPLACE FUNCTION mj_run_rerun_v1(p_run_id bigint, p_failed_only boolea
 DECLARE
     v_count integer;
     v_plan_status text;
+    v_repo_id bigint;
+    v_group text;
 BEGIN
     PERFORM 1 FROM pipeline_runs WHERE id = p_run_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -283,9 +309,21 @@ BEGIN
     END IF;
 
     IF v_count > 0 THEN
-        UPDATE pipeline_runs SET status = 'running', reason = NULL, finished_at = NULL WHERE id = p_run_id;
+        -- A run of a concurrency group queues behind the group's active run
+        -- again; it starts at once when there is none.
+        UPDATE pipeline_runs
+        SET status = CASE WHEN concurrency_group IS NOT NULL AND v_plan_status = 'succeeded'
+                          THEN 'pending' ELSE 'running' END,
+            reason = NULL, finished_at = NULL
+        WHERE id = p_run_id
+        RETURNING repo_id, concurrency_group INTO v_repo_id, v_group;
         PERFORM pg_notify('mj_runs_v1', p_run_id::text);
-        PERFORM mj_run_advance_v1(p_run_id);
+        IF v_group IS NOT NULL AND v_plan_status = 'succeeded' THEN
+            PERFORM mj_run_group_start_next_v1(v_repo_id, v_group, true);
+            PERFORM mj_run_group_explain_wait_v1(p_run_id);
+        ELSE
+            PERFORM mj_run_advance_v1(p_run_id);
+        END IF;
     END IF;
     RETURN v_count;
 END;
@@ -319,5 +357,152 @@ BEGIN
     PERFORM pg_notify('mj_jobs_v1', v_run_id::text);
     PERFORM pg_notify('mj_runs_v1', v_run_id::text);
     RETURN v_run_id;
+END;
+$$;
+
+-- The name of the lock under which a concurrency group's active run is chosen.
+CREATE OR REPLACE FUNCTION mj_run_group_lock_name(p_repo_id bigint, p_group text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT format('run_group:%s:%s', p_repo_id, p_group) $$;
+
+-- Start the oldest waiting run of a concurrency group if none of its runs is
+-- active. With p_wait false the group's lock is only tried: a transaction
+-- holding it is deciding for the group right now. Returns the run started,
+-- or NULL.
+CREATE OR REPLACE FUNCTION mj_run_group_start_next_v1(p_repo_id bigint, p_group text, p_wait boolean)
+RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_lock text := mj_run_group_lock_name(p_repo_id, p_group);
+    v_next bigint;
+BEGIN
+    IF p_wait THEN
+        PERFORM pg_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(v_lock));
+    ELSIF NOT mj_lock_try_xact_v1(v_lock) THEN
+        RETURN NULL;
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM pipeline_runs
+               WHERE repo_id = p_repo_id AND concurrency_group = p_group
+                 AND status IN ('queued', 'running')) THEN
+        RETURN NULL;
+    END IF;
+    SELECT id INTO v_next
+    FROM pipeline_runs
+    WHERE repo_id = p_repo_id AND concurrency_group = p_group AND status = 'pending'
+    ORDER BY id
+    LIMIT 1;
+    IF v_next IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- The run being cancelled or re-run right now holds its row lock; its
+    -- own transaction, or the sweep, starts the next run afterwards.
+    PERFORM 1 FROM pipeline_runs WHERE id = v_next AND status = 'pending' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+
+    UPDATE pipeline_runs SET status = 'running', reason = NULL WHERE id = v_next;
+    PERFORM pg_notify('mj_runs_v1', v_next::text);
+    PERFORM mj_run_advance_v1(v_next);
+    RETURN v_next;
+END;
+$$;
+
+-- Tell why a run still waits for its concurrency group: the run it waits
+-- for, the active one when there is one.
+CREATE OR REPLACE FUNCTION mj_run_group_explain_wait_v1(p_run_id bigint) RETURNS void
+    LANGUAGE sql
+    AS $$
+        UPDATE pipeline_runs w
+        SET reason = format('waiting for run %s of concurrency group "%s"', ahead.id, w.concurrency_group)
+        FROM pipeline_runs me
+        CROSS JOIN LATERAL (
+            SELECT o.id FROM pipeline_runs o
+            WHERE o.repo_id = me.repo_id AND o.concurrency_group = me.concurrency_group
+              AND o.id <> me.id AND o.status IN ('pending', 'queued', 'running')
+            ORDER BY o.status = 'pending', o.id
+            LIMIT 1
+        ) ahead
+        WHERE me.id = p_run_id AND w.id = p_run_id AND w.status = 'pending'
+    $$;
+
+-- Put a run that its plan job has just planned into its pipeline-wide
+-- concurrency group, p_concurrency being {"group", "cancel_in_progress",
+-- "queue"} as the planner evaluated it. The caller holds the run's row lock.
+-- With cancel_in_progress the group's older runs are cancelled; with queue
+-- "latest" its older waiting runs are. The run then starts at once if no
+-- other run of the group is active, and waits as `pending` otherwise.
+CREATE OR REPLACE FUNCTION mj_run_group_enter_v1(p_run_id bigint, p_concurrency jsonb) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_group text := nullif(p_concurrency ->> 'group', '');
+    v_cancel boolean := coalesce((p_concurrency ->> 'cancel_in_progress')::boolean, false);
+    v_latest boolean := coalesce(p_concurrency ->> 'queue' = 'latest', false);
+    v_repo_id bigint;
+    v_other bigint;
+BEGIN
+    IF v_group IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT repo_id INTO v_repo_id FROM pipeline_runs WHERE id = p_run_id;
+
+    -- Row locks of the runs replaced come before the group's lock.
+    FOR v_other IN
+        SELECT o.id FROM pipeline_runs o
+        WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group AND o.id < p_run_id
+          AND o.status IN ('pending', 'queued', 'running')
+          AND (v_cancel OR (v_latest AND o.status = 'pending'))
+        ORDER BY o.id
+    LOOP
+        -- The same wording as for job-level groups (50_deploy.sql).
+        PERFORM mj_run_cancel_v1(v_other, format(
+            CASE WHEN v_cancel THEN 'cancelled in progress by run %s' ELSE 'superseded by run %s' END,
+            p_run_id));
+    END LOOP;
+
+    PERFORM pg_advisory_xact_lock(mj_lock_namespace(),
+                                  mj_lock_key(mj_run_group_lock_name(v_repo_id, v_group)));
+    UPDATE pipeline_runs pr
+    SET concurrency_group = v_group,
+        status = CASE WHEN EXISTS (
+                          SELECT 1 FROM pipeline_runs o
+                          WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group
+                            AND o.id <> p_run_id AND o.status IN ('pending', 'queued', 'running'))
+                      THEN 'pending' ELSE pr.status END
+    WHERE pr.id = p_run_id;
+    PERFORM mj_run_group_explain_wait_v1(p_run_id);
+END;
+$$;
+
+-- Maintenance: start the next run of every concurrency group that has
+-- waiting runs and no active one, which a closing run leaves undone when
+-- another transaction held the group's lock at that moment. Run by the
+-- maintenance leader. Returns one row per run started.
+CREATE OR REPLACE FUNCTION mj_run_group_sweep_v1()
+RETURNS TABLE (run_id bigint, repo_id bigint, concurrency_group text)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_group record;
+BEGIN
+    FOR v_group IN
+        SELECT DISTINCT w.repo_id, w.concurrency_group
+        FROM pipeline_runs w
+        WHERE w.status = 'pending' AND w.concurrency_group IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM pipeline_runs h
+                          WHERE h.repo_id = w.repo_id AND h.concurrency_group = w.concurrency_group
+                            AND h.status IN ('queued', 'running'))
+        ORDER BY w.repo_id, w.concurrency_group
+    LOOP
+        run_id := mj_run_group_start_next_v1(v_group.repo_id, v_group.concurrency_group, false);
+        CONTINUE WHEN run_id IS NULL;
+        repo_id := v_group.repo_id;
+        concurrency_group := v_group.concurrency_group;
+        RETURN NEXT;
+    END LOOP;
 END;
 $$;

@@ -464,6 +464,14 @@ BEGIN
     JOIN jobs j ON j.run_id = v_job.run_id AND j.key = e ->> 'key'
     JOIN jobs n ON n.run_id = v_job.run_id AND n.key = need.key;
 
+    -- The pipeline-wide concurrency group, copied into every job's spec by
+    -- the planner: the run may have to wait for another run of the group.
+    PERFORM mj_run_group_enter_v1(v_job.run_id, (
+        SELECT e -> 'spec' -> 'workflow_concurrency'
+        FROM jsonb_array_elements(p_jobs) AS e
+        WHERE jsonb_typeof(e -> 'spec' -> 'workflow_concurrency') = 'object'
+        LIMIT 1));
+
     PERFORM mj_job_close_v1(p_job_id, 'succeeded', 0,
         CASE WHEN jsonb_array_length(p_jobs) = 0 THEN 'no workflow matches this event' END);
     -- The new jobs do not need the plan job, so closing it did not look at

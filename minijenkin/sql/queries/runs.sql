@@ -11,7 +11,7 @@ SELECT mj_run_create_v1(%(repo_id)s::bigint, %(event)s::text, %(ref)s::text, %(c
 -- name: run_get
 -- Fetch one run with its repository name.
 SELECT pr.id, pr.repo_id, r.name AS repo_name, pr.status, pr.event, pr.ref, pr.commit_sha,
-       pr.before_sha, pr.message, pr.author, pr.trigger, pr.reason,
+       pr.before_sha, pr.message, pr.author, pr.trigger, pr.reason, pr.concurrency_group,
        pr.created_at, pr.started_at, pr.finished_at
 FROM pipeline_runs pr
 JOIN repositories r ON r.id = pr.repo_id
@@ -45,3 +45,7 @@ LIMIT %(limit)s::integer;
 -- name: run_rerun
 -- Re-run a finished run's jobs (all, or the failed ones and their dependents).
 SELECT mj_run_rerun_v1(%(run_id)s::bigint, %(failed_only)s::boolean) AS reset;
+
+-- name: run_group_sweep
+-- Start waiting runs of concurrency groups that have no active run; one row per run started.
+SELECT run_id, repo_id, concurrency_group FROM mj_run_group_sweep_v1();

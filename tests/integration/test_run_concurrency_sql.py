@@ -1,0 +1,239 @@
+"""Pipeline-wide concurrency groups in SQL: one active run per group and repository,
+the others waiting as pending runs, cancel-in-progress, queue latest, re-runs and
+the maintenance sweep."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support.factories import (
+    claim,
+    create_repo,
+    create_run,
+    finish,
+    register_worker,
+    run_status,
+    submit_plan,
+)
+
+GROUP = "ci-refs/heads/main"
+
+
+def _graph(*keys: str, group: str | None = GROUP, cancel_in_progress: bool = False,
+           queue: str = "all") -> list[dict[str, Any]]:
+    """Graph entries as the planner writes them: the group sits in every job's spec."""
+    spec: dict[str, Any] = {"steps": []}
+    if group is not None:
+        spec["workflow_concurrency"] = {"group": group, "cancel_in_progress": cancel_in_progress,
+                                        "queue": queue}
+    return [{"key": key, "name": key, "needs": [], "labels": ["build"], "spec": spec}
+            for key in keys]
+
+
+def plan_run(db: psycopg.Connection, repo_id: int, graph: list[dict[str, Any]]) -> int:
+    """Create a run and plan it as a worker would: claim the plan job, submit `graph`."""
+    run_id = create_run(db, repo_id)
+    # Script jobs need the label `build`, so a worker without labels claims plan jobs only.
+    [plan] = claim(db, register_worker(db))
+    assert (plan["run_id"], plan["kind"]) == (run_id, "plan")
+    assert submit_plan(db, plan, graph) == "finished"
+    return run_id
+
+
+def _run(db: psycopg.Connection, run_id: int) -> dict[str, Any]:
+    row = db.execute("SELECT status, reason, concurrency_group FROM pipeline_runs WHERE id = %s",
+                     (run_id,)).fetchone()
+    assert row is not None
+    return row
+
+
+def _jobs(db: psycopg.Connection, run_id: int) -> dict[str, str]:
+    rows = db.execute("SELECT key, status FROM jobs WHERE run_id = %s AND kind = 'script'",
+                      (run_id,)).fetchall()
+    return {row["key"]: row["status"] for row in rows}
+
+
+def _reasons(db: psycopg.Connection, run_id: int) -> set[str | None]:
+    rows = db.execute("SELECT reason FROM jobs WHERE run_id = %s AND kind = 'script'",
+                      (run_id,)).fetchall()
+    return {row["reason"] for row in rows}
+
+
+def _finish_all(db: psycopg.Connection, builder: uuid.UUID, run_id: int) -> None:
+    jobs = claim(db, builder, ["build"])
+    assert {job["run_id"] for job in jobs} == {run_id}
+    for job in jobs:
+        assert finish(db, job) == "finished"
+
+
+@pytest.fixture
+def repo_id(db: psycopg.Connection) -> int:
+    return create_repo(db)
+
+
+@pytest.fixture
+def builder(db: psycopg.Connection) -> uuid.UUID:
+    """The worker that runs script jobs (they all have the label `build`)."""
+    return register_worker(db, ["build"])
+
+
+def test_second_run_of_group_waits_for_the_first(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    first = plan_run(db, repo_id, _graph("lint", "test"))
+    second = plan_run(db, repo_id, _graph("lint", "test"))
+
+    assert _run(db, first) == {"status": "running", "reason": None, "concurrency_group": GROUP}
+    assert _run(db, second) == {"status": "pending", "concurrency_group": GROUP,
+                                "reason": f'waiting for run {first} of concurrency group "{GROUP}"'}
+    assert _jobs(db, second) == {"lint": "pending", "test": "pending"}
+
+    _finish_all(db, builder, first)
+
+    assert run_status(db, first) == "succeeded"
+    assert _run(db, second) == {"status": "running", "reason": None, "concurrency_group": GROUP}
+    assert _jobs(db, second) == {"lint": "queued", "test": "queued"}
+    _finish_all(db, builder, second)
+    assert run_status(db, second) == "succeeded"
+
+
+def test_waiting_runs_start_in_order(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    runs = [plan_run(db, repo_id, _graph("build")) for _ in range(3)]
+    assert [run_status(db, run_id) for run_id in runs] == ["running", "pending", "pending"]
+    assert _run(db, runs[2])["reason"] == f'waiting for run {runs[0]} of concurrency group "{GROUP}"'
+
+    _finish_all(db, builder, runs[0])
+    assert [run_status(db, run_id) for run_id in runs] == ["succeeded", "running", "pending"]
+    _finish_all(db, builder, runs[1])
+    assert [run_status(db, run_id) for run_id in runs] == ["succeeded", "succeeded", "running"]
+
+
+def test_groups_are_scoped_to_name_and_repository(
+    db: psycopg.Connection, repo_id: int,
+) -> None:
+    other_repo = create_repo(db, "acme/api")
+    first = plan_run(db, repo_id, _graph("build"))
+    other_group = plan_run(db, repo_id, _graph("build", group="ci-refs/heads/dev"))
+    same_name_other_repo = plan_run(db, other_repo, _graph("build"))
+    no_group = plan_run(db, repo_id, _graph("build", group=None))
+
+    assert [run_status(db, run_id) for run_id in (first, other_group, same_name_other_repo,
+                                                   no_group)] == ["running"] * 4
+    assert _run(db, no_group)["concurrency_group"] is None
+
+
+def test_cancel_in_progress_cancels_older_runs_and_waits_for_them(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    first = plan_run(db, repo_id, _graph("build", "deploy", cancel_in_progress=True))
+    [running] = [job for job in claim(db, builder, ["build"], limit=1)]
+    # A run without the flag waits; the next run with it cancels both.
+    waiting = plan_run(db, repo_id, _graph("build"))
+    assert run_status(db, waiting) == "pending"
+
+    newest = plan_run(db, repo_id, _graph("build", cancel_in_progress=True))
+
+    reason = f"cancelled in progress by run {newest}"
+    assert run_status(db, waiting) == "cancelled"
+    assert _reasons(db, waiting) == {reason}
+    # The older run's queued job ended at once; its running job was asked to stop.
+    assert _jobs(db, first)[running["key"]] == "running"
+    assert db.execute("SELECT cancel_requested_at IS NOT NULL AS asked, reason FROM jobs WHERE id = %s",
+                      (running["job_id"],)).fetchone() == {"asked": True, "reason": reason}
+    assert _run(db, newest) == {"status": "pending", "concurrency_group": GROUP,
+                                "reason": f'waiting for run {first} of concurrency group "{GROUP}"'}
+
+    assert finish(db, running, "cancelled", None, "cancelled") == "finished"
+
+    assert run_status(db, first) == "cancelled"
+    assert run_status(db, newest) == "running"
+    assert _jobs(db, newest) == {"build": "queued"}
+
+
+def test_queue_latest_supersedes_waiting_runs_only(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    holder = plan_run(db, repo_id, _graph("build", queue="latest"))
+    waiting = plan_run(db, repo_id, _graph("build", queue="latest"))
+    latest = plan_run(db, repo_id, _graph("build", queue="latest"))
+
+    assert run_status(db, holder) == "running"
+    assert run_status(db, waiting) == "cancelled"
+    assert _reasons(db, waiting) == {f"superseded by run {latest}"}
+    assert run_status(db, latest) == "pending"
+
+    _finish_all(db, builder, holder)
+    assert [run_status(db, run_id) for run_id in (holder, waiting, latest)] == [
+        "succeeded", "cancelled", "running"]
+
+
+def test_cancelling_runs_of_a_group(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    holder = plan_run(db, repo_id, _graph("build"))
+    waiting = plan_run(db, repo_id, _graph("build"))
+    third = plan_run(db, repo_id, _graph("build"))
+
+    assert db.execute("SELECT mj_run_cancel_v1(%s, 'by alice') AS n", (waiting,)).fetchone()["n"] == 1
+    assert [run_status(db, run_id) for run_id in (holder, waiting, third)] == [
+        "running", "cancelled", "pending"]
+
+    # Cancelling the active run starts the next waiting one once it has ended.
+    assert db.execute("SELECT mj_run_cancel_v1(%s, 'by bob') AS n", (holder,)).fetchone()["n"] == 1
+    assert [run_status(db, run_id) for run_id in (holder, waiting, third)] == [
+        "cancelled", "cancelled", "running"]
+    _finish_all(db, builder, third)
+    assert run_status(db, third) == "succeeded"
+
+
+def test_rerun_queues_behind_the_active_run(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    first = plan_run(db, repo_id, _graph("build"))
+    _finish_all(db, builder, first)
+    second = plan_run(db, repo_id, _graph("build"))
+    assert run_status(db, second) == "running"
+
+    assert db.execute("SELECT mj_run_rerun_v1(%s, false) AS n", (first,)).fetchone()["n"] == 1
+    assert _run(db, first) == {"status": "pending", "concurrency_group": GROUP,
+                               "reason": f'waiting for run {second} of concurrency group "{GROUP}"'}
+    assert _jobs(db, first) == {"build": "pending"}
+
+    _finish_all(db, builder, second)
+    assert run_status(db, first) == "running"
+    _finish_all(db, builder, first)
+    assert run_status(db, first) == "succeeded"
+
+    # With no other active run, the re-run starts at once.
+    assert db.execute("SELECT mj_run_rerun_v1(%s, false) AS n", (second,)).fetchone()["n"] == 1
+    assert _run(db, second) == {"status": "running", "reason": None, "concurrency_group": GROUP}
+    assert _jobs(db, second) == {"build": "queued"}
+
+
+def test_group_sweep_starts_run_left_waiting(
+    db: psycopg.Connection, database_url: str, repo_id: int, builder: uuid.UUID,
+) -> None:
+    holder = plan_run(db, repo_id, _graph("build"))
+    waiting = plan_run(db, repo_id, _graph("build"))
+    sweep = "SELECT run_id, repo_id, concurrency_group FROM mj_run_group_sweep_v1()"
+
+    with psycopg.connect(database_url, autocommit=True) as other:
+        # Another transaction deciding for the group holds its lock while the
+        # holder ends: the closing run does not wait for it, and starts nothing.
+        with other.transaction():
+            other.execute("SELECT pg_advisory_xact_lock(mj_lock_namespace(), "
+                          "mj_lock_key(mj_run_group_lock_name(%s, %s)))", (repo_id, GROUP))
+            _finish_all(db, builder, holder)
+            assert run_status(db, waiting) == "pending"
+            assert db.execute(sweep).fetchall() == []
+
+    assert db.execute(sweep).fetchall() == [
+        {"run_id": waiting, "repo_id": repo_id, "concurrency_group": GROUP}]
+    assert run_status(db, waiting) == "running"
+    assert db.execute(sweep).fetchall() == []
