@@ -15,6 +15,7 @@ from minijenkin import __version__
 from minijenkin.api.errors import describe_common_responses, install_error_handlers
 from minijenkin.api.limits import RequestLimits
 from minijenkin.api.routes import (
+    docs,
     environments,
     health,
     hooks,
@@ -91,12 +92,16 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         version=__version__,
         summary="CI/CD orchestrator whose only infrastructure is PostgreSQL.",
         lifespan=lifespan,
+        # Both of FastAPI's pages load their scripts from a CDN; routes/docs.py
+        # serves Swagger UI itself.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(RequestLimits, header_max_bytes=settings.http_header_max_bytes,
                        body_max_bytes=settings.http_body_max_bytes,
                        body_timeout_seconds=settings.http_body_timeout_seconds)
-    for module in (health, hooks, repos, runs, jobs, notifications, metrics, search):
+    for module in (docs, health, hooks, repos, runs, jobs, notifications, metrics, search):
         app.include_router(module.router)
     for module in (secrets, tokens, webhook_deliveries, schedules, environments):
         app.include_router(module.router)
