@@ -104,9 +104,30 @@ def plan_run(results: list[ParseResult], event: Event, changed_files: tuple[str,
     if len(planned) == 1:
         plan.graph = planned[0][1]
     else:
+        _drop_unshared_concurrency(plan, planned)
         for result, graph in planned:
             plan.graph.extend(_prefixed(result, graph))
     return plan
+
+
+def _drop_unshared_concurrency(plan: Plan, planned: list[tuple[ParseResult, list[dict[str, Any]]]]) -> None:
+    """Keep a pipeline-wide concurrency group only when every file of the run names the same one.
+
+    The files of one event become one run, and the group applies to the
+    whole run: a group of one file would otherwise hold back, or cancel, the
+    jobs of the others.
+    """
+    groups = {result.file: graph[0]["spec"].get("workflow_concurrency")
+              for result, graph in planned if graph}
+    if len({repr(group) for group in groups.values()}) <= 1:
+        return
+    for file, group in groups.items():
+        if group is not None:
+            plan.notes.append(f"{file}: concurrency group {group['group']!r} not applied: this run "
+                              "also holds jobs of pipeline files without that same group")
+    for _result, graph in planned:
+        for entry in graph:
+            entry["spec"].pop("workflow_concurrency", None)
 
 
 def _prefixed(result: ParseResult, graph: list[dict[str, Any]]) -> list[dict[str, Any]]:

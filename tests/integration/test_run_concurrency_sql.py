@@ -1,15 +1,21 @@
 """Pipeline-wide concurrency groups in SQL: one active run per group and repository,
-the others waiting as pending runs, cancel-in-progress, queue latest, re-runs and
-the maintenance sweep."""
+the others waiting as pending runs, cancel-in-progress, queue latest, re-runs, plans
+submitted out of order or at once, several workflow files in one run, and the
+maintenance sweep."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from minijenkin.pipeline import sources
+from minijenkin.pipeline.events import Event
 from tests.support.factories import (
     claim,
     create_repo,
@@ -237,3 +243,195 @@ def test_group_sweep_starts_run_left_waiting(
         {"run_id": waiting, "repo_id": repo_id, "concurrency_group": GROUP}]
     assert run_status(db, waiting) == "running"
     assert db.execute(sweep).fetchall() == []
+
+
+def test_reasons_follow_the_active_run(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    runs = [plan_run(db, repo_id, _graph("build")) for _ in range(3)]
+    _finish_all(db, builder, runs[0])
+
+    assert _run(db, runs[2])["reason"] == f'waiting for run {runs[1]} of concurrency group "{GROUP}"'
+
+
+def test_rerun_waits_behind_runs_already_waiting(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    old = plan_run(db, repo_id, _graph("build"))
+    _finish_all(db, builder, old)
+    active = plan_run(db, repo_id, _graph("build"))
+    waiting = plan_run(db, repo_id, _graph("build"))
+
+    assert db.execute("SELECT mj_run_rerun_v1(%s, false) AS n", (old,)).fetchone()["n"] == 1
+    _finish_all(db, builder, active)
+
+    # Runs start in the order they entered the group, not by run id.
+    assert [run_status(db, run_id) for run_id in (waiting, old)] == ["running", "pending"]
+    assert _run(db, old)["reason"] == f'waiting for run {waiting} of concurrency group "{GROUP}"'
+
+
+def test_older_run_planned_after_a_newer_one_gives_way(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    older = create_run(db, repo_id)
+    newer = create_run(db, repo_id)
+    plans = {job["run_id"]: job for job in claim(db, register_worker(db))}
+    graph = _graph("build", cancel_in_progress=True)
+
+    # The newer push's plan ends first, as with a faster planner.
+    assert submit_plan(db, plans[newer], graph) == "finished"
+    assert submit_plan(db, plans[older], graph) == "finished"
+
+    assert (run_status(db, older), run_status(db, newer)) == ("cancelled", "running")
+    assert _reasons(db, older) == {f"superseded by run {newer}"}
+    _finish_all(db, builder, newer)
+    assert (run_status(db, older), run_status(db, newer)) == ("cancelled", "succeeded")
+
+
+def test_older_run_planned_late_without_cancel_waits(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    older = create_run(db, repo_id)
+    newer = create_run(db, repo_id)
+    plans = {job["run_id"]: job for job in claim(db, register_worker(db))}
+
+    assert submit_plan(db, plans[newer], _graph("build")) == "finished"
+    assert submit_plan(db, plans[older], _graph("build")) == "finished"
+
+    assert (run_status(db, older), run_status(db, newer)) == ("pending", "running")
+    _finish_all(db, builder, newer)
+    assert run_status(db, older) == "running"
+
+
+CI_WORKFLOW = """\
+on: push
+concurrency:
+  group: ci-${{ github.ref }}
+  cancel-in-progress: true
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - run: make test
+"""
+
+DEPLOY_WORKFLOW = """\
+on: push
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    steps:
+      - run: ./deploy.sh
+"""
+
+
+def _plan_files(files: dict[str, str]) -> sources.Plan:
+    results = sources.parse_sources([sources.SourceFile(path, text.encode())
+                                     for path, text in files.items()])
+    plan = sources.plan_run(results, Event(kind="push", ref="refs/heads/main", commit="a" * 40), ())
+    assert plan.errors == []
+    for entry in plan.graph:
+        entry["labels"] = ["build"]
+    return plan
+
+
+def test_group_of_one_workflow_file_is_not_applied_to_a_shared_run(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    files = {".github/workflows/ci.yml": CI_WORKFLOW, ".github/workflows/deploy.yml": DEPLOY_WORKFLOW}
+    plan = _plan_files(files)
+    first = plan_run(db, repo_id, plan.graph)
+    assert {job["key"] for job in claim(db, builder, ["build"])} == {"ci/test", "deploy/deploy"}
+
+    second = plan_run(db, repo_id, _plan_files(files).graph)
+
+    assert (".github/workflows/ci.yml: concurrency group 'ci-refs/heads/main' not applied: this run "
+            "also holds jobs of pipeline files without that same group") in plan.notes
+    assert [entry["spec"].get("workflow_concurrency") for entry in plan.graph] == [None, None]
+    assert (_run(db, first)["concurrency_group"], run_status(db, first)) == (None, "running")
+    assert _jobs(db, first) == {"ci/test": "running", "deploy/deploy": "running"}
+    assert _jobs(db, second) == {"ci/test": "queued", "deploy/deploy": "queued"}
+
+
+def test_entries_that_disagree_on_the_group_get_none(
+    db: psycopg.Connection, repo_id: int,
+) -> None:
+    graph = [*_graph("a"), *_graph("b", group="other")]
+
+    run_id = plan_run(db, repo_id, graph)
+
+    assert _run(db, run_id) == {"status": "running", "reason": None, "concurrency_group": None}
+
+
+def test_closing_run_starts_the_next_with_the_worker_role(
+    db: psycopg.Connection, database_url: str, repo_id: int, builder: uuid.UUID,
+) -> None:
+    holder = plan_run(db, repo_id, _graph("build"))
+    waiting = plan_run(db, repo_id, _graph("build"))
+    [job] = claim(db, builder, ["build"])
+
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as worker:
+        worker.execute("SET ROLE minijenkin_worker")
+        assert finish(worker, job) == "finished"
+
+    assert [run_status(db, run_id) for run_id in (holder, waiting)] == ["succeeded", "running"]
+
+
+def _wait_until_blocked(db: psycopg.Connection, pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                     (pid,)).fetchone()["wait_event_type"] != "Lock":
+        assert time.monotonic() < deadline, f"backend {pid} never waited for a lock"
+        time.sleep(0.02)
+
+
+def test_plans_submitted_at_once_do_not_deadlock(
+    db: psycopg.Connection, database_url: str, repo_id: int,
+) -> None:
+    # Found by review: a submission that cancelled the active run took the
+    # group's lock as that run closed, then waited for a waiting run's row
+    # that another submission held while it waited for the group's lock.
+    plan_run(db, repo_id, _graph("build"))
+    waiting = plan_run(db, repo_id, _graph("build"))
+    plan_run(db, repo_id, _graph("build"))
+    n_run = create_run(db, repo_id)
+    m_run = create_run(db, repo_id)
+    plans = {job["run_id"]: job for job in claim(db, register_worker(db))}
+    errors: dict[str, BaseException] = {}
+    pids: dict[str, int] = {}
+
+    def submit(name: str, graph: list[dict[str, Any]], connected: threading.Event) -> None:
+        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+            pids[name] = conn.info.backend_pid
+            connected.set()
+            try:
+                submit_plan(conn, plans[n_run if name == "N" else m_run], graph)
+            except psycopg.Error as exc:
+                errors[name] = exc
+
+    with psycopg.connect(database_url, autocommit=True) as blocker:
+        # A short transaction on the waiting run's row forces the interleaving.
+        with blocker.transaction():
+            blocker.execute("SELECT 1 FROM pipeline_runs WHERE id = %s FOR UPDATE", (waiting,))
+            threads = {}
+            for name, graph in (("M", _graph("build", queue="latest")),
+                                ("N", _graph("build", cancel_in_progress=True))):
+                connected = threading.Event()
+                threads[name] = threading.Thread(target=submit, args=(name, graph, connected))
+                threads[name].start()
+                assert connected.wait(5)
+                _wait_until_blocked(db, pids[name])
+            held = db.execute(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = %s AND objid::int = mj_lock_key(mj_run_group_lock_name(%s, %s))",
+                (pids["N"], repo_id, GROUP)).fetchone()
+            assert held["n"] == 0
+        for thread in threads.values():
+            thread.join(15)
+
+    assert [thread.is_alive() for thread in threads.values()] == [False, False]
+    assert errors == {}
+    # N, the older push, entered second: it cancelled the group's older runs,
+    # then gave way to M, which now runs.
+    assert (run_status(db, m_run), run_status(db, n_run)) == ("running", "cancelled")
+    assert _reasons(db, n_run) == {f"superseded by run {m_run}"}

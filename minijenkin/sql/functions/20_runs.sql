@@ -7,13 +7,16 @@
 --
 -- Pipeline-wide concurrency groups (a pipeline's top-level `concurrency`)
 -- are scoped to their repository. At most one run of a group is active; the
--- others wait as `pending` runs whose jobs stay pending, and start in order
--- of run id. Which run is active is decided under the transaction lock
--- `run_group:<repo>:<group>`, taken after any run row lock. A transaction
--- that holds it never waits for a row lock (SKIP LOCKED) nor for another
--- group's lock (a closing run only tries it), so it cannot take part in a
--- deadlock; what a skipped attempt leaves undone, mj_run_group_sweep_v1 does
--- within one maintenance interval.
+-- others wait as `pending` runs whose jobs stay pending, and start in the
+-- order they entered the group. Which run is active is decided under the
+-- transaction lock `run_group:<repo>:<group>`. A transaction waits for it
+-- only while it holds no row lock of an active run of the group: a plan
+-- submission (its own run joins the group under the lock) and a re-run (of
+-- a run that has ended). A holder of the lock may lock such rows; whoever
+-- holds them never waits for the lock, because a run that ends starts the
+-- next one only at commit (a deferred trigger), where it merely tries the
+-- lock and takes rows with SKIP LOCKED. What a busy lock or row leaves
+-- undone, mj_run_group_sweep_v1 does within one maintenance interval.
 
 -- Queue or skip every pending job whose needed jobs have all ended, repeat
 -- until nothing changes (a skip can unblock further jobs), then close the run
@@ -91,8 +94,6 @@ CREATE OR REPLACE FUNCTION mj_run_close_if_done_v1(p_run_id bigint) RETURNS void
 DECLARE
     v_status text;
     v_reason text;
-    v_repo_id bigint;
-    v_group text;
 BEGIN
     IF EXISTS (SELECT 1 FROM jobs WHERE run_id = p_run_id AND mj_status_is_active(status)) THEN
         RETURN;
@@ -125,15 +126,13 @@ BEGIN
         reason = v_reason,
         started_at = coalesce(started_at, now()),
         finished_at = now()
-    WHERE id = p_run_id AND mj_status_is_active(status)
-    RETURNING repo_id, concurrency_group INTO v_repo_id, v_group;
+    WHERE id = p_run_id AND mj_status_is_active(status);
 
+    -- A run of a concurrency group that ends here starts the next one at
+    -- commit (trigger pipeline_runs_group_next).
     IF FOUND THEN
         PERFORM pg_notify('mj_runs_v1', p_run_id::text);
         PERFORM mj_outbox_enqueue_run_v1(p_run_id);
-        IF v_group IS NOT NULL THEN
-            PERFORM mj_run_group_start_next_v1(v_repo_id, v_group, false);
-        END IF;
     END IF;
 END;
 $$;
@@ -311,16 +310,24 @@ BEGIN
     IF v_count > 0 THEN
         -- A run of a concurrency group queues behind the group's active run
         -- again; it starts at once when there is none.
+        SELECT repo_id, concurrency_group INTO v_repo_id, v_group FROM pipeline_runs WHERE id = p_run_id;
+        IF v_plan_status <> 'succeeded' THEN
+            v_group := NULL;
+        END IF;
+        IF v_group IS NOT NULL THEN
+            PERFORM pg_advisory_xact_lock(mj_lock_namespace(),
+                                          mj_lock_key(mj_run_group_lock_name(v_repo_id, v_group)));
+        END IF;
         UPDATE pipeline_runs
-        SET status = CASE WHEN concurrency_group IS NOT NULL AND v_plan_status = 'succeeded'
-                          THEN 'pending' ELSE 'running' END,
+        SET status = CASE WHEN v_group IS NOT NULL THEN 'pending' ELSE 'running' END,
+            concurrency_entered_at = CASE WHEN v_group IS NOT NULL THEN clock_timestamp()
+                                          ELSE concurrency_entered_at END,
             reason = NULL, finished_at = NULL
-        WHERE id = p_run_id
-        RETURNING repo_id, concurrency_group INTO v_repo_id, v_group;
+        WHERE id = p_run_id;
         PERFORM pg_notify('mj_runs_v1', p_run_id::text);
-        IF v_group IS NOT NULL AND v_plan_status = 'succeeded' THEN
+        IF v_group IS NOT NULL THEN
             PERFORM mj_run_group_start_next_v1(v_repo_id, v_group, true);
-            PERFORM mj_run_group_explain_wait_v1(p_run_id);
+            PERFORM mj_run_group_explain_wait_v1(v_repo_id, v_group);
         ELSE
             PERFORM mj_run_advance_v1(p_run_id);
         END IF;
@@ -365,10 +372,10 @@ CREATE OR REPLACE FUNCTION mj_run_group_lock_name(p_repo_id bigint, p_group text
     LANGUAGE sql IMMUTABLE
     AS $$ SELECT format('run_group:%s:%s', p_repo_id, p_group) $$;
 
--- Start the oldest waiting run of a concurrency group if none of its runs is
--- active. With p_wait false the group's lock is only tried: a transaction
--- holding it is deciding for the group right now. Returns the run started,
--- or NULL.
+-- Start the group's waiting run that entered first, if none of the group's
+-- runs is active. With p_wait false the group's lock is only tried: a
+-- transaction holding it is deciding for the group right now. Never waits
+-- for a row lock. Returns the run started, or NULL.
 CREATE OR REPLACE FUNCTION mj_run_group_start_next_v1(p_repo_id bigint, p_group text, p_wait boolean)
 RETURNS bigint
     LANGUAGE plpgsql
@@ -391,7 +398,7 @@ BEGIN
     SELECT id INTO v_next
     FROM pipeline_runs
     WHERE repo_id = p_repo_id AND concurrency_group = p_group AND status = 'pending'
-    ORDER BY id
+    ORDER BY concurrency_entered_at, id
     LIMIT 1;
     IF v_next IS NULL THEN
         RETURN NULL;
@@ -406,34 +413,41 @@ BEGIN
     UPDATE pipeline_runs SET status = 'running', reason = NULL WHERE id = v_next;
     PERFORM pg_notify('mj_runs_v1', v_next::text);
     PERFORM mj_run_advance_v1(v_next);
+    PERFORM mj_run_group_explain_wait_v1(p_repo_id, p_group);
     RETURN v_next;
 END;
 $$;
 
--- Tell why a run still waits for its concurrency group: the run it waits
--- for, the active one when there is one.
-CREATE OR REPLACE FUNCTION mj_run_group_explain_wait_v1(p_run_id bigint) RETURNS void
+-- Tell every waiting run of a group which run it waits for: the active one,
+-- or else the waiting run that entered first. A run whose row is locked
+-- keeps its reason until the next change of the group.
+CREATE OR REPLACE FUNCTION mj_run_group_explain_wait_v1(p_repo_id bigint, p_group text) RETURNS void
     LANGUAGE sql
     AS $$
         UPDATE pipeline_runs w
-        SET reason = format('waiting for run %s of concurrency group "%s"', ahead.id, w.concurrency_group)
-        FROM pipeline_runs me
-        CROSS JOIN LATERAL (
-            SELECT o.id FROM pipeline_runs o
-            WHERE o.repo_id = me.repo_id AND o.concurrency_group = me.concurrency_group
-              AND o.id <> me.id AND o.status IN ('pending', 'queued', 'running')
-            ORDER BY o.status = 'pending', o.id
-            LIMIT 1
-        ) ahead
-        WHERE me.id = p_run_id AND w.id = p_run_id AND w.status = 'pending'
+        SET reason = format('waiting for run %s of concurrency group "%s"', ahead.id, p_group)
+        FROM (SELECT o.id FROM pipeline_runs o
+              WHERE o.repo_id = p_repo_id AND o.concurrency_group = p_group
+                AND o.status IN ('pending', 'queued', 'running')
+              ORDER BY o.status = 'pending', o.concurrency_entered_at, o.id
+              LIMIT 1) ahead
+        WHERE w.id IN (SELECT l.id FROM pipeline_runs l
+                       WHERE l.repo_id = p_repo_id AND l.concurrency_group = p_group
+                         AND l.status = 'pending'
+                       FOR UPDATE SKIP LOCKED)
+          AND w.id <> ahead.id
+          AND w.reason IS DISTINCT FROM format('waiting for run %s of concurrency group "%s"',
+                                               ahead.id, p_group)
     $$;
 
 -- Put a run that its plan job has just planned into its pipeline-wide
 -- concurrency group, p_concurrency being {"group", "cancel_in_progress",
 -- "queue"} as the planner evaluated it. The caller holds the run's row lock.
--- With cancel_in_progress the group's older runs are cancelled; with queue
--- "latest" its older waiting runs are. The run then starts at once if no
--- other run of the group is active, and waits as `pending` otherwise.
+-- With cancel_in_progress the group's active runs are cancelled; with queue
+-- "latest" its waiting runs are. Those runs come from older commits (lower
+-- ids); a run whose group a newer run has entered already is superseded
+-- itself instead. The run then starts at once if no other run of the group
+-- is active, and waits as `pending` otherwise.
 CREATE OR REPLACE FUNCTION mj_run_group_enter_v1(p_run_id bigint, p_concurrency jsonb) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -448,8 +462,12 @@ BEGIN
         RETURN;
     END IF;
     SELECT repo_id INTO v_repo_id FROM pipeline_runs WHERE id = p_run_id;
+    -- Plans of one group enter one at a time. This transaction holds no row
+    -- lock of the group's runs yet (this run joins it below), and a run
+    -- cancelled here starts nobody before commit.
+    PERFORM pg_advisory_xact_lock(mj_lock_namespace(),
+                                  mj_lock_key(mj_run_group_lock_name(v_repo_id, v_group)));
 
-    -- Row locks of the runs replaced come before the group's lock.
     FOR v_other IN
         SELECT o.id FROM pipeline_runs o
         WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group AND o.id < p_run_id
@@ -463,24 +481,60 @@ BEGIN
             p_run_id));
     END LOOP;
 
-    PERFORM pg_advisory_xact_lock(mj_lock_namespace(),
-                                  mj_lock_key(mj_run_group_lock_name(v_repo_id, v_group)));
+    UPDATE pipeline_runs
+    SET concurrency_group = v_group, concurrency_entered_at = clock_timestamp()
+    WHERE id = p_run_id;
+
+    IF v_cancel OR v_latest THEN
+        -- Planned after a newer run of the group: the older commit gives way.
+        SELECT o.id INTO v_other FROM pipeline_runs o
+        WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group AND o.id > p_run_id
+        ORDER BY o.id DESC
+        LIMIT 1;
+        IF v_other IS NOT NULL THEN
+            PERFORM mj_run_cancel_v1(p_run_id, format('superseded by run %s', v_other));
+            RETURN;
+        END IF;
+    END IF;
+
     UPDATE pipeline_runs pr
-    SET concurrency_group = v_group,
-        status = CASE WHEN EXISTS (
-                          SELECT 1 FROM pipeline_runs o
-                          WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group
-                            AND o.id <> p_run_id AND o.status IN ('pending', 'queued', 'running'))
-                      THEN 'pending' ELSE pr.status END
-    WHERE pr.id = p_run_id;
-    PERFORM mj_run_group_explain_wait_v1(p_run_id);
+    SET status = 'pending'
+    WHERE pr.id = p_run_id
+      AND EXISTS (SELECT 1 FROM pipeline_runs o
+                  WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group
+                    AND o.id <> p_run_id AND o.status IN ('pending', 'queued', 'running'));
+    PERFORM mj_run_group_explain_wait_v1(v_repo_id, v_group);
 END;
 $$;
 
+-- At the commit of a transaction that ended a run of a concurrency group,
+-- start the group's next run. Deferred to the commit, so that no row lock
+-- is waited for after the group's lock has been taken. SECURITY DEFINER
+-- (90_security.sql): it runs after the worker function that ended the run
+-- has returned, with the worker role's privileges otherwise.
+CREATE OR REPLACE FUNCTION mj_run_group_closed_v1() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM mj_run_group_start_next_v1(NEW.repo_id, NEW.concurrency_group, false);
+    RETURN NULL;
+END;
+$$;
+
+-- Constraint triggers have no OR REPLACE.
+DROP TRIGGER IF EXISTS pipeline_runs_group_next ON pipeline_runs;
+CREATE CONSTRAINT TRIGGER pipeline_runs_group_next
+    AFTER UPDATE OF status ON pipeline_runs
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW
+    WHEN (NEW.concurrency_group IS NOT NULL AND mj_status_is_active(OLD.status)
+          AND NOT mj_status_is_active(NEW.status))
+    EXECUTE FUNCTION mj_run_group_closed_v1();
+
 -- Maintenance: start the next run of every concurrency group that has
 -- waiting runs and no active one, which a closing run leaves undone when
--- another transaction held the group's lock at that moment. Run by the
--- maintenance leader. Returns one row per run started.
+-- another transaction held the group's lock or the next run's row at that
+-- moment. Run by the maintenance leader. Returns one row per run started.
 CREATE OR REPLACE FUNCTION mj_run_group_sweep_v1()
 RETURNS TABLE (run_id bigint, repo_id bigint, concurrency_group text)
     LANGUAGE plpgsql

@@ -466,11 +466,12 @@ BEGIN
 
     -- The pipeline-wide concurrency group, copied into every job's spec by
     -- the planner: the run may have to wait for another run of the group.
+    -- It applies only when every job carries the same one; the jobs of a run
+    -- can come from several workflow files.
     PERFORM mj_run_group_enter_v1(v_job.run_id, (
-        SELECT e -> 'spec' -> 'workflow_concurrency'
-        FROM jsonb_array_elements(p_jobs) AS e
-        WHERE jsonb_typeof(e -> 'spec' -> 'workflow_concurrency') = 'object'
-        LIMIT 1));
+        SELECT CASE WHEN count(DISTINCT coalesce(e -> 'spec' -> 'workflow_concurrency', 'null')) = 1
+                    THEN (array_agg(e -> 'spec' -> 'workflow_concurrency'))[1] END
+        FROM jsonb_array_elements(p_jobs) AS e));
 
     PERFORM mj_job_close_v1(p_job_id, 'succeeded', 0,
         CASE WHEN jsonb_array_length(p_jobs) = 0 THEN 'no workflow matches this event' END);

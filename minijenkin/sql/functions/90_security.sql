@@ -70,5 +70,11 @@ BEGIN
                        v_function, v_schema);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO minijenkin_worker', v_function);
     END LOOP;
+
+    -- A deferred trigger runs at commit, after the worker function that
+    -- fired it has returned, so with the caller's (the worker role's)
+    -- privileges unless it has its owner's.
+    EXECUTE format('ALTER FUNCTION mj_run_group_closed_v1() SECURITY DEFINER SET search_path = %I, pg_temp',
+                   v_schema);
 END;
 $$;
