@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from minijenkin.pipeline import sources
 from minijenkin.pipeline.events import Event
@@ -435,3 +436,99 @@ def test_plans_submitted_at_once_do_not_deadlock(
     # then gave way to M, which now runs.
     assert (run_status(db, m_run), run_status(db, n_run)) == ("running", "cancelled")
     assert _reasons(db, n_run) == {f"superseded by run {m_run}"}
+
+
+def test_plan_submission_and_reaper_do_not_deadlock(
+    db: psycopg.Connection, database_url: str, repo_id: int,
+) -> None:
+    # Found by review: worker X runs the active run's job and the next run's
+    # plan job, and is declared lost while it submits that plan. The reaper
+    # locks runs in id order; the submission locked its own (newer) run first
+    # and then the older run it cancels in progress.
+    active = plan_run(db, repo_id, _graph("build", cancel_in_progress=True))
+    worker_x = register_worker(db, ["build"])
+    [build] = claim(db, worker_x, ["build"])
+    assert build["run_id"] == active
+    planned = create_run(db, repo_id)
+    [plan] = claim(db, worker_x, ["build"])
+    assert (plan["run_id"], plan["kind"]) == (planned, "plan")
+    db.execute("UPDATE workers SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (worker_x,))
+    errors: dict[str, BaseException] = {}
+    pids: dict[str, int] = {}
+
+    def call(name: str, sql: str, params: tuple[Any, ...], connected: threading.Event) -> None:
+        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+            pids[name] = conn.info.backend_pid
+            connected.set()
+            try:
+                conn.execute(sql, params).fetchall()
+            except psycopg.Error as exc:
+                errors[name] = exc
+
+    calls = {
+        "reaper": ("SELECT * FROM mj_reap_v1(30, 0.1, 1)", ()),
+        "submit": ("SELECT mj_plan_submit_v1(%s, %s, %s::jsonb)",
+                   (plan["job_id"], plan["lease_token"],
+                    Jsonb(_graph("build", cancel_in_progress=True)))),
+    }
+    threads: dict[str, threading.Thread] = {}
+    with psycopg.connect(database_url, autocommit=True) as blocker:
+        # Holding the active run's job row stops the reaper once it has locked that run.
+        with blocker.transaction():
+            blocker.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (build["job_id"],))
+            for name, (sql, params) in calls.items():
+                connected = threading.Event()
+                threads[name] = threading.Thread(target=call, args=(name, sql, params, connected))
+                threads[name].start()
+                assert connected.wait(5)
+                _wait_until_blocked(db, pids[name])
+    for thread in threads.values():
+        thread.join(15)
+
+    assert [thread.is_alive() for thread in threads.values()] == [False, False]
+    assert {name: type(exc).__name__ for name, exc in errors.items()} == {}
+
+
+def test_rerun_of_a_run_whose_plan_failed_goes_ahead(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    older = create_run(db, repo_id)
+    newer = create_run(db, repo_id)
+    planner = register_worker(db)
+    plans = {job["run_id"]: job for job in claim(db, planner)}
+    assert finish(db, plans[older], "failed", 1, "cannot fetch the repository") == "finished"
+    graph = _graph("build", cancel_in_progress=True)
+    assert submit_plan(db, plans[newer], graph) == "finished"
+    _finish_all(db, builder, newer)
+
+    assert db.execute("SELECT mj_run_rerun_v1(%s, false) AS n", (older,)).fetchone()["n"] == 1
+    [plan] = claim(db, planner)
+    assert plan["run_id"] == older
+    assert submit_plan(db, plan, graph) == "finished"
+
+    # The newer run has ended, so the re-run older one is not superseded.
+    assert _run(db, older) == {"status": "running", "reason": None, "concurrency_group": GROUP}
+    assert _jobs(db, older) == {"build": "queued"}
+
+
+def test_finish_and_claim_by_the_worker_role_starts_the_next_run(
+    db: psycopg.Connection, database_url: str, repo_id: int, builder: uuid.UUID,
+) -> None:
+    holder = plan_run(db, repo_id, _graph("build"))
+    waiting = plan_run(db, repo_id, _graph("build"))
+    [job] = claim(db, builder, ["build"])
+
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as worker:
+        worker.execute("SET ROLE minijenkin_worker")
+        rows = worker.execute(
+            "SELECT * FROM mj_job_finish_and_claim_v1(%s, %s, 4, %s, %s, %s, %s, %s, 0.1, 1)",
+            (builder, ["build"], [job["job_id"]], [job["lease_token"]], ["succeeded"], [0],
+             [None])).fetchall()
+        assert [row["outcome"] for row in rows] == ["finished"]
+        # The next run started at that commit: the following claim gets its job.
+        claimed = worker.execute(
+            "SELECT * FROM mj_job_finish_and_claim_v1(%s, %s, 4, '{}', '{}', '{}', '{}', '{}', 0.1, 1)",
+            (builder, ["build"])).fetchall()
+
+    assert [run_status(db, run_id) for run_id in (holder, waiting)] == ["succeeded", "running"]
+    assert [row["run_id"] for row in claimed] == [waiting]

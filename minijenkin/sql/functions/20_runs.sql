@@ -11,12 +11,14 @@
 -- order they entered the group. Which run is active is decided under the
 -- transaction lock `run_group:<repo>:<group>`. A transaction waits for it
 -- only while it holds no row lock of an active run of the group: a plan
--- submission (its own run joins the group under the lock) and a re-run (of
--- a run that has ended). A holder of the lock may lock such rows; whoever
--- holds them never waits for the lock, because a run that ends starts the
--- next one only at commit (a deferred trigger), where it merely tries the
--- lock and takes rows with SKIP LOCKED. What a busy lock or row leaves
--- undone, mj_run_group_sweep_v1 does within one maintenance interval.
+-- submission takes it before any row lock, then locks the runs it replaces
+-- and its own in id order, like every transaction that locks several runs;
+-- a re-run takes it holding only its own run, which has ended. A holder of
+-- the lock may wait for rows of the group's runs. Whoever holds those rows
+-- never waits for the lock, because a run that ends starts the next one only
+-- at commit (a deferred trigger), where it merely tries the lock and takes
+-- rows with SKIP LOCKED. What a busy lock or row leaves undone,
+-- mj_run_group_sweep_v1 does within one maintenance interval.
 
 -- Queue or skip every pending job whose needed jobs have all ended, repeat
 -- until nothing changes (a skip can unblock further jobs), then close the run
@@ -440,6 +442,50 @@ CREATE OR REPLACE FUNCTION mj_run_group_explain_wait_v1(p_repo_id bigint, p_grou
                                                ahead.id, p_group)
     $$;
 
+-- The runs of a group that a run entering it replaces: with
+-- cancel_in_progress every active or waiting run of an older push (lower
+-- id), with queue "latest" the waiting ones. The caller holds the group's
+-- lock, so no run joins the group meanwhile.
+CREATE OR REPLACE FUNCTION mj_run_group_replaced_v1(p_run_id bigint, p_concurrency jsonb)
+RETURNS SETOF bigint
+    LANGUAGE sql STABLE
+    AS $$
+        SELECT o.id
+        FROM pipeline_runs me
+        JOIN pipeline_runs o ON o.repo_id = me.repo_id
+                            AND o.concurrency_group = nullif(p_concurrency ->> 'group', '')
+        WHERE me.id = p_run_id AND o.id < p_run_id
+          AND o.status IN ('pending', 'queued', 'running')
+          AND (coalesce((p_concurrency ->> 'cancel_in_progress')::boolean, false)
+               OR (p_concurrency ->> 'queue' = 'latest' AND o.status = 'pending'))
+        ORDER BY o.id
+    $$;
+
+-- Before a plan submission locks its own run: take the group's lock, then
+-- the rows of the runs it will replace and of its own run. The rows are
+-- locked in id order, as the finish, the reaper and a worker's stop lock
+-- several runs. Locking its own run first and then older runs could
+-- deadlock with those. Does nothing without a group.
+CREATE OR REPLACE FUNCTION mj_run_group_lock_runs_v1(p_run_id bigint, p_concurrency jsonb) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_group text := nullif(p_concurrency ->> 'group', '');
+BEGIN
+    IF v_group IS NULL OR p_run_id IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(mj_run_group_lock_name(
+        (SELECT repo_id FROM pipeline_runs WHERE id = p_run_id), v_group)));
+    PERFORM 1
+    FROM pipeline_runs pr
+    WHERE pr.id = p_run_id
+       OR pr.id IN (SELECT replaced.id FROM mj_run_group_replaced_v1(p_run_id, p_concurrency) AS replaced (id))
+    ORDER BY pr.id
+    FOR UPDATE;
+END;
+$$;
+
 -- Put a run that its plan job has just planned into its pipeline-wide
 -- concurrency group, p_concurrency being {"group", "cancel_in_progress",
 -- "queue"} as the planner evaluated it. The caller holds the run's row lock.
@@ -462,18 +508,12 @@ BEGIN
         RETURN;
     END IF;
     SELECT repo_id INTO v_repo_id FROM pipeline_runs WHERE id = p_run_id;
-    -- Plans of one group enter one at a time. This transaction holds no row
-    -- lock of the group's runs yet (this run joins it below), and a run
-    -- cancelled here starts nobody before commit.
-    PERFORM pg_advisory_xact_lock(mj_lock_namespace(),
-                                  mj_lock_key(mj_run_group_lock_name(v_repo_id, v_group)));
+    -- Usually taken already by mj_run_group_lock_runs_v1, with the rows of
+    -- the runs replaced. A run cancelled here starts the next one only at
+    -- commit.
+    PERFORM mj_run_group_lock_runs_v1(p_run_id, p_concurrency);
 
-    FOR v_other IN
-        SELECT o.id FROM pipeline_runs o
-        WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group AND o.id < p_run_id
-          AND o.status IN ('pending', 'queued', 'running')
-          AND (v_cancel OR (v_latest AND o.status = 'pending'))
-        ORDER BY o.id
+    FOR v_other IN SELECT replaced.id FROM mj_run_group_replaced_v1(p_run_id, p_concurrency) AS replaced (id)
     LOOP
         -- The same wording as for job-level groups (50_deploy.sql).
         PERFORM mj_run_cancel_v1(v_other, format(
@@ -486,9 +526,12 @@ BEGIN
     WHERE id = p_run_id;
 
     IF v_cancel OR v_latest THEN
-        -- Planned after a newer run of the group: the older commit gives way.
+        -- Planned while a newer run of the group is active or waiting: the
+        -- older commit gives way. (Once the newer run has ended, an older
+        -- one planned again, as by a re-run, goes ahead.)
         SELECT o.id INTO v_other FROM pipeline_runs o
         WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group AND o.id > p_run_id
+          AND o.status IN ('pending', 'queued', 'running')
         ORDER BY o.id DESC
         LIMIT 1;
         IF v_other IS NOT NULL THEN

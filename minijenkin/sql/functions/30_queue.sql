@@ -417,7 +417,18 @@ RETURNS text
 DECLARE
     v_job jobs%ROWTYPE;
     v_missing text;
+    v_concurrency jsonb;
 BEGIN
+    -- The pipeline-wide concurrency group, copied into every job's spec by
+    -- the planner. It applies only when every job carries the same one: the
+    -- jobs of a run can come from several workflow files.
+    SELECT CASE WHEN count(DISTINCT coalesce(e -> 'spec' -> 'workflow_concurrency', 'null')) = 1
+                THEN (array_agg(e -> 'spec' -> 'workflow_concurrency'))[1] END
+    INTO v_concurrency
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_jobs) = 'array' THEN p_jobs ELSE '[]' END) AS e;
+    -- With a group, its lock and the rows of the runs this one replaces
+    -- come first, in run id order (20_runs.sql); this run's row is among them.
+    PERFORM mj_run_group_lock_runs_v1((SELECT j.run_id FROM jobs j WHERE j.id = p_job_id), v_concurrency);
     PERFORM 1 FROM pipeline_runs WHERE id = (SELECT j.run_id FROM jobs j WHERE j.id = p_job_id) FOR UPDATE;
     SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
     IF NOT FOUND OR v_job.kind <> 'plan' OR v_job.status <> 'running'
@@ -464,14 +475,8 @@ BEGIN
     JOIN jobs j ON j.run_id = v_job.run_id AND j.key = e ->> 'key'
     JOIN jobs n ON n.run_id = v_job.run_id AND n.key = need.key;
 
-    -- The pipeline-wide concurrency group, copied into every job's spec by
-    -- the planner: the run may have to wait for another run of the group.
-    -- It applies only when every job carries the same one; the jobs of a run
-    -- can come from several workflow files.
-    PERFORM mj_run_group_enter_v1(v_job.run_id, (
-        SELECT CASE WHEN count(DISTINCT coalesce(e -> 'spec' -> 'workflow_concurrency', 'null')) = 1
-                    THEN (array_agg(e -> 'spec' -> 'workflow_concurrency'))[1] END
-        FROM jsonb_array_elements(p_jobs) AS e));
+    -- The run may have to wait for another run of its group.
+    PERFORM mj_run_group_enter_v1(v_job.run_id, v_concurrency);
 
     PERFORM mj_job_close_v1(p_job_id, 'succeeded', 0,
         CASE WHEN jsonb_array_length(p_jobs) = 0 THEN 'no workflow matches this event' END);
