@@ -532,3 +532,74 @@ def test_finish_and_claim_by_the_worker_role_starts_the_next_run(
 
     assert [run_status(db, run_id) for run_id in (holder, waiting)] == ["succeeded", "running"]
     assert [row["run_id"] for row in claimed] == [waiting]
+
+
+def test_older_run_planned_after_the_newer_one_ended_gives_way(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    older = create_run(db, repo_id)
+    newer = create_run(db, repo_id)
+    plans = {job["run_id"]: job for job in claim(db, register_worker(db))}
+    graph = _graph("build", cancel_in_progress=True)
+    assert submit_plan(db, plans[newer], graph) == "finished"
+    _finish_all(db, builder, newer)
+
+    assert submit_plan(db, plans[older], graph) == "finished"
+
+    assert run_status(db, older) == "cancelled"
+    assert _reasons(db, older) == {f"superseded by run {newer}"}
+
+
+def test_stale_plan_submission_and_rerun_do_not_deadlock(
+    db: psycopg.Connection, database_url: str, repo_id: int, builder: uuid.UUID,
+) -> None:
+    # Found by review: a worker declared lost while it planned the run submits
+    # late, just as a user re-runs the run (planned again and ended since).
+    # The re-run holds the run's row and waits for the group's lock; the late
+    # submission must not hold that lock while it waits for the row.
+    run_id = create_run(db, repo_id)
+    worker_x = register_worker(db)
+    [stale_plan] = claim(db, worker_x)
+    db.execute("UPDATE workers SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (worker_x,))
+    assert [row["outcome"] for row in db.execute("SELECT * FROM mj_reap_v1(30, 0.1, 1)")] == ["retrying"]
+    db.execute("UPDATE jobs SET run_after = now() WHERE id = %s", (stale_plan["job_id"],))
+    [plan] = claim(db, register_worker(db))
+    assert submit_plan(db, plan, _graph("build")) == "finished"
+    _finish_all(db, builder, run_id)
+    results: dict[str, Any] = {}
+    pids: dict[str, int] = {}
+
+    def call(name: str, sql: str, params: tuple[Any, ...], connected: threading.Event) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            pids[name] = conn.info.backend_pid
+            connected.set()
+            try:
+                results[name] = conn.execute(sql, params).fetchone()[0]
+            except psycopg.Error as exc:
+                results[name] = type(exc).__name__
+
+    calls = {
+        "rerun": ("SELECT mj_run_rerun_v1(%s, false)", (run_id,)),
+        "submit": ("SELECT mj_plan_submit_v1(%s, %s, %s::jsonb)",
+                   (stale_plan["job_id"], stale_plan["lease_token"], Jsonb(_graph("build")))),
+    }
+    threads: dict[str, threading.Thread] = {}
+    with psycopg.connect(database_url, autocommit=True) as blocker:
+        with blocker.transaction():
+            blocker.execute("SELECT pg_advisory_xact_lock(mj_lock_namespace(), "
+                            "mj_lock_key(mj_run_group_lock_name(%s, %s)))", (repo_id, GROUP))
+            # The re-run locks the run and waits for the group's lock.
+            connected = threading.Event()
+            threads["rerun"] = threading.Thread(target=call, args=("rerun", *calls["rerun"], connected))
+            threads["rerun"].start()
+            assert connected.wait(5)
+            _wait_until_blocked(db, pids["rerun"])
+            connected = threading.Event()
+            threads["submit"] = threading.Thread(target=call, args=("submit", *calls["submit"], connected))
+            threads["submit"].start()
+            assert connected.wait(5)
+            threads["submit"].join(15)
+    threads["rerun"].join(15)
+
+    assert [thread.is_alive() for thread in threads.values()] == [False, False]
+    assert results == {"submit": "stale", "rerun": 1}

@@ -10,14 +10,15 @@
 -- others wait as `pending` runs whose jobs stay pending, and start in the
 -- order they entered the group. Which run is active is decided under the
 -- transaction lock `run_group:<repo>:<group>`. A transaction waits for it
--- only while it holds no row lock of an active run of the group: a plan
--- submission takes it before any row lock, then locks the runs it replaces
--- and its own in id order, like every transaction that locks several runs;
--- a re-run takes it holding only its own run, which has ended. A holder of
--- the lock may wait for rows of the group's runs. Whoever holds those rows
--- never waits for the lock, because a run that ends starts the next one only
--- at commit (a deferred trigger), where it merely tries the lock and takes
--- rows with SKIP LOCKED. What a busy lock or row leaves undone,
+-- only while it holds no row lock that a holder of the lock may wait for.
+-- A plan submission takes it before any row lock, once its lease is known
+-- to be valid, then locks the runs it replaces (active or waiting ones) and
+-- its own (whose plan job runs, so no re-run can hold it) in id order, like
+-- every transaction that locks several runs. A re-run takes it holding only
+-- its own run, which has ended. Whoever else holds rows of the group's runs
+-- never waits for the lock, because a run that ends starts the next one
+-- only at commit (a deferred trigger), where it merely tries the lock and
+-- takes rows with SKIP LOCKED. What a busy lock or row leaves undone,
 -- mj_run_group_sweep_v1 does within one maintenance interval.
 
 -- Queue or skip every pending job whose needed jobs have all ended, repeat
@@ -488,13 +489,16 @@ $$;
 
 -- Put a run that its plan job has just planned into its pipeline-wide
 -- concurrency group, p_concurrency being {"group", "cancel_in_progress",
--- "queue"} as the planner evaluated it. The caller holds the run's row lock.
+-- "queue"} as the planner evaluated it, p_rerun whether a user re-ran the
+-- run (its plan job runs again). The caller holds the run's row lock.
 -- With cancel_in_progress the group's active runs are cancelled; with queue
 -- "latest" its waiting runs are. Those runs come from older commits (lower
 -- ids); a run whose group a newer run has entered already is superseded
 -- itself instead. The run then starts at once if no other run of the group
 -- is active, and waits as `pending` otherwise.
-CREATE OR REPLACE FUNCTION mj_run_group_enter_v1(p_run_id bigint, p_concurrency jsonb) RETURNS void
+DROP FUNCTION IF EXISTS mj_run_group_enter_v1(bigint, jsonb);
+CREATE OR REPLACE FUNCTION mj_run_group_enter_v1(p_run_id bigint, p_concurrency jsonb, p_rerun boolean)
+RETURNS void
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -525,13 +529,11 @@ BEGIN
     SET concurrency_group = v_group, concurrency_entered_at = clock_timestamp()
     WHERE id = p_run_id;
 
-    IF v_cancel OR v_latest THEN
-        -- Planned while a newer run of the group is active or waiting: the
-        -- older commit gives way. (Once the newer run has ended, an older
-        -- one planned again, as by a re-run, goes ahead.)
+    IF (v_cancel OR v_latest) AND NOT p_rerun THEN
+        -- Planned after a newer run of the group (its plan took longer): the
+        -- older commit gives way. A run that a user re-runs goes ahead.
         SELECT o.id INTO v_other FROM pipeline_runs o
         WHERE o.repo_id = v_repo_id AND o.concurrency_group = v_group AND o.id > p_run_id
-          AND o.status IN ('pending', 'queued', 'running')
         ORDER BY o.id DESC
         LIMIT 1;
         IF v_other IS NOT NULL THEN

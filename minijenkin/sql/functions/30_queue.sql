@@ -426,6 +426,15 @@ BEGIN
                 THEN (array_agg(e -> 'spec' -> 'workflow_concurrency'))[1] END
     INTO v_concurrency
     FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_jobs) = 'array' THEN p_jobs ELSE '[]' END) AS e;
+    -- A stale submission ends here, before it takes the group's lock: it
+    -- must not wait for its run's row while holding that lock (a re-run of
+    -- the run holds the row and waits for the lock). Checked again below,
+    -- under the row locks.
+    IF NOT EXISTS (SELECT 1 FROM jobs j
+                   WHERE j.id = p_job_id AND j.kind = 'plan' AND j.status = 'running'
+                     AND j.lease_token = p_lease_token) THEN
+        RETURN 'stale';
+    END IF;
     -- With a group, its lock and the rows of the runs this one replaces
     -- come first, in run id order (20_runs.sql); this run's row is among them.
     PERFORM mj_run_group_lock_runs_v1((SELECT j.run_id FROM jobs j WHERE j.id = p_job_id), v_concurrency);
@@ -476,7 +485,7 @@ BEGIN
     JOIN jobs n ON n.run_id = v_job.run_id AND n.key = need.key;
 
     -- The run may have to wait for another run of its group.
-    PERFORM mj_run_group_enter_v1(v_job.run_id, v_concurrency);
+    PERFORM mj_run_group_enter_v1(v_job.run_id, v_concurrency, v_job.attempt_base > 0);
 
     PERFORM mj_job_close_v1(p_job_id, 'succeeded', 0,
         CASE WHEN jsonb_array_length(p_jobs) = 0 THEN 'no workflow matches this event' END);
