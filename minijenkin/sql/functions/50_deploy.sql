@@ -110,6 +110,27 @@ BEGIN
 END;
 $$;
 
+-- Lock the runs of the oldest waiting job of each name, in run id order as
+-- every transaction that locks several runs does, before any of them is
+-- woken: waking name by name would lock them in name order. The caller
+-- holds the names' queue locks, so these jobs stay the oldest.
+CREATE OR REPLACE FUNCTION mj_deploy_lock_head_runs_v1(p_names text[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM 1
+    FROM pipeline_runs pr
+    WHERE pr.id IN (SELECT head.run_id
+                    FROM unnest(p_names) AS n (name)
+                    CROSS JOIN LATERAL (SELECT q.run_id
+                                        FROM mj_deploy_queue_v1(n.name, ARRAY['waiting']) q
+                                        ORDER BY q.id
+                                        LIMIT 1) head)
+    ORDER BY pr.id
+    FOR UPDATE;
+END;
+$$;
+
 -- Close the open deployment row of a job that is no longer running: with
 -- the job's final status, or `failed` when the job was queued for another
 -- attempt. Sends deploy.finished for a deploy that had started. Returns
@@ -359,6 +380,7 @@ BEGIN
     DELETE FROM deploy_locks WHERE name = ANY (v_names) AND job_id = p_job_id;
     PERFORM mj_deploy_record_end_v1(p_job_id);
 
+    PERFORM mj_deploy_lock_head_runs_v1(v_names);
     FOREACH v_name IN ARRAY v_names LOOP
         IF mj_deploy_wake_v1(v_name) IS NOT NULL THEN
             v_woken := v_woken + 1;
@@ -420,6 +442,7 @@ DECLARE
     v_ended bigint;
     v_names text[];
     v_name text;
+    v_free text[] := '{}';
     v_woken bigint;
 BEGIN
     -- Queue locks first, as everywhere: a release holds its queue lock
@@ -459,6 +482,11 @@ BEGIN
         -- That lock lasts until this tick commits, which is also when the
         -- woken job becomes visible to the workers.
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(v_name));
+        v_free := v_free || v_name;
+    END LOOP;
+
+    PERFORM mj_deploy_lock_head_runs_v1(v_free);
+    FOREACH v_name IN ARRAY v_free LOOP
         DELETE FROM deploy_locks l WHERE l.name = v_name;
         v_woken := mj_deploy_wake_v1(v_name);
         IF v_woken IS NOT NULL THEN
