@@ -31,6 +31,11 @@ CREATE OR REPLACE FUNCTION mj_lock_try_xact_v1(p_name text) RETURNS boolean
     LANGUAGE sql VOLATILE
     AS $$ SELECT pg_try_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(p_name)) $$;
 
+-- Take the transaction lock of a name, waiting for it if need be.
+CREATE OR REPLACE FUNCTION mj_lock_xact_v1(p_name text) RETURNS void
+    LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(p_name)) $$;
+
 -- Statuses in which a job or run has not ended yet. Only jobs are ever
 -- waiting (for a deploy lock) or awaiting_approval.
 CREATE OR REPLACE FUNCTION mj_status_is_active(p_status text) RETURNS boolean

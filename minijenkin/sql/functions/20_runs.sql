@@ -6,20 +6,21 @@
 -- so exactly one of them sees the run's last active job end and closes it.
 --
 -- Pipeline-wide concurrency groups (a pipeline's top-level `concurrency`)
--- are scoped to their repository. At most one run of a group is active; the
--- others wait as `pending` runs whose jobs stay pending, and start in the
--- order they entered the group. Which run is active is decided under the
--- transaction lock `run_group:<repo>:<group>`. A transaction waits for it
--- only while it holds no row lock that a holder of the lock may wait for.
--- A plan submission takes it before any row lock, once its lease is known
--- to be valid, then locks the runs it replaces (active or waiting ones) and
--- its own (whose plan job runs, so no re-run can hold it) in id order, like
--- every transaction that locks several runs. A re-run takes it holding only
--- its own run, which has ended. Whoever else holds rows of the group's runs
--- never waits for the lock, because a run that ends starts the next one
--- only at commit (a deferred trigger), where it merely tries the lock and
--- takes rows with SKIP LOCKED. What a busy lock or row leaves undone,
--- mj_run_group_sweep_v1 does within one maintenance interval.
+-- are scoped to their repository. At most one run of a group is active. The
+-- others wait as `pending` runs whose jobs stay pending, and they start in
+-- the order they entered the group.
+--
+-- Which run is active is decided under the transaction lock
+-- `run_group:<repo>:<group>`. Deadlocks are avoided as follows:
+-- - A plan submission checks its lease, takes the lock before any row lock,
+--   then locks the runs it replaces and its own run in id order, as every
+--   transaction that locks several runs does.
+-- - A re-run takes the lock holding only its own run, which has ended.
+-- - Any other transaction that holds rows of the group's runs never waits
+--   for the lock: a run that ends starts the next one only at commit (a
+--   deferred trigger), which merely tries the lock and uses SKIP LOCKED.
+-- What a busy lock or row leaves undone, mj_run_group_sweep_v1 does within
+-- one maintenance interval.
 
 -- Queue or skip every pending job whose needed jobs have all ended, repeat
 -- until nothing changes (a skip can unblock further jobs), then close the run
@@ -318,8 +319,7 @@ BEGIN
             v_group := NULL;
         END IF;
         IF v_group IS NOT NULL THEN
-            PERFORM pg_advisory_xact_lock(mj_lock_namespace(),
-                                          mj_lock_key(mj_run_group_lock_name(v_repo_id, v_group)));
+            PERFORM mj_lock_xact_v1(mj_run_group_lock_name(v_repo_id, v_group));
         END IF;
         UPDATE pipeline_runs
         SET status = CASE WHEN v_group IS NOT NULL THEN 'pending' ELSE 'running' END,
@@ -376,9 +376,10 @@ CREATE OR REPLACE FUNCTION mj_run_group_lock_name(p_repo_id bigint, p_group text
     AS $$ SELECT format('run_group:%s:%s', p_repo_id, p_group) $$;
 
 -- Start the group's waiting run that entered first, if none of the group's
--- runs is active. With p_wait false the group's lock is only tried: a
--- transaction holding it is deciding for the group right now. Never waits
--- for a row lock. Returns the run started, or NULL.
+-- runs is active. With p_wait false the group's lock is only tried, because
+-- a transaction that holds it is deciding for the group. Rows are taken with
+-- SKIP LOCKED, or under the started run's own row lock. Returns the run
+-- started, or NULL.
 CREATE OR REPLACE FUNCTION mj_run_group_start_next_v1(p_repo_id bigint, p_group text, p_wait boolean)
 RETURNS bigint
     LANGUAGE plpgsql
@@ -388,7 +389,7 @@ DECLARE
     v_next bigint;
 BEGIN
     IF p_wait THEN
-        PERFORM pg_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(v_lock));
+        PERFORM mj_lock_xact_v1(v_lock);
     ELSIF NOT mj_lock_try_xact_v1(v_lock) THEN
         RETURN NULL;
     END IF;
@@ -428,8 +429,9 @@ CREATE OR REPLACE FUNCTION mj_run_group_explain_wait_v1(p_repo_id bigint, p_grou
     LANGUAGE sql
     AS $$
         UPDATE pipeline_runs w
-        SET reason = format('waiting for run %s of concurrency group "%s"', ahead.id, p_group)
-        FROM (SELECT o.id FROM pipeline_runs o
+        SET reason = ahead.reason
+        FROM (SELECT o.id, format('waiting for run %s of concurrency group "%s"', o.id, p_group) AS reason
+              FROM pipeline_runs o
               WHERE o.repo_id = p_repo_id AND o.concurrency_group = p_group
                 AND o.status IN ('pending', 'queued', 'running')
               ORDER BY o.status = 'pending', o.concurrency_entered_at, o.id
@@ -439,8 +441,7 @@ CREATE OR REPLACE FUNCTION mj_run_group_explain_wait_v1(p_repo_id bigint, p_grou
                          AND l.status = 'pending'
                        FOR UPDATE SKIP LOCKED)
           AND w.id <> ahead.id
-          AND w.reason IS DISTINCT FROM format('waiting for run %s of concurrency group "%s"',
-                                               ahead.id, p_group)
+          AND w.reason IS DISTINCT FROM ahead.reason
     $$;
 
 -- The runs of a group that a run entering it replaces: with
@@ -476,8 +477,8 @@ BEGIN
     IF v_group IS NULL OR p_run_id IS NULL THEN
         RETURN;
     END IF;
-    PERFORM pg_advisory_xact_lock(mj_lock_namespace(), mj_lock_key(mj_run_group_lock_name(
-        (SELECT repo_id FROM pipeline_runs WHERE id = p_run_id), v_group)));
+    PERFORM mj_lock_xact_v1(mj_run_group_lock_name(
+        (SELECT repo_id FROM pipeline_runs WHERE id = p_run_id), v_group));
     PERFORM 1
     FROM pipeline_runs pr
     WHERE pr.id = p_run_id
@@ -490,7 +491,8 @@ $$;
 -- Put a run that its plan job has just planned into its pipeline-wide
 -- concurrency group, p_concurrency being {"group", "cancel_in_progress",
 -- "queue"} as the planner evaluated it, p_rerun whether a user re-ran the
--- run (its plan job runs again). The caller holds the run's row lock.
+-- run (its plan job runs again). The caller has taken the group's lock and
+-- the rows with mj_run_group_lock_runs_v1.
 -- With cancel_in_progress the group's active runs are cancelled; with queue
 -- "latest" its waiting runs are. Those runs come from older commits (lower
 -- ids); a run whose group a newer run has entered already is superseded
@@ -512,11 +514,8 @@ BEGIN
         RETURN;
     END IF;
     SELECT repo_id INTO v_repo_id FROM pipeline_runs WHERE id = p_run_id;
-    -- Usually taken already by mj_run_group_lock_runs_v1, with the rows of
-    -- the runs replaced. A run cancelled here starts the next one only at
-    -- commit.
-    PERFORM mj_run_group_lock_runs_v1(p_run_id, p_concurrency);
 
+    -- A run cancelled here starts the next one only at commit.
     FOR v_other IN SELECT replaced.id FROM mj_run_group_replaced_v1(p_run_id, p_concurrency) AS replaced (id)
     LOOP
         -- The same wording as for job-level groups (50_deploy.sql).

@@ -418,6 +418,7 @@ DECLARE
     v_job jobs%ROWTYPE;
     v_missing text;
     v_concurrency jsonb;
+    v_run_id bigint;
 BEGIN
     -- The pipeline-wide concurrency group, copied into every job's spec by
     -- the planner. It applies only when every job carries the same one: the
@@ -426,19 +427,20 @@ BEGIN
                 THEN (array_agg(e -> 'spec' -> 'workflow_concurrency'))[1] END
     INTO v_concurrency
     FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_jobs) = 'array' THEN p_jobs ELSE '[]' END) AS e;
-    -- A stale submission ends here, before it takes the group's lock: it
-    -- must not wait for its run's row while holding that lock (a re-run of
-    -- the run holds the row and waits for the lock). Checked again below,
-    -- under the row locks.
-    IF NOT EXISTS (SELECT 1 FROM jobs j
-                   WHERE j.id = p_job_id AND j.kind = 'plan' AND j.status = 'running'
-                     AND j.lease_token = p_lease_token) THEN
+    -- A stale submission ends here, before it takes the group's lock,
+    -- because a re-run of its run may hold the run's row while it waits for
+    -- that lock. The lease is checked again below, under the row locks.
+    SELECT j.run_id INTO v_run_id
+    FROM jobs j
+    WHERE j.id = p_job_id AND j.kind = 'plan' AND j.status = 'running'
+      AND j.lease_token = p_lease_token;
+    IF NOT FOUND THEN
         RETURN 'stale';
     END IF;
-    -- With a group, its lock and the rows of the runs this one replaces
-    -- come first, in run id order (20_runs.sql); this run's row is among them.
-    PERFORM mj_run_group_lock_runs_v1((SELECT j.run_id FROM jobs j WHERE j.id = p_job_id), v_concurrency);
-    PERFORM 1 FROM pipeline_runs WHERE id = (SELECT j.run_id FROM jobs j WHERE j.id = p_job_id) FOR UPDATE;
+    -- With a group, its lock and the rows of the runs this one replaces come
+    -- first, in run id order (20_runs.sql). This run's row is among them.
+    PERFORM mj_run_group_lock_runs_v1(v_run_id, v_concurrency);
+    PERFORM 1 FROM pipeline_runs WHERE id = v_run_id FOR UPDATE;
     SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
     IF NOT FOUND OR v_job.kind <> 'plan' OR v_job.status <> 'running'
        OR v_job.lease_token IS DISTINCT FROM p_lease_token THEN

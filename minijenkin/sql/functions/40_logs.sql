@@ -32,7 +32,7 @@ BEGIN
     -- A log flush and the maintenance loop may both find a day missing; the
     -- transaction lock makes the second wait for the first and then see its
     -- tables instead of failing on a duplicate name.
-    PERFORM pg_advisory_xact_lock(mj_lock_namespace(), mj_lock_key('log_partitions'));
+    PERFORM mj_lock_xact_v1('log_partitions');
     FOR v_day IN SELECT generate_series(p_from, p_to, interval '1 day')::date LOOP
         IF to_regclass(mj_logs_partition_name(v_day)) IS NULL THEN
             EXECUTE format('CREATE TABLE %I (LIKE job_logs INCLUDING ALL)', mj_logs_partition_name(v_day));

@@ -43,7 +43,7 @@ DECLARE
     v_name text;
 BEGIN
     FOR v_name IN SELECT n FROM unnest(p_names) AS n ORDER BY n LOOP
-        PERFORM pg_advisory_xact_lock(mj_lock_namespace(), mj_lock_key('deploy_queue:' || v_name));
+        PERFORM mj_lock_xact_v1('deploy_queue:' || v_name);
     END LOOP;
 END;
 $$;
