@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.support.api import ApiServer
 
 
-def test_docs_page_and_its_assets_come_from_this_server(api_server: ApiServer) -> None:
+def test_docs_assets_served_locally(api_server: ApiServer) -> None:
     with api_server.client() as client:
         page = client.get("/docs")
         script = client.get("/docs/assets/swagger-ui-bundle.js")

@@ -473,12 +473,27 @@ jobs:
 
 
 def _build_status(client: httpx.Client, run_id: int) -> str | None:
-    """The status of the run's job `build`, None until the plan has created it."""
+    """Return the status of the run's job `build`, None until the plan has created it."""
     job = jobs_by_key(client.get(f"/api/runs/{run_id}").json()).get("build")
     return job["status"] if job else None
 
 
-def test_pipeline_concurrency_group_runs_one_run_at_a_time(
+def _push_during_first_build(client: httpx.Client, git_repo: GitRepo, first_commit: str,
+                             second_commit: str) -> tuple[int, int]:
+    """Push the first commit, wait until its job `build` runs, push the second; return both run ids."""
+    register(client, git_repo)
+    first = push(client, git_repo, first_commit)
+    wait_for(lambda: _build_status(client, first) == "running", timeout=RUN_TIMEOUT,
+             message="the first run's job to start")
+    return first, push(client, git_repo, second_commit)
+
+
+def _pending_run(client: httpx.Client, run_id: int) -> dict[str, Any] | None:
+    run = client.get(f"/api/runs/{run_id}").json()
+    return run if run["status"] == "pending" else None
+
+
+def test_concurrency_group_runs_one_at_a_time(
     api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
 ) -> None:
     first_commit = git_repo.commit(
@@ -489,14 +504,9 @@ def test_pipeline_concurrency_group_runs_one_run_at_a_time(
     start_worker(MINIJENKIN_WORKER_CONCURRENCY="2")
 
     with api_server.client() as client:
-        register(client, git_repo)
-        first = push(client, git_repo, first_commit)
-        wait_for(lambda: _build_status(client, first) == "running", timeout=RUN_TIMEOUT,
-                 message="the first run's job to start")
-        second = push(client, git_repo, second_commit)
-        waiting = wait_for(lambda: (lambda run: run if run["status"] == "pending" else None)(
-            client.get(f"/api/runs/{second}").json()), timeout=RUN_TIMEOUT,
-            message="the second run to wait for its group")
+        first, second = _push_during_first_build(client, git_repo, first_commit, second_commit)
+        waiting = wait_for(lambda: _pending_run(client, second), timeout=RUN_TIMEOUT,
+                           message="the second run to wait for its group")
         first_run = wait_finished(client, first)
         second_run = wait_finished(client, second)
 
@@ -507,7 +517,7 @@ def test_pipeline_concurrency_group_runs_one_run_at_a_time(
     assert jobs_by_key(second_run)["build"]["started_at"] >= jobs_by_key(first_run)["build"]["finished_at"]
 
 
-def test_pipeline_concurrency_cancel_in_progress_cancels_the_older_run(
+def test_cancel_in_progress_cancels_older_run(
     api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
 ) -> None:
     slow = git_repo.commit({".minijenkin.yml": _group_pipeline("sleep 60", cancel_in_progress=True)},
@@ -517,11 +527,7 @@ def test_pipeline_concurrency_cancel_in_progress_cancels_the_older_run(
     start_worker(MINIJENKIN_WORKER_CONCURRENCY="2")
 
     with api_server.client() as client:
-        register(client, git_repo)
-        older = push(client, git_repo, slow)
-        wait_for(lambda: _build_status(client, older) == "running", timeout=RUN_TIMEOUT,
-                 message="the older run's job to start")
-        newer = push(client, git_repo, quick)
+        older, newer = _push_during_first_build(client, git_repo, slow, quick)
         # Well before the 60 s sleep could end on its own.
         older_run = wait_finished(client, older)
         newer_run = wait_finished(client, newer)

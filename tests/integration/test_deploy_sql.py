@@ -6,7 +6,6 @@ advisory locks are real session locks.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from tests.support.factories import (
 )
 from tests.support.notify import add_target
 from tests.support.queue import plan_run
+from tests.support.sessions import BackgroundCall
 from tests.support.waiting import wait_for
 
 
@@ -341,10 +341,10 @@ def test_lost_deploy_fails_without_retry(
     assert _deployment(db, retried["job_id"])["status"] == "failed"
 
 
-def test_sweep_locks_the_runs_it_wakes_in_id_order(db: psycopg.Connection, database_url: str) -> None:
+def test_sweep_locks_runs_in_id_order(db: psycopg.Connection, database_url: str) -> None:
     # The finish, the reaper and a worker's stop lock several runs in id
-    # order; the sweep woke name by name, locking runs in name order, so it
-    # could hold a newer run while waiting for an older one.
+    # order. The sweep woke name by name and so locked runs in name order:
+    # it could hold a newer run while it waited for an older one.
     repo_id = create_repo(db)
     worker_id = register_worker(db)
     older = plan_run(db, repo_id, COMMIT, [deploy_entry(key, environment="beta") for key in ("b1", "b2")])
@@ -355,26 +355,15 @@ def test_sweep_locks_the_runs_it_wakes_in_id_order(db: psycopg.Connection, datab
         assert [acquire(holder, jobs[key])["outcome"] for key in ("b1", "a1")] == ["acquired"] * 2
         assert [acquire(waiter, jobs[key])["outcome"] for key in ("b2", "a2")] == ["waiting"] * 2
     holder.close()
-    result: dict[str, Any] = {}
-
-    def sweep() -> None:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            result["pid"] = conn.info.backend_pid
-            result["woken"] = [row[0] for row in conn.execute("SELECT job_id FROM mj_deploy_sweep_v1()")]
 
     with lock_connection(database_url) as blocker, blocker.transaction():
         blocker.execute("SELECT 1 FROM pipeline_runs WHERE id = %s FOR UPDATE", (older,))
-        thread = threading.Thread(target=sweep)
-        thread.start()
-        wait_for(lambda: "pid" in result and db.execute(
-            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-            (result["pid"],)).fetchone()["wait_event_type"] == "Lock",
-            timeout=10, message="the sweep to wait for the older run")
+        sweep = BackgroundCall(database_url, "SELECT job_id FROM mj_deploy_sweep_v1()")
+        sweep.wait_until_blocked(db)
         # Waiting for the older run, the sweep holds no lock on the newer one.
         with lock_connection(database_url) as other, other.transaction():
             assert other.execute("SELECT id FROM pipeline_runs WHERE id = %s FOR UPDATE NOWAIT",
                                  (newer,)).fetchone() == {"id": newer}
-    thread.join(15)
 
-    assert not thread.is_alive()
-    assert sorted(result["woken"]) == sorted([jobs["b2"]["job_id"], jobs["a2"]["job_id"]])
+    assert sweep.join()
+    assert sorted(sweep.result) == sorted([(jobs["b2"]["job_id"],), (jobs["a2"]["job_id"],)])

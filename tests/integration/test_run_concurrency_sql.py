@@ -5,8 +5,6 @@ maintenance sweep."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from typing import Any
 
@@ -26,8 +24,10 @@ from tests.support.factories import (
     run_status,
     submit_plan,
 )
+from tests.support.sessions import BackgroundCall
 
 GROUP = "ci-refs/heads/main"
+SUBMIT_PLAN = "SELECT mj_plan_submit_v1(%s, %s, %s::jsonb)"
 
 
 def _graph(*keys: str, group: str | None = GROUP, cancel_in_progress: bool = False,
@@ -135,7 +135,7 @@ def test_groups_are_scoped_to_name_and_repository(
     assert _run(db, no_group)["concurrency_group"] is None
 
 
-def test_cancel_in_progress_cancels_older_runs_and_waits_for_them(
+def test_cancel_in_progress_replaces_older_runs(
     db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
 ) -> None:
     first = plan_run(db, repo_id, _graph("build", "deploy", cancel_in_progress=True))
@@ -271,7 +271,7 @@ def test_rerun_waits_behind_runs_already_waiting(
     assert _run(db, old)["reason"] == f'waiting for run {waiting} of concurrency group "{GROUP}"'
 
 
-def test_older_run_planned_after_a_newer_one_gives_way(
+def test_late_older_plan_gives_way(
     db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
 ) -> None:
     older = create_run(db, repo_id)
@@ -289,7 +289,7 @@ def test_older_run_planned_after_a_newer_one_gives_way(
     assert (run_status(db, older), run_status(db, newer)) == ("cancelled", "succeeded")
 
 
-def test_older_run_planned_late_without_cancel_waits(
+def test_late_older_plan_waits_without_cancel(
     db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
 ) -> None:
     older = create_run(db, repo_id)
@@ -336,7 +336,7 @@ def _plan_files(files: dict[str, str]) -> sources.Plan:
     return plan
 
 
-def test_group_of_one_workflow_file_is_not_applied_to_a_shared_run(
+def test_unshared_file_group_not_applied(
     db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
 ) -> None:
     files = {".github/workflows/ci.yml": CI_WORKFLOW, ".github/workflows/deploy.yml": DEPLOY_WORKFLOW}
@@ -354,7 +354,7 @@ def test_group_of_one_workflow_file_is_not_applied_to_a_shared_run(
     assert _jobs(db, second) == {"ci/test": "queued", "deploy/deploy": "queued"}
 
 
-def test_entries_that_disagree_on_the_group_get_none(
+def test_disagreeing_entries_get_no_group(
     db: psycopg.Connection, repo_id: int,
 ) -> None:
     graph = [*_graph("a"), *_graph("b", group="other")]
@@ -364,7 +364,7 @@ def test_entries_that_disagree_on_the_group_get_none(
     assert _run(db, run_id) == {"status": "running", "reason": None, "concurrency_group": None}
 
 
-def test_closing_run_starts_the_next_with_the_worker_role(
+def test_worker_role_finish_starts_next_run(
     db: psycopg.Connection, database_url: str, repo_id: int, builder: uuid.UUID,
 ) -> None:
     holder = plan_run(db, repo_id, _graph("build"))
@@ -378,73 +378,52 @@ def test_closing_run_starts_the_next_with_the_worker_role(
     assert [run_status(db, run_id) for run_id in (holder, waiting)] == ["succeeded", "running"]
 
 
-def _wait_until_blocked(db: psycopg.Connection, pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                     (pid,)).fetchone()["wait_event_type"] != "Lock":
-        assert time.monotonic() < deadline, f"backend {pid} never waited for a lock"
-        time.sleep(0.02)
-
-
-def test_plans_submitted_at_once_do_not_deadlock(
+def test_concurrent_submissions_no_deadlock(
     db: psycopg.Connection, database_url: str, repo_id: int,
 ) -> None:
     # Found by review: a submission that cancelled the active run took the
-    # group's lock as that run closed, then waited for a waiting run's row
-    # that another submission held while it waited for the group's lock.
+    # group's lock as that run closed. It then waited for a waiting run's row,
+    # which another submission held while it waited for the group's lock.
     plan_run(db, repo_id, _graph("build"))
     waiting = plan_run(db, repo_id, _graph("build"))
     plan_run(db, repo_id, _graph("build"))
     n_run = create_run(db, repo_id)
     m_run = create_run(db, repo_id)
     plans = {job["run_id"]: job for job in claim(db, register_worker(db))}
-    errors: dict[str, BaseException] = {}
-    pids: dict[str, int] = {}
-
-    def submit(name: str, graph: list[dict[str, Any]], connected: threading.Event) -> None:
-        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-            pids[name] = conn.info.backend_pid
-            connected.set()
-            try:
-                submit_plan(conn, plans[n_run if name == "N" else m_run], graph)
-            except psycopg.Error as exc:
-                errors[name] = exc
 
     with psycopg.connect(database_url, autocommit=True) as blocker:
         # A short transaction on the waiting run's row forces the interleaving.
         with blocker.transaction():
             blocker.execute("SELECT 1 FROM pipeline_runs WHERE id = %s FOR UPDATE", (waiting,))
-            threads = {}
-            for name, graph in (("M", _graph("build", queue="latest")),
-                                ("N", _graph("build", cancel_in_progress=True))):
-                connected = threading.Event()
-                threads[name] = threading.Thread(target=submit, args=(name, graph, connected))
-                threads[name].start()
-                assert connected.wait(5)
-                _wait_until_blocked(db, pids[name])
-            held = db.execute(
+            calls = {}
+            for name, run_id, graph in (("M", m_run, _graph("build", queue="latest")),
+                                        ("N", n_run, _graph("build", cancel_in_progress=True))):
+                plan = plans[run_id]
+                calls[name] = BackgroundCall(database_url, SUBMIT_PLAN,
+                                             (plan["job_id"], plan["lease_token"], Jsonb(graph)))
+                calls[name].wait_until_blocked(db)
+            group_locks = db.execute(
                 "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted "
                 "AND pid = %s AND objid::int = mj_lock_key(mj_run_group_lock_name(%s, %s))",
-                (pids["N"], repo_id, GROUP)).fetchone()
-            assert held["n"] == 0
-        for thread in threads.values():
-            thread.join(15)
+                (calls["N"].pid, repo_id, GROUP)).fetchone()
+            assert group_locks["n"] == 0
 
-    assert [thread.is_alive() for thread in threads.values()] == [False, False]
-    assert errors == {}
+    assert [call.join() for call in calls.values()] == [True, True]
+    assert calls["M"].result == [("finished",)]
+    assert calls["N"].result == [("finished",)]
     # N, the older push, entered second: it cancelled the group's older runs,
     # then gave way to M, which now runs.
     assert (run_status(db, m_run), run_status(db, n_run)) == ("running", "cancelled")
     assert _reasons(db, n_run) == {f"superseded by run {m_run}"}
 
 
-def test_plan_submission_and_reaper_do_not_deadlock(
+def test_submission_and_reaper_no_deadlock(
     db: psycopg.Connection, database_url: str, repo_id: int,
 ) -> None:
     # Found by review: worker X runs the active run's job and the next run's
     # plan job, and is declared lost while it submits that plan. The reaper
-    # locks runs in id order; the submission locked its own (newer) run first
-    # and then the older run it cancels in progress.
+    # locks runs in id order, but the submission locked its own (newer) run
+    # first and then the older run it cancels in progress.
     active = plan_run(db, repo_id, _graph("build", cancel_in_progress=True))
     worker_x = register_worker(db, ["build"])
     [build] = claim(db, worker_x, ["build"])
@@ -453,43 +432,24 @@ def test_plan_submission_and_reaper_do_not_deadlock(
     [plan] = claim(db, worker_x, ["build"])
     assert (plan["run_id"], plan["kind"]) == (planned, "plan")
     db.execute("UPDATE workers SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (worker_x,))
-    errors: dict[str, BaseException] = {}
-    pids: dict[str, int] = {}
 
-    def call(name: str, sql: str, params: tuple[Any, ...], connected: threading.Event) -> None:
-        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-            pids[name] = conn.info.backend_pid
-            connected.set()
-            try:
-                conn.execute(sql, params).fetchall()
-            except psycopg.Error as exc:
-                errors[name] = exc
-
-    calls = {
-        "reaper": ("SELECT * FROM mj_reap_v1(30, 0.1, 1)", ()),
-        "submit": ("SELECT mj_plan_submit_v1(%s, %s, %s::jsonb)",
-                   (plan["job_id"], plan["lease_token"],
-                    Jsonb(_graph("build", cancel_in_progress=True)))),
-    }
-    threads: dict[str, threading.Thread] = {}
     with psycopg.connect(database_url, autocommit=True) as blocker:
         # Holding the active run's job row stops the reaper once it has locked that run.
         with blocker.transaction():
             blocker.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (build["job_id"],))
-            for name, (sql, params) in calls.items():
-                connected = threading.Event()
-                threads[name] = threading.Thread(target=call, args=(name, sql, params, connected))
-                threads[name].start()
-                assert connected.wait(5)
-                _wait_until_blocked(db, pids[name])
-    for thread in threads.values():
-        thread.join(15)
+            reaper = BackgroundCall(database_url, "SELECT job_id FROM mj_reap_v1(30, 0.1, 1)")
+            reaper.wait_until_blocked(db)
+            submission = BackgroundCall(database_url, SUBMIT_PLAN, (
+                plan["job_id"], plan["lease_token"], Jsonb(_graph("build", cancel_in_progress=True))))
+            submission.wait_until_blocked(db)
 
-    assert [thread.is_alive() for thread in threads.values()] == [False, False]
-    assert {name: type(exc).__name__ for name, exc in errors.items()} == {}
+    assert [reaper.join(), submission.join()] == [True, True]
+    assert sorted(reaper.result) == [(build["job_id"],), (plan["job_id"],)]
+    # The reaper took the plan job back first, so the submission's lease is gone.
+    assert submission.result == [("stale",)]
 
 
-def test_rerun_of_a_run_whose_plan_failed_goes_ahead(
+def test_rerun_after_failed_plan_goes_ahead(
     db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
 ) -> None:
     older = create_run(db, repo_id)
@@ -511,7 +471,7 @@ def test_rerun_of_a_run_whose_plan_failed_goes_ahead(
     assert _jobs(db, older) == {"build": "queued"}
 
 
-def test_finish_and_claim_by_the_worker_role_starts_the_next_run(
+def test_worker_role_cycle_starts_next_run(
     db: psycopg.Connection, database_url: str, repo_id: int, builder: uuid.UUID,
 ) -> None:
     holder = plan_run(db, repo_id, _graph("build"))
@@ -534,7 +494,7 @@ def test_finish_and_claim_by_the_worker_role_starts_the_next_run(
     assert [row["run_id"] for row in claimed] == [waiting]
 
 
-def test_older_run_planned_after_the_newer_one_ended_gives_way(
+def test_late_older_plan_yields_to_ended_run(
     db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
 ) -> None:
     older = create_run(db, repo_id)
@@ -550,13 +510,13 @@ def test_older_run_planned_after_the_newer_one_ended_gives_way(
     assert _reasons(db, older) == {f"superseded by run {newer}"}
 
 
-def test_stale_plan_submission_and_rerun_do_not_deadlock(
+def test_stale_submission_and_rerun_no_deadlock(
     db: psycopg.Connection, database_url: str, repo_id: int, builder: uuid.UUID,
 ) -> None:
     # Found by review: a worker declared lost while it planned the run submits
     # late, just as a user re-runs the run (planned again and ended since).
-    # The re-run holds the run's row and waits for the group's lock; the late
-    # submission must not hold that lock while it waits for the row.
+    # The re-run holds the run's row and waits for the group's lock, so the
+    # late submission must not hold that lock while it waits for the row.
     run_id = create_run(db, repo_id)
     worker_x = register_worker(db)
     [stale_plan] = claim(db, worker_x)
@@ -566,40 +526,17 @@ def test_stale_plan_submission_and_rerun_do_not_deadlock(
     [plan] = claim(db, register_worker(db))
     assert submit_plan(db, plan, _graph("build")) == "finished"
     _finish_all(db, builder, run_id)
-    results: dict[str, Any] = {}
-    pids: dict[str, int] = {}
 
-    def call(name: str, sql: str, params: tuple[Any, ...], connected: threading.Event) -> None:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            pids[name] = conn.info.backend_pid
-            connected.set()
-            try:
-                results[name] = conn.execute(sql, params).fetchone()[0]
-            except psycopg.Error as exc:
-                results[name] = type(exc).__name__
-
-    calls = {
-        "rerun": ("SELECT mj_run_rerun_v1(%s, false)", (run_id,)),
-        "submit": ("SELECT mj_plan_submit_v1(%s, %s, %s::jsonb)",
-                   (stale_plan["job_id"], stale_plan["lease_token"], Jsonb(_graph("build")))),
-    }
-    threads: dict[str, threading.Thread] = {}
     with psycopg.connect(database_url, autocommit=True) as blocker:
         with blocker.transaction():
-            blocker.execute("SELECT pg_advisory_xact_lock(mj_lock_namespace(), "
-                            "mj_lock_key(mj_run_group_lock_name(%s, %s)))", (repo_id, GROUP))
+            blocker.execute("SELECT mj_lock_xact_v1(mj_run_group_lock_name(%s, %s))", (repo_id, GROUP))
             # The re-run locks the run and waits for the group's lock.
-            connected = threading.Event()
-            threads["rerun"] = threading.Thread(target=call, args=("rerun", *calls["rerun"], connected))
-            threads["rerun"].start()
-            assert connected.wait(5)
-            _wait_until_blocked(db, pids["rerun"])
-            connected = threading.Event()
-            threads["submit"] = threading.Thread(target=call, args=("submit", *calls["submit"], connected))
-            threads["submit"].start()
-            assert connected.wait(5)
-            threads["submit"].join(15)
-    threads["rerun"].join(15)
+            rerun = BackgroundCall(database_url, "SELECT mj_run_rerun_v1(%s, false)", (run_id,))
+            rerun.wait_until_blocked(db)
+            submission = BackgroundCall(database_url, SUBMIT_PLAN, (
+                stale_plan["job_id"], stale_plan["lease_token"], Jsonb(_graph("build"))))
+            assert submission.join()
 
-    assert [thread.is_alive() for thread in threads.values()] == [False, False]
-    assert results == {"submit": "stale", "rerun": 1}
+    assert rerun.join()
+    assert submission.result == [("stale",)]
+    assert rerun.result == [(1,)]
