@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 router = APIRouter(include_in_schema=False)
 
 ASSETS_PATH = "/docs/assets"
-# Only what the page loads; the package ships more (an editor, source maps).
+# Only the files the page loads. The package also ships an editor and source maps.
 ASSETS = {
     "swagger-ui-bundle.js": "text/javascript",
     "swagger-ui.css": "text/css",
