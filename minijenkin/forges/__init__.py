@@ -70,6 +70,9 @@ class IgnoredEvent:
     reason: str
     repository: RepositoryRef | None = None
     ping: bool = False
+    # The organization or user of a webhook set on the owner rather than on
+    # one repository, for deliveries that name no repository.
+    owner: str | None = None
 
 
 class PayloadError(ValueError):
@@ -169,8 +172,11 @@ def ref_names(ref: str) -> tuple[str | None, str | None]:
 def changed_files(commits: Any, *, complete: bool = True) -> tuple[str, ...] | None:
     """Files added, modified or removed by the listed commits, or None when unknown.
 
-    An empty list (a new branch or a forced push) or one the forge cut short
-    (`complete` false) counts as unknown: path filters then fall back to git.
+    An empty list (such as a new branch's) or one the forge cut short
+    (`complete` false) counts as unknown. The worker uses this list only when
+    its mirror lacks the push's `before` commit: the list names the commits
+    new to the forge, so after a forced push it can miss files that differ
+    from `before`.
     """
     if not complete or not isinstance(commits, list) or not commits:
         return None

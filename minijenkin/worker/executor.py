@@ -249,10 +249,11 @@ class JobExecution:
 
         results = await asyncio.to_thread(sources.parse_sources, files)
         event = Event.from_context(self.job.run, self.job.repo)
-        changed = event.changed_files
-        if changed is None and sources.needs_changed_files(results, event):
+        changed = None
+        if sources.needs_changed_files(results, event):
             changed = await mirror.changed_files(event.before, commit,
-                                                 merge_base=event.kind == "pull_request")
+                                                 merge_base=event.kind == "pull_request",
+                                                 listed=event.changed_files)
             if changed is None:
                 await self.system("the changed files are unknown, so path filters match")
         plan = sources.plan_run(results, event, changed)

@@ -138,18 +138,24 @@ class Mirror:
         return [name for name in output.decode("utf-8", errors="replace").splitlines() if name]
 
     async def changed_files(self, before: str | None, commit: str, *,
-                            merge_base: bool = False) -> tuple[str, ...] | None:
+                            merge_base: bool = False,
+                            listed: tuple[str, ...] | None = None) -> tuple[str, ...] | None:
         """Paths changed between `before` and `commit`; None when git cannot tell.
 
-        Without a usable `before` (a new branch), the files the commit itself
-        changed. With `merge_base`, changes since the two commits diverged,
-        as a pull request shows them.
+        The diff from `before` comes first. A forge's list of pushed commits
+        (`listed`) counts only when `before` is not in the mirror, because it
+        names the commits new to the forge rather than the diff: after a
+        forced push it omits files that differ from `before`. Without either,
+        the files the commit itself changed. With `merge_base`, changes since
+        the two commits diverged, as a pull request shows them.
         """
         try:
             if before and SHA_PATTERN.match(before) and await self.has_commit(before):
                 span = f"{before}...{commit}" if merge_base else f"{before}..{commit}"
                 output = await run_git("diff", "--name-only", "-z", "--no-renames", span, "--",
                                        cwd=self.path, home=self.home)
+            elif listed is not None:
+                return listed
             else:
                 output = await run_git("diff-tree", "--no-commit-id", "--name-only", "-r", "-z", "--root",
                                        "--no-renames", commit, "--", cwd=self.path, home=self.home)

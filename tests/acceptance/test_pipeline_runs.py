@@ -391,6 +391,32 @@ def test_trigger_filters_with_changed_files_from_git(
     assert [job["key"] for job in source_run["jobs"]] == ["plan", "build"]
 
 
+def test_trigger_paths_prefer_git_to_listed_commits(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """A forced push lists only its new commits; git's diff from `before` decides when it can."""
+    pipeline = "on:\n  push:\n    paths: ['src/**']\njobs:\n  build:\n    steps:\n" \
+               "      - run: echo built\n"
+    first = git_repo.commit({".minijenkin.yml": pipeline, "docs/guide.md": "1\n"}, "Start")
+    git_repo.commit({"src/app.py": "1\n"}, "Code")
+    rewritten = git_repo.commit({"docs/guide.md": "2\n"}, "Docs")
+    listed = {"branch": "main", "changed_files": ["docs/guide.md"]}
+    start_worker()
+
+    with api_server.client() as client:
+        repo_id = register(client, git_repo)
+        from_git = wait_finished(client, create_run(db, repo_id, event="push", commit=rewritten,
+                                                    before=first, trigger=listed))
+        unknown_before = wait_finished(client, create_run(db, repo_id, event="push", commit=rewritten,
+                                                          before="f" * 40, trigger=listed))
+
+    assert from_git["status"] == "succeeded"
+    assert [job["key"] for job in from_git["jobs"]] == ["plan", "build"]
+    assert (unknown_before["status"], unknown_before["reason"]) == (
+        "skipped", "no workflow matches this event")
+
+
 MANUAL = """\
 on:
   workflow_dispatch:
