@@ -157,6 +157,14 @@ async def list_repos(
     return await cursor.fetchall()
 
 
+async def find_repos_for_owner_webhook(
+    conn: psycopg.AsyncConnection, owner: str
+) -> list[dict[str, Any]]:
+    """The registered repositories whose name starts with `owner`/ (at most 200)."""
+    cursor = await conn.execute(QUERIES["repo_find_for_owner_webhook"], {"owner": owner})
+    return await cursor.fetchall()
+
+
 async def find_repo_for_webhook(
     conn: psycopg.AsyncConnection, ref: RepositoryRef
 ) -> dict[str, Any] | None:
@@ -166,6 +174,7 @@ async def find_repo_for_webhook(
     urls += [url[:-4] for url in ref.clone_urls if url.endswith(".git")]
     urls += [url + ".git" for url in ref.clone_urls if not url.endswith(".git")]
     cursor = await conn.execute(
-        QUERIES["repo_find_for_webhook"], {"full_name": ref.full_name, "urls": urls}
+        QUERIES["repo_find_for_webhook"],
+        {"full_name": ref.full_name, "urls": [url.lower() for url in urls]},
     )
     return await cursor.fetchone()

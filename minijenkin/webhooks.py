@@ -14,7 +14,7 @@ Pull request events start a run per delivery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from minijenkin.crypto import DecryptionError, Keyring
 from minijenkin.errors import NotFoundError
 from minijenkin.forges import Forge, ForgeEvent, IgnoredEvent, PayloadError, decode_body
 from minijenkin.forges.registry import FORGES
-from minijenkin.repos import find_repo_for_webhook
+from minijenkin.repos import find_repo_for_webhook, find_repos_for_owner_webhook
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -103,17 +103,18 @@ async def handle_delivery(
         return await reject(400, str(exc))
 
     repo_ref = parsed.repository if isinstance(parsed, IgnoredEvent) else _first(parsed).repository
+    if repo_ref is None and isinstance(parsed, IgnoredEvent) and parsed.owner:
+        return await _handle_owner_delivery(conn, forge, parsed, parsed.owner, headers=headers,
+                                            body=body, keyring=keyring, reject=reject)
     if repo_ref is None:
         return await reject(400, "the payload does not name its repository")
     repo = await find_repo_for_webhook(conn, repo_ref)
     if repo is None:
         return await reject(404, f"repository {repo_ref.full_name!r} is not registered")
     try:
-        secret = await secrets.webhook_secret(conn, keyring, repo)
-    except DecryptionError as exc:
-        logger.error("cannot decrypt a webhook secret", extra={
-            "action": "webhook_secret_error", "forge": forge.name, "delivery_id": delivery_id,
-            "repo_id": repo["id"], "error": str(exc)})
+        secret = await _webhook_secret(conn, keyring, repo, forge=forge.name,
+                                       delivery_id=delivery_id)
+    except DecryptionError:
         return await reject(401, f"the webhook secret of repository {repo['name']!r} cannot be "
                                  "decrypted with the configured MINIJENKIN_SECRET_KEY", repo["id"])
     if not secret:
@@ -127,6 +128,56 @@ async def handle_delivery(
 
     return await _accept(conn, forge=forge.name, delivery_id=delivery_id, event_name=event_name,
                          repo=repo, parsed=parsed, headers=headers)
+
+
+async def _webhook_secret(
+    conn: psycopg.AsyncConnection, keyring: Keyring, repo: Mapping[str, Any], *,
+    forge: str, delivery_id: str | None,
+) -> str | None:
+    """The repository's webhook secret; logs and re-raises a DecryptionError."""
+    try:
+        return await secrets.webhook_secret(conn, keyring, dict(repo))
+    except DecryptionError as exc:
+        logger.error("cannot decrypt a webhook secret", extra={
+            "action": "webhook_secret_error", "forge": forge, "delivery_id": delivery_id,
+            "repo_id": repo["id"], "error": str(exc)})
+        raise
+
+
+async def _handle_owner_delivery(
+    conn: psycopg.AsyncConnection,
+    forge: Forge,
+    parsed: IgnoredEvent,
+    owner: str,
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    keyring: Keyring,
+    reject: Callable[..., Awaitable[DeliveryResult]],
+) -> DeliveryResult:
+    """Accept a delivery of an owner's webhook (no repository named) that starts no run.
+
+    Such a webhook has one secret for all of the owner's repositories, so the
+    signature must match the webhook secret of one of the owner's registered
+    repositories. The delivery is then recorded with that repository.
+    """
+    candidates = await find_repos_for_owner_webhook(conn, owner)
+    if not candidates:
+        return await reject(404, f"no registered repository belongs to {owner!r}, so this "
+                                 "webhook of the whole organization or user is refused")
+    delivery_id = forge.delivery_id(headers)
+    for repo in candidates:
+        try:
+            secret = await _webhook_secret(conn, keyring, repo, forge=forge.name,
+                                           delivery_id=delivery_id)
+        except DecryptionError:
+            continue
+        if secret and forge.verify(secret, body, headers):
+            return await _accept(conn, forge=forge.name, delivery_id=delivery_id,
+                                 event_name=forge.event_name(headers) or "", repo=repo,
+                                 parsed=parsed, headers=headers)
+    return await reject(401, f"invalid {forge.credential_headers[0]} {forge.credential_kind}: "
+                             f"it matches the webhook secret of no repository of {owner!r}")
 
 
 async def handle_github(

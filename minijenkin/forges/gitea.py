@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from minijenkin.forges import (
     ZERO_SHA,
@@ -65,11 +66,17 @@ def _parse_push(forge: str, payload: Mapping[str, Any]) -> ForgeEvent | IgnoredE
     complete = not (isinstance(total, int) and isinstance(commits, list) and total > len(commits))
     branch, tag = ref_names(ref)
     before = payload.get("before") if isinstance(payload.get("before"), str) else None
+    # As on GitHub: for an annotated tag, `after` may be the tag object.
+    head_id = head.get("id")
+    if tag is not None and isinstance(head_id, str):
+        commit = commit_id(head_id, "head_commit.id")
+    else:
+        commit = commit_id(after, "after")
     return ForgeEvent(
         forge=forge,
         kind="tag" if tag is not None else "push",
         ref=ref,
-        commit=commit_id(after, "after"),
+        commit=commit,
         before=None if before in (None, ZERO_SHA) else before,
         branch=branch,
         tag=tag,
@@ -86,8 +93,9 @@ def _parse_pull_request(forge: str, payload: Mapping[str, Any]) -> ForgeEvent | 
     action = require(payload, "action")
     number = require(payload, "pull_request.number", int)
     if action not in PULL_REQUEST_ACTIONS:
-        return IgnoredEvent(reason=f"pull request #{number} was {action}; only "
-                                   f"{', '.join(PULL_REQUEST_ACTIONS)} start a run", repository=repo)
+        return IgnoredEvent(reason=f"pull request #{number}: the action {action!r} starts no run; "
+                                   f"only {', '.join(PULL_REQUEST_ACTIONS)} start one",
+                            repository=repo)
 
     head_repo = optional_str(payload, "pull_request", "head", "repo", "full_name")
     title = require(payload, "pull_request.title")
@@ -113,12 +121,31 @@ def _parse_pull_request(forge: str, payload: Mapping[str, Any]) -> ForgeEvent | 
     )
 
 
+def form_payload(body: bytes, headers: Mapping[str, str]) -> bytes | None:
+    """Extract the JSON of a form body's single `payload` field; None for any other body."""
+    media_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        return None
+    try:
+        values = parse_qs(body.decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=100).get("payload", [])
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return values[0].encode("utf-8") if len(values) == 1 else None
+
+
 def _flavour(name: str, own: str, other: str) -> Forge:
     signature_headers = (f"X-{own}-Signature", f"X-{other}-Signature")
 
     def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
         signature = first_header(headers, *(header.lower() for header in signature_headers))
-        return verify_hmac_sha256(secret, body, signature)
+        if verify_hmac_sha256(secret, body, signature):
+            return True
+        # With content type application/x-www-form-urlencoded, Gitea sends
+        # `payload=<JSON>` but signs the JSON alone (services/webhook/deliver.go
+        # in go-gitea/gitea, and Forgejo's copy of it).
+        payload = form_payload(body, headers)
+        return payload is not None and verify_hmac_sha256(secret, payload, signature)
 
     def parse(event_name: str, payload: Mapping[str, Any]) -> Parsed:
         return _parse(name, event_name, payload)

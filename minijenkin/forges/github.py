@@ -56,15 +56,17 @@ def parse(event_name: str, payload: Mapping[str, Any]) -> Parsed:
     """Map a GitHub delivery to an event, or to the reason it starts nothing."""
     if not isinstance(payload, Mapping):
         raise PayloadError("the payload must be a JSON object")
+    repo = repository_ref(payload) if "repository" in payload else None
+    # An organization webhook's ping and organization events name no repository.
+    owner = optional_str(payload, "organization", "login")
     if event_name == "ping":
-        repo = repository_ref(payload) if "repository" in payload else None
-        return IgnoredEvent(reason="pong", repository=repo, ping=True)
+        return IgnoredEvent(reason="pong", repository=repo, ping=True, owner=owner)
     if event_name == "push":
         return _parse_push(payload)
     if event_name == "pull_request":
         return _parse_pull_request(payload)
-    return IgnoredEvent(reason=f"GitHub event {event_name!r} starts no run",
-                        repository=repository_ref(payload) if "repository" in payload else None)
+    return IgnoredEvent(reason=f"GitHub event {event_name!r} starts no run", repository=repo,
+                        owner=owner)
 
 
 def _parse_push(payload: Mapping[str, Any]) -> ForgeEvent | IgnoredEvent:
@@ -81,11 +83,17 @@ def _parse_push(payload: Mapping[str, Any]) -> ForgeEvent | IgnoredEvent:
     before = payload.get("before") if isinstance(payload.get("before"), str) else None
     author = (optional_str(head, "author", "username") or optional_str(head, "author", "name")
               or optional_str(payload, "pusher", "name"))
+    # For an annotated tag, `after` is the tag object; head_commit is its commit.
+    head_id = head.get("id")
+    if tag is not None and isinstance(head_id, str):
+        commit = commit_id(head_id, "head_commit.id")
+    else:
+        commit = commit_id(after, "after")
     return ForgeEvent(
         forge=FORGE,
         kind="tag" if tag is not None else "push",
         ref=ref,
-        commit=commit_id(after, "after"),
+        commit=commit,
         before=None if before in (None, ZERO_SHA) else before,
         branch=branch,
         tag=tag,
@@ -102,8 +110,9 @@ def _parse_pull_request(payload: Mapping[str, Any]) -> ForgeEvent | IgnoredEvent
     action = require(payload, "action")
     number = require(payload, "pull_request.number", int)
     if action not in PULL_REQUEST_ACTIONS:
-        return IgnoredEvent(reason=f"pull request #{number} was {action}; only "
-                                   f"{', '.join(PULL_REQUEST_ACTIONS)} start a run", repository=repo)
+        return IgnoredEvent(reason=f"pull request #{number}: the action {action!r} starts no run; "
+                                   f"only {', '.join(PULL_REQUEST_ACTIONS)} start one",
+                            repository=repo)
 
     head_sha = commit_id(require(payload, "pull_request.head.sha"), "pull_request.head.sha")
     head_repo = optional_str(payload, "pull_request", "head", "repo", "full_name")

@@ -49,7 +49,8 @@ def test_github_pull_request_runs_head_commit(api_server: ApiServer, db: psycopg
     assert {action: response.status_code for action, response in results.items()} == {
         "opened": 201, "synchronize": 201, "reopened": 201, "closed": 202, "labeled": 202}
     assert results["closed"].json()["detail"] == (
-        "pull request #42 was closed; only opened, synchronize, reopened start a run")
+        "pull request #42: the action 'closed' starts no run; only opened, synchronize, reopened "
+        "start one")
     run = _run(db, results["opened"].json()["run_id"])
     assert run["event"] == "pull_request"
     assert run["ref"] == "refs/pull/42/head"
@@ -113,6 +114,66 @@ def test_github_tag_push_starts_tag_run(api_server: ApiServer, db: psycopg.Conne
     run = _run(db, response.json()["run_id"])
     assert (run["event"], run["ref"], run["commit_sha"]) == ("tag", "refs/tags/v2.0.0", HEAD)
     assert (run["trigger"]["tag"], run["trigger"]["branch"]) == ("v2.0.0", None)
+
+
+def test_github_annotated_tag_runs_its_commit(api_server: ApiServer, db: psycopg.Connection) -> None:
+    payload = push_payload(full_name="acme/web", clone_url="https://github.com/acme/web.git",
+                           ref="refs/tags/v2.1.0", after=HEAD)
+    payload["after"] = "e" * 40
+    body = forges.encode(payload)
+
+    with api_server.client() as client:
+        _register(client, "acme/web", "https://github.com/acme/web.git")
+        response = client.post("/hooks/github", content=body,
+                               headers=forges.github_headers(SECRET, body, event="push"))
+
+    assert response.status_code == 201, response.text
+    assert _run(db, response.json()["run_id"])["commit_sha"] == HEAD
+
+
+def test_github_repository_name_case_differs(api_server: ApiServer, db: psycopg.Connection) -> None:
+    payload = push_payload(full_name="Acme/Web", clone_url="https://github.com/Acme/Web.git",
+                           after=HEAD)
+    body = forges.encode(payload)
+
+    with api_server.client() as client:
+        repo_id = _register(client, "acme/web", "https://github.com/acme/web.git")
+        response = client.post("/hooks/github", content=body,
+                               headers=forges.github_headers(SECRET, body, event="push"))
+
+    assert response.status_code == 201, response.text
+    row = db.execute("SELECT repo_id FROM pipeline_runs WHERE id = %s",
+                     (response.json()["run_id"],)).fetchone()
+    assert row["repo_id"] == repo_id
+
+
+def test_github_organization_ping(api_server: ApiServer, db: psycopg.Connection) -> None:
+    def ping(organization: str, secret: str) -> httpx.Response:
+        body = forges.encode({"zen": "Speak like a human.", "hook_id": 9,
+                              "hook": {"type": "Organization"},
+                              "organization": {"login": organization, "id": 5}})
+        return client.post("/hooks/github", content=body,
+                           headers=forges.github_headers(secret, body, event="ping"))
+
+    with api_server.client() as client:
+        client.post("/api/repos", json={"name": "acme/api", "url": "https://github.com/acme/api.git"})
+        repo_id = _register(client, "acme/web", "https://github.com/acme/web.git")
+        accepted = ping("Acme", SECRET)
+        forged = ping("acme", "another-secret")
+        unknown = ping("globex", SECRET)
+
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json() == {"detail": "pong", "run_id": None}
+    recorded = db.execute("SELECT repo_id, outcome FROM webhook_deliveries WHERE status_code = 200"
+                          ).fetchone()
+    assert (recorded["repo_id"], recorded["outcome"]) == (repo_id, "ping")
+    assert forged.status_code == 401
+    assert forged.json() == {"detail": "invalid X-Hub-Signature-256 signature: it matches the "
+                                       "webhook secret of no repository of 'acme'"}
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "no registered repository belongs to 'globex', so this "
+                                        "webhook of the whole organization or user is refused"}
+    assert _count_runs(db) == 0
 
 
 # -- GitLab -------------------------------------------------------------------
@@ -264,6 +325,23 @@ def test_gitea_push_and_pull_request(api_server: ApiServer, db: psycopg.Connecti
     assert run["trigger"]["pull_request"]["base_sha"] == BASE
     assert run["trigger"]["pull_request"]["action"] == "synchronized"
     assert deletion.status_code == 202
+
+
+def test_gitea_form_encoded_push(api_server: ApiServer, db: psycopg.Connection) -> None:
+    payload = forges.encode(forges.gitea_push(full_name="gitea/webhooks", clone_url=GITEA_URL,
+                                              after=HEAD, message="Form + body"))
+    body = urlencode({"payload": payload.decode()}).encode()
+    # Gitea signs the JSON, not the form body it sends.
+    headers = {**forges.gitea_headers(SECRET, payload, event="push"),
+               "Content-Type": "application/x-www-form-urlencoded"}
+
+    with api_server.client() as client:
+        _register(client, "gitea/webhooks", GITEA_URL)
+        response = client.post("/hooks/gitea", content=body, headers=headers)
+
+    assert response.status_code == 201, response.text
+    run = _run(db, response.json()["run_id"])
+    assert (run["commit_sha"], run["message"]) == (HEAD, "Form + body")
 
 
 def test_forgejo_signature_and_delivery(api_server: ApiServer, db: psycopg.Connection) -> None:

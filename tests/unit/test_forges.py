@@ -115,7 +115,11 @@ def test_gitlab_merge_request_other_actions_are_ignored(action: str) -> None:
     payload = forges.gitlab_merge_request(path="mike/diaspora", url=GITLAB_URL, action=action,
                                           iid=4, head_sha=HEAD)
 
-    assert isinstance(gitlab.parse("Merge Request Hook", payload), IgnoredEvent)
+    event = gitlab.parse("Merge Request Hook", payload)
+
+    assert isinstance(event, IgnoredEvent)
+    assert event.reason == (f"merge request !4: the action {action!r} starts no run; only "
+                            "opening, reopening and pushing commits start one")
 
 
 def test_gitea_and_forgejo_signature_headers() -> None:
@@ -129,6 +133,32 @@ def test_gitea_and_forgejo_signature_headers() -> None:
     assert gitea.FORGEJO.verify("gitea-secret", body, {"x-forgejo-signature": signature}) is True
     assert gitea.FORGEJO.verify("other-secret", body, {"x-forgejo-signature": signature}) is False
 
+
+def test_gitea_form_body_signature_covers_json() -> None:
+    payload = b'{"ref": "refs/heads/main", "note": "a+b & c"}'
+    body = urlencode({"payload": payload.decode()}).encode()
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    over_json = {**form, "x-gitea-signature": sign_hmac_sha256("gitea-secret", payload)}
+    over_form = {**form, "x-gitea-signature": sign_hmac_sha256("gitea-secret", body)}
+
+    assert gitea.GITEA.verify("gitea-secret", body, over_json) is True
+    assert gitea.GITEA.verify("gitea-secret", body, over_form) is True
+    assert gitea.GITEA.verify("other-secret", body, over_json) is False
+    # A JSON body is signed as sent, never as a decoded form.
+    assert gitea.GITEA.verify("gitea-secret", body, {
+        "content-type": "application/json",
+        "x-gitea-signature": sign_hmac_sha256("gitea-secret", payload)}) is False
+
+
+def test_gitea_annotated_tag_uses_head_commit() -> None:
+    payload = forges.gitea_push(full_name="gitea/webhooks", clone_url="x", after=HEAD,
+                                ref="refs/tags/v2")
+    payload["after"] = "e" * 40
+
+    event = gitea.GITEA.parse("push", payload)
+
+    assert isinstance(event, ForgeEvent)
+    assert event.commit == HEAD
 
 def test_gitea_event_and_delivery_headers_by_flavour() -> None:
     headers = {"x-gitea-event": "push", "x-gitea-delivery": "d-1"}

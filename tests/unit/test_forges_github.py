@@ -61,6 +61,30 @@ def test_tag_push_maps_to_tag_event() -> None:
     assert event.branch is None
 
 
+def test_annotated_tag_push_uses_head_commit() -> None:
+    payload = push_payload(full_name="acme/web", clone_url="x", ref="refs/tags/v1.2.0",
+                           after="c" * 40)
+    # For an annotated tag, GitHub sends the tag object as `after`.
+    payload["after"] = "e" * 40
+
+    event = github.parse("push", payload)
+
+    assert isinstance(event, ForgeEvent)
+    assert event.commit == "c" * 40
+    assert event.tag == "v1.2.0"
+
+
+def test_organization_ping_names_owner() -> None:
+    payload = {"zen": "Keep it logically awesome.", "hook_id": 7,
+               "hook": {"type": "Organization"}, "organization": {"login": "acme", "id": 1}}
+
+    event = github.parse("ping", payload)
+
+    assert isinstance(event, IgnoredEvent)
+    assert event.ping is True
+    assert event.repository is None
+    assert event.owner == "acme"
+
 def test_branch_deletion_is_ignored() -> None:
     payload = push_payload(full_name="acme/web", clone_url="x", after="0" * 40,
                            before="d" * 40, deleted=True)

@@ -1,11 +1,25 @@
 -- name: repo_find_for_webhook
 -- Find the repository a webhook is about: by name first, then by any of its clone URLs.
+-- Forges compare repository names case-insensitively, and a payload carries
+-- the canonical casing, which may differ from the registered name. An exact
+-- match wins over one that differs in case only. %(urls)s are lower-cased.
 SELECT id, name, url, default_branch, webhook_secret_encrypted,
        webhook_secret AS webhook_secret_legacy
 FROM repositories
-WHERE name = %(full_name)s::text OR url = ANY(%(urls)s::text[])
-ORDER BY (name = %(full_name)s::text) DESC, id
+WHERE lower(name) = lower(%(full_name)s::text) OR lower(url) = ANY(%(urls)s::text[])
+ORDER BY (name = %(full_name)s::text) DESC, (lower(name) = lower(%(full_name)s::text)) DESC, id
 LIMIT 1;
+
+-- name: repo_find_for_owner_webhook
+-- The repositories of an owner (organization or user), for a webhook of the
+-- owner that names no repository, such as the ping of a GitHub organization
+-- webhook. Matched case-insensitively, as forges compare names.
+SELECT id, name, url, default_branch, webhook_secret_encrypted,
+       webhook_secret AS webhook_secret_legacy
+FROM repositories
+WHERE lower(split_part(name, '/', 1)) = lower(%(owner)s::text) AND name LIKE '%%/%%'
+ORDER BY id
+LIMIT 200;
 
 -- name: repo_get
 -- Fetch one repository by id.
