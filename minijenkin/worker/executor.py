@@ -31,6 +31,7 @@ from minijenkin.queue.client import ClaimedJob
 from minijenkin.worker.environment import job_environment, step_environment
 from minijenkin.worker.git import GitError, Mirror
 from minijenkin.worker.isolation import PROCESS_TAG_VARIABLE, give_tree, kill_tagged_processes
+from minijenkin.worker.process_exit import wait_exited
 from minijenkin.worker.shipper import utc_timestamp
 from minijenkin.worker.steps import CommandFiles, JobRun, PreparedStep, StepError
 
@@ -41,8 +42,11 @@ logger = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 64 * 1024
 # After a step's shell exits, how long to keep reading output still held
-# open by processes it left running in the background.
+# open by processes it left running in the background: until the output has
+# been silent for DRAIN_SECONDS, and for at most DRAIN_MAX_SECONDS while a
+# background process keeps writing.
 DRAIN_SECONDS = 1.0
+DRAIN_MAX_SECONDS = 10.0
 LOG_CAP_BYTES_DEFAULT = 100 * 1024 * 1024
 
 STDOUT = STREAM_CODES["stdout"]
@@ -115,15 +119,26 @@ class JobExecution:
             logger.info("stopping job", extra={**self.log_extra, "action": "job_stop",
                                                "reason": reason})
         if self._current is not None and self._killer is None:
-            self._killer = asyncio.create_task(self._terminate(self._current))
+            self._killer = asyncio.create_task(self._terminate(self._current, whole_job=True))
 
-    async def _terminate(self, process: asyncio.subprocess.Process) -> None:
+    async def _terminate(self, process: asyncio.subprocess.Process, *, whole_job: bool) -> None:
+        """Stop a step: SIGTERM to its process group, SIGKILL after the grace period.
+
+        With `whole_job`, every process of the job dies as well, such as a
+        daemon started with setsid that still holds the step's output open.
+        """
         _signal_group(process.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), timeout=self.settings.worker_kill_grace_seconds)
+            await asyncio.wait_for(wait_exited(process),
+                                   timeout=self.settings.worker_kill_grace_seconds)
         except TimeoutError:
             pass
         _signal_group(process.pid, signal.SIGKILL)
+        if whole_job:
+            killed = await asyncio.to_thread(kill_tagged_processes, self.process_tag)
+            if killed:
+                logger.info("killed the processes of a stopped job", extra={
+                    **self.log_extra, "action": "job_processes_killed", "processes": killed})
 
     # -- logging --------------------------------------------------------------
 
@@ -457,6 +472,8 @@ class JobExecution:
             asyncio.create_task(self._pump(process.stdout, STDOUT)),
             asyncio.create_task(self._pump(process.stderr, STDERR)),
         ]
+        # Not process.wait(), which also waits for every holder of the pipes.
+        exited = asyncio.ensure_future(wait_exited(process))
         if self.stop_reason is not None:
             self.request_stop(self.stop_reason)
         try:
@@ -464,16 +481,16 @@ class JobExecution:
             step_timeout = None if step_deadline is None else max(0.0, step_deadline - time.monotonic())
             step_first = step_timeout is not None and (timeout is None or step_timeout < timeout)
             try:
-                await asyncio.wait_for(asyncio.shield(process.wait()),
+                await asyncio.wait_for(asyncio.shield(exited),
                                        timeout=step_timeout if step_first else timeout)
             except TimeoutError:
                 if step_first:
                     # Only this step's `timeout-minutes` passed: stop it, the job goes on.
                     self.step_timed_out = True
-                    self._killer = asyncio.create_task(self._terminate(process))
+                    self._killer = asyncio.create_task(self._terminate(process, whole_job=False))
                 else:
                     self.request_stop(TIMED_OUT)
-                await process.wait()
+                await exited
             if self._killer is not None:
                 await self._killer
             pending = await self._drain_readers(readers)
@@ -484,6 +501,7 @@ class JobExecution:
                     await reader
         except asyncio.CancelledError:
             _signal_group(process.pid, signal.SIGKILL)
+            exited.cancel()
             for reader in readers:
                 reader.cancel()
             raise
@@ -493,19 +511,29 @@ class JobExecution:
         return 128 - code if code < 0 else code
 
     async def _drain_readers(self, readers: list[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
-        """Wait for the pipe readers; return them once every one left has waited
-        DRAIN_SECONDS for output (a background process keeps its pipe open).
+        """Wait for the pipe readers; return those still reading when the output stops.
 
-        Readers still handling output are never cut short: on a busy worker,
-        storing what a step printed may take longer than DRAIN_SECONDS.
+        A reader is given up once every one left has waited DRAIN_SECONDS
+        for output (a background process keeps its pipe open but is silent).
+        Readers still handling output are not cut short, because on a busy
+        worker storing what a step printed may take longer than
+        DRAIN_SECONDS. They are cut after DRAIN_MAX_SECONDS, or after
+        DRAIN_SECONDS once the job is being stopped, so that a background
+        process that keeps writing cannot hold the step.
         """
         pending = set(readers)
+        started = time.monotonic()
         while pending:
             _done, pending = await asyncio.wait(pending, timeout=DRAIN_SECONDS)
             now = time.monotonic()
             waits = [since for since in self._read_wait_since.values() if since is not None]
             busy = len(waits) < len(pending) or any(now - since < DRAIN_SECONDS for since in waits)
             if pending and not busy:
+                break
+            if pending and (self.stop_reason is not None or now - started >= DRAIN_MAX_SECONDS):
+                await self.system(
+                    f"stopped reading the step's output {now - started:.0f} s after its shell "
+                    "exited: a process it started in the background still writes to it")
                 break
         return pending
 

@@ -120,6 +120,69 @@ def test_daemon_dies_with_job(db: psycopg.Connection, git_repo: GitRepo,
     assert "action=job_leftovers_killed" in worker.output()
 
 
+def _duration_seconds(db: psycopg.Connection, job: int) -> float:
+    row = db.execute("SELECT finished_at - started_at AS took FROM jobs WHERE id = %s",
+                     (job,)).fetchone()
+    return row["took"].total_seconds()
+
+
+def test_silent_background_process_ends_step(db: psycopg.Connection, git_repo: GitRepo,
+                                             start_worker: Callable[..., WorkerProcess]) -> None:
+    """A background process holding the step's output open, printing nothing, does not hold the step."""
+    worker = start_worker()
+    run_id = _run(db, git_repo, worker, [script_job("server", "sleep 3119 & echo started")])
+    job = job_id(db, run_id, "server")
+
+    assert run_finished(db, run_id) == "succeeded", worker.output()
+    assert _log_texts(db, job) == ["started"]
+    # The shell exits at once, and the output is read until it has been silent for 1 s.
+    assert _duration_seconds(db, job) < 10
+    wait_for(lambda: not _processes_with("3119"), timeout=10, interval=0.1,
+             message="the background process to be killed")
+
+
+def test_background_writer_is_cut_off(db: psycopg.Connection, git_repo: GitRepo,
+                                      start_worker: Callable[..., WorkerProcess]) -> None:
+    writer = "for i in $(seq 1 400); do echo tick; sleep 0.25; done"
+    worker = start_worker()
+    run_id = _run(db, git_repo, worker, [script_job("ticks", f"bash -c '{writer}' & echo started")])
+    job = job_id(db, run_id, "ticks")
+    system_lines = [row["line"] for row in db.execute(
+        "SELECT line FROM job_logs WHERE job_id = %s AND stream = 3 ORDER BY seq", (job,))]
+
+    assert run_finished(db, run_id) == "succeeded", worker.output()
+    cut_off = [line for line in system_lines if line.startswith("stopped reading the step's output")]
+    assert len(cut_off) == 1, system_lines
+    assert cut_off[0].endswith(
+        "s after its shell exited: a process it started in the background still writes to it")
+    # Cut after 10 s of output, not the writer's 100 s.
+    assert _duration_seconds(db, job) < 30
+    wait_for(lambda: not _processes_with(writer), timeout=10, interval=0.1,
+             message="the writer to be killed")
+
+
+def test_cancel_kills_detached_writer(db: psycopg.Connection, git_repo: GitRepo,
+                                      start_worker: Callable[..., WorkerProcess]) -> None:
+    """A cancel ends the step although a setsid writer keeps its output open."""
+    writer = "for i in $(seq 1 400); do echo tick; sleep 0.3; done"
+    worker = start_worker()
+    repo_id, commit = add_repo(db, git_repo)
+    run_id = plan_run(db, repo_id, commit, [
+        script_job("detached", f"setsid bash -c '{writer}' & sleep 3120")])
+    job = job_id(db, run_id, "detached")
+    wait_for(lambda: _processes_with(writer), timeout=60, interval=0.1,
+             message="the writer to start")
+
+    db.execute("SELECT mj_job_cancel_v1(%s, 'stop it')", (job,))
+    status = wait_for(lambda: run_finished(db, run_id), timeout=20, interval=0.1,
+                      message="the cancelled run to end")
+
+    assert status == "cancelled", worker.output()
+    assert db.execute("SELECT status FROM jobs WHERE id = %s", (job,)).fetchone()["status"] == "cancelled"
+    assert _processes_with(writer) == []
+    assert _processes_with("3120") == []
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a worker running as root")
 def test_steps_run_as_user(db: psycopg.Connection, git_repo: GitRepo, data_dir: Path,
                            start_worker: Callable[..., WorkerProcess]) -> None:
