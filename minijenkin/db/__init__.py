@@ -13,7 +13,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from minijenkin.errors import (
     ConflictError,
@@ -23,6 +23,20 @@ from minijenkin.errors import (
 )
 
 CONNECT_TIMEOUT_SECONDS = 10
+
+# Errors after which the same statement can succeed later, so loops retry
+# them: the server is unreachable, restarting or short of resources, or it
+# is read-only for a while (a failover that has not promoted the new primary
+# yet, or default_transaction_read_only set for maintenance). PostgreSQL
+# reports the last as SQLSTATE 25006, which psycopg raises as an
+# InternalError rather than an OperationalError.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    pg_errors.ReadOnlySqlTransaction,
+    PoolTimeout,
+    DatabaseUnavailableError,
+)
 
 
 def with_application_name(conninfo: str, application_name: str) -> str:
@@ -93,7 +107,7 @@ def _translate(exc: psycopg.Error) -> Exception | None:
                   | pg_errors.InvalidTextRepresentation | pg_errors.UntranslatableCharacter
                   | pg_errors.CharacterNotInRepertoire):
         return InvalidInputError(message, constraint=exc.diag.constraint_name)
-    if isinstance(exc, psycopg.OperationalError):
+    if isinstance(exc, psycopg.OperationalError | pg_errors.ReadOnlySqlTransaction):
         return DatabaseUnavailableError(f"the database is unavailable: {message}")
     return None
 

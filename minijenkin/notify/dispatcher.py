@@ -30,12 +30,11 @@ from typing import Any, Literal
 import httpx
 import psycopg
 from psycopg import sql as pg_sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from minijenkin.config import Settings
 from minijenkin.crypto import DecryptionError, Keyring, load_keyring
-from minijenkin.db import connect_async, create_pool
-from minijenkin.errors import DatabaseUnavailableError
+from minijenkin.db import TRANSIENT_ERRORS, connect_async, create_pool
 from minijenkin.notify import OUTBOX_CHANNEL
 from minijenkin.notify.render import Endpoints, OutboundRequest, RenderError, build_request
 from minijenkin.notify.targets import secret_purpose, url_purpose
@@ -60,8 +59,6 @@ LISTEN_CHECK_SECONDS = 5.0
 DB_CONNECTIONS_MAX = 2
 RECONNECT_DELAY_MIN_SECONDS = 0.2
 RECONNECT_DELAY_MAX_SECONDS = 5.0
-_DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
-              DatabaseUnavailableError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +182,7 @@ class Dispatcher:
                 try:
                     claimed = await self._claim(free)
                     delay = RECONNECT_DELAY_MIN_SECONDS
-                except _DB_ERRORS as exc:
+                except TRANSIENT_ERRORS as exc:
                     logger.warning("outbox claim failed; retrying", extra={
                         **self.log_extra, "action": "outbox_claim_retry", "error": str(exc)})
                     await self._sleep_unless_stopping(delay)
@@ -328,7 +325,7 @@ class Dispatcher:
                     reported = await cursor.fetchone()
                 assert reported is not None
                 return str(reported["state"])
-            except _DB_ERRORS as exc:
+            except TRANSIENT_ERRORS as exc:
                 if time.monotonic() > deadline:
                     logger.error("cannot record a delivery's outcome; it is sent again after "
                                  "its lease ends", extra={
@@ -371,7 +368,7 @@ class Dispatcher:
                     await asyncio.wait_for(conn.execute("SELECT 1"), timeout=LISTEN_CHECK_SECONDS)
             except asyncio.CancelledError:
                 raise
-            except (*_DB_ERRORS, TimeoutError) as exc:
+            except (*TRANSIENT_ERRORS, TimeoutError) as exc:
                 logger.warning("outbox LISTEN connection lost; reconnecting", extra={
                     **self.log_extra, "action": "dispatcher_listen_reconnect",
                     "error": str(exc) or "timeout"})

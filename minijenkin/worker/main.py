@@ -26,13 +26,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql as pg_sql
-from psycopg_pool import PoolTimeout
 
 from minijenkin import __version__
 from minijenkin.config import Settings
 from minijenkin.crypto import Keyring, load_keyring
-from minijenkin.db import connect_async, create_pool
-from minijenkin.errors import DatabaseUnavailableError
+from minijenkin.db import TRANSIENT_ERRORS, connect_async, create_pool
 from minijenkin.queue.batcher import FinishBatcher, Pending
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
 from minijenkin.worker.deploy_lock import DeployLock, needs_deploy_lock
@@ -65,8 +63,6 @@ WAKE_CATCH_UP = "catch_up"      # the LISTEN connection was (re)established
 WAKE_SLOT_FREE = "slot_free"    # a job of this worker ended
 WAKE_BACKLOG = "backlog"        # the previous claim filled every free slot
 WAKE_POLL = "poll"              # worker_poll_seconds passed without a wake-up
-_DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
-              DatabaseUnavailableError)
 
 
 class Worker:
@@ -179,7 +175,7 @@ class Worker:
                     concurrency=self.concurrency, version=__version__)
                 self.last_heartbeat = time.monotonic()
                 return True
-            except _DB_ERRORS as exc:
+            except TRANSIENT_ERRORS as exc:
                 logger.warning("cannot register with the database; retrying", extra={
                     **self.log_extra, "action": "worker_register_retry", "error": str(exc)})
                 await self._sleep_unless_stopping(delay)
@@ -202,7 +198,7 @@ class Worker:
         await self.shipper.flush()
         try:
             handed_back = await self.client.stop()
-        except _DB_ERRORS as exc:
+        except TRANSIENT_ERRORS as exc:
             logger.error("could not mark the worker stopped; the reaper will recover its jobs",
                          extra={**self.log_extra, "action": "worker_stop_error", "error": str(exc)})
             return
@@ -235,7 +231,7 @@ class Worker:
                 try:
                     claimed = await self._claim(free, reason)
                     delay = 0.2
-                except _DB_ERRORS as exc:
+                except TRANSIENT_ERRORS as exc:
                     logger.warning("claim failed; retrying", extra={
                         **self.log_extra, "action": "claim_retry", "error": str(exc)})
                     await self._sleep_unless_stopping(delay)
@@ -280,7 +276,7 @@ class Worker:
         try:
             outcomes, claimed = await self.client.finish_and_claim(
                 [item for item, _ in reports], self.labels, free)
-        except _DB_ERRORS:
+        except TRANSIENT_ERRORS:
             raise
         except psycopg.DatabaseError as exc:
             # The database rejected the call (not the connection), so nothing
@@ -338,7 +334,7 @@ class Worker:
             try:
                 lock, result = await DeployLock.acquire(self.conninfo, job, execution.log_extra)
                 break
-            except _DB_ERRORS as exc:
+            except TRANSIENT_ERRORS as exc:
                 if attempt < DEPLOY_LOCK_TRIES:
                     logger.warning("taking the deploy lock failed; retrying", extra={
                         **execution.log_extra, "action": "deploy_lock_retry", "attempt": attempt,
@@ -438,7 +434,7 @@ class Worker:
                     job=job, status=outcome.status, exit_code=outcome.exit_code,
                     reason=outcome.reason))
                 break
-            except _DB_ERRORS as exc:
+            except TRANSIENT_ERRORS as exc:
                 if time.monotonic() > deadline:
                     logger.error("could not report the job's result; the reaper will retry it",
                                  extra={**execution.log_extra, "action": "job_report_error",
@@ -477,13 +473,16 @@ class Worker:
                                extra={**self.log_extra, "action": "worker_reregister"})
                 await self._register()
                 continue
-            except _DB_ERRORS as exc:
+            except Exception as exc:
+                # Any failure, not only a transient one, is a missed
+                # heartbeat: this loop must go on, because the self-fence
+                # below is what stops jobs the reaper is about to hand on.
                 failures += 1
                 silent_for = time.monotonic() - self.last_heartbeat
                 if failures == 1 or failures % 10 == 0:
                     logger.warning("heartbeat failed", extra={
                         **self.log_extra, "action": "heartbeat_retry", "failures": failures,
-                        "error": str(exc)})
+                        "error": f"{type(exc).__name__}: {exc}"})
                 if silent_for > self.settings.worker_lease_seconds and self.executions:
                     # Presumed dead by now: the reaper hands these jobs to
                     # other workers, so running on would run them twice.
@@ -517,7 +516,7 @@ class Worker:
                 await self._consume_notifications(conn)
             except asyncio.CancelledError:
                 raise
-            except (*_DB_ERRORS, TimeoutError) as exc:
+            except (*TRANSIENT_ERRORS, TimeoutError) as exc:
                 logger.warning("LISTEN connection lost; reconnecting", extra={
                     **self.log_extra, "action": "listen_reconnect", "error": str(exc) or "timeout"})
                 await asyncio.sleep(delay)

@@ -16,10 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
+from minijenkin.db import TRANSIENT_ERRORS
 from minijenkin.errors import PipelineError
 from minijenkin.pipeline import PIPELINE_FILE
 from minijenkin.queue.client import ClaimedJob
@@ -28,8 +28,6 @@ from minijenkin.sql import QUERIES
 from minijenkin.worker.git import GitError, Mirror
 
 logger = logging.getLogger(__name__)
-
-_DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
 async def sync_schedules(pool: AsyncConnectionPool, data_dir: Path, job: ClaimedJob,
@@ -78,7 +76,7 @@ async def _sync(pool: AsyncConnectionPool, data_dir: Path, job: ClaimedJob,
                 "job_id": job.job_id, "lease_token": job.lease_token, "commit_sha": commit,
                 "schedules": Jsonb(specs), "error": error})
             stored = await cursor.fetchone()
-    except _DB_ERRORS as exc:
+    except TRANSIENT_ERRORS as exc:
         logger.warning("cannot store the schedules; the next head of the default branch retries",
                        extra={**extra, "action": "schedule_read_error", "error": str(exc)})
         return

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from minijenkin.crypto import DecryptionError, Keyring
+from minijenkin.db import TRANSIENT_ERRORS
 from minijenkin.queue.client import ClaimedJob
 from minijenkin.secrets import decrypt_secret
 from minijenkin.sql import QUERIES
@@ -71,7 +72,7 @@ async def _fetch(pool: AsyncConnectionPool, job: ClaimedJob) -> list[dict[str, A
                 return await cursor.fetchall()
         except psycopg.errors.ObjectNotInPrerequisiteState:
             raise SecretsUnavailableError(None) from None
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except TRANSIENT_ERRORS as exc:
             if attempt == FETCH_ATTEMPTS:
                 raise SecretsUnavailableError(
                     f"cannot load the job's secrets: the database is unavailable ({exc})") from exc

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 import psycopg
 import psycopg.errors
 
-from minijenkin.db import connect_async
-from minijenkin.errors import DatabaseUnavailableError
+from minijenkin.db import TRANSIENT_ERRORS, connect_async
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -289,8 +288,7 @@ class LogShipper:
                     logger.info("log shipping resumed", extra={
                         "action": "log_ship_resume", "lines": lines, "failures": failures})
                 return
-            except (psycopg.OperationalError, psycopg.InterfaceError,
-                    DatabaseUnavailableError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 failures += 1
                 if self._conn is not None:
                     await self._conn.close()

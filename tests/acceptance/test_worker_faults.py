@@ -96,6 +96,54 @@ def _attempt_rows(url: str) -> list[dict[str, object]]:
             "WHERE j.kind = 'script' ORDER BY j.id, a.attempt").fetchall()
 
 
+def _reconnect_sessions(db: psycopg.Connection) -> None:
+    """End every other session of the test database, as a failover does."""
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+def test_read_only_window_runs_job_once(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo, start_worker: Start,
+    tmp_path: Path,
+) -> None:
+    """A database read-only for a moment (a failover, a maintenance switch) is retried like an outage.
+
+    Read-only errors are not connection errors (SQLSTATE 25006). A heartbeat
+    loop that stopped on one let the reaper hand the running job to another
+    worker while the first one still ran it.
+    """
+    starts = tmp_path / "starts"
+    repo_id, commit = add_repo(db, git_repo)
+    run_id = plan_run(db, repo_id, commit, [script_job(
+        "long", f"echo $$ >> {starts}; for i in $(seq 1 16); do echo tick $i; sleep 0.5; done")])
+    runner = start_worker(MINIJENKIN_WORKER_CONCURRENCY="1")
+    wait_for(starts.exists, timeout=60, interval=0.1, message="the step to start")
+    idle = start_worker(MINIJENKIN_WORKER_CONCURRENCY="1")
+    wait_for(lambda: "action=listen_start" in idle.output(), timeout=30,
+             message="the idle worker to listen")
+
+    database = db.execute("SELECT current_database() AS name").fetchone()["name"]
+    db.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    _reconnect_sessions(db)
+    time.sleep(1.5)
+    db.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+    _reconnect_sessions(db)
+    status = wait_for(lambda: run_finished(db, run_id), timeout=60, interval=0.2,
+                      message="the run to end")
+
+    job = db.execute("SELECT id FROM jobs WHERE run_id = %s AND key = 'long'", (run_id,)).fetchone()
+    tried = db.execute("SELECT status FROM job_attempts WHERE job_id = %s ORDER BY attempt",
+                       (job["id"],)).fetchall()
+    ticks = db.execute("SELECT count(*) AS n FROM job_logs WHERE job_id = %s AND line LIKE 'tick %%'",
+                       (job["id"],)).fetchone()["n"]
+    assert status == "succeeded", runner.output()
+    assert [row["status"] for row in tried] == ["succeeded"]
+    assert len(starts.read_text().split()) == 1
+    assert ticks == 16
+    assert runner.process.poll() is None
+    assert idle.process.poll() is None, idle.output()
+
+
 def test_postgres_restart_mid_run(tmp_path: Path, git_repo: GitRepo) -> None:
     # This test owns its server: restarting a shared one would break other tests.
     with server_directory("restart-pg") as directory:
