@@ -117,10 +117,11 @@ async def _load_run(conn: Conn, run_id: int) -> tuple[dict[str, Any], list[dict[
 
 @router.get("/runs/new")
 async def new_run_page(request: Request, conn: Conn, principal: PagePrincipal,
-                       repo: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    """Render the form that starts a manual run with inputs."""
+                       repo: Annotated[str | None, Query(max_length=200)] = None,
+                       ref: Annotated[str | None, Query(max_length=255)] = None) -> Response:
+    """Render the form that starts a manual run with inputs, filled in from `repo` and `ref`."""
     return _new_run_form(request, principal, repo_names=await _repo_names(conn),
-                         values={"repo": repo or "", "ref": "", "commit": "", "inputs": ""})
+                         values={"repo": repo or "", "ref": ref or "", "commit": "", "inputs": ""})
 
 
 def _new_run_form(request: Request, principal: Any, *, repo_names: list[str],

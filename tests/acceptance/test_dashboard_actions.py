@@ -21,7 +21,7 @@ def test_manual_run_form_starts_run_with_inputs(api_server: ApiServer, db: psyco
     token = create_token(api_server, "trigger", name="release manager")
 
     with sign_in(api_server, token) as session:
-        form = session.client.get("/runs/new?repo=acme/manual")
+        form = session.client.get("/runs/new?repo=acme/manual&ref=release/1.x")
         created = session.client.post("/runs/new", data={
             "csrf_token": session.csrf_token, "repo": "acme/manual", "ref": "main", "commit": "",
             "inputs": "environment=staging\n\ndry_run = true\n"})
@@ -34,6 +34,7 @@ def test_manual_run_form_starts_run_with_inputs(api_server: ApiServer, db: psyco
 
     assert form.status_code == 200
     assert '<option value="acme/manual" selected>' in form.text
+    assert 'name="ref" value="release/1.x"' in form.text
     assert created.status_code == 303, created.text
     run_id = int(re.fullmatch(r"/runs/(\d+)", created.headers["location"]).group(1))
     run = db.execute("SELECT event, ref, commit_sha, trigger FROM pipeline_runs WHERE id = %s",
