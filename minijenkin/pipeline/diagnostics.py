@@ -50,7 +50,10 @@ class Collector:
         """Position of character `offset` of the string under `key` (a mapping key or list index).
 
         Exact for one-line plain or quoted scalars and for literal blocks
-        (`|`); for other multi-line styles, the start of the value.
+        (`|`). For folded blocks (`>`) and plain or quoted scalars over
+        several lines, whose line breaks became spaces, the position is
+        found line by line and checked against the source text. When the
+        check fails (escapes, blank lines), it is the start of the value.
         """
         if isinstance(container, Mapping):
             base = value_position(container, key)
@@ -66,13 +69,39 @@ class Collector:
                 return base
             line_start = prefix.rfind("\n") + 1
             return Position(base.line + 1 + prefix.count("\n"), indent + (len(prefix) - line_start) + 1)
-        if "\n" in value:
-            return base
         source_line = self.lines[base.line - 1] if base.line - 1 < len(self.lines) else ""
         opening = source_line[base.column - 1:base.column]
-        if opening in ("'", '"'):
-            return Position(base.line, base.column + 1 + offset)
-        return Position(base.line, base.column + offset)
+        if opening in (">", "|"):
+            indent = self._block_indent(base.line)
+            start = None if indent is None else Position(base.line + 1, indent + 1)
+        elif opening in ("'", '"'):
+            start = Position(base.line, base.column + 1)
+        else:
+            start = base
+        if start is None or "\n" in value:
+            return base
+        return self._folded_position(start, value, offset) or base
+
+    def _folded_position(self, start: Position, value: str, offset: int) -> Position | None:
+        """Locate `value[offset]` in source lines that YAML joined with single spaces."""
+        remaining = offset
+        column = start.column
+        for index in range(start.line - 1, len(self.lines)):
+            content = self.lines[index][column - 1:]
+            if index > start.line - 1:
+                stripped = content.lstrip(" ")
+                column += len(content) - len(stripped)
+                content = stripped
+            content = content.rstrip()
+            if remaining < len(content):
+                found = Position(index + 1, column + remaining)
+                return found if content[remaining:].startswith(value[offset:offset + 8].rstrip()) else None
+            # The line break between two source lines became one space.
+            remaining -= len(content) + 1
+            column = 1
+            if remaining < 0:
+                return None
+        return None
 
     def _block_indent(self, indicator_line: int) -> int | None:
         for text in self.lines[indicator_line:]:

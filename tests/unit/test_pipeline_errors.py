@@ -326,6 +326,17 @@ INVALID_FILES = [
         ],
         id='unknown-context'),
     pytest.param(
+        "jobs:\n  a:\n    if: >-\n      github.event_name == 'push' ||\n      gihtub.ref == 'x'\n"
+        "    steps: [{run: x}]\n  b:\n    if: github.ref == 'a' ||\n      gihtub.ref == 'b'\n"
+        "    steps: [{run: x}]\n  c:\n    if: \"github.ref == 'a' ||\n      gihtub.ref == 'b'\"\n"
+        "    steps: [{run: x}]\n",
+        [
+            ".minijenkin.yml:5:7: jobs.a.if: unknown context 'gihtub'; did you mean 'github'?",
+            ".minijenkin.yml:9:7: jobs.b.if: unknown context 'gihtub'; did you mean 'github'?",
+            ".minijenkin.yml:13:7: jobs.c.if: unknown context 'gihtub'; did you mean 'github'?",
+        ],
+        id='if-over-several-lines'),
+    pytest.param(
         "jobs:\n  a:\n    if: secrets.TOKEN != ''\n    steps: [{run: x}]\n",
         [
             ".minijenkin.yml:3:9: jobs.a.if: the 'secrets' context is not available here; "
