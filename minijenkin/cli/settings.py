@@ -54,6 +54,14 @@ def settings() -> None:
     current = load_cli_settings()
     explicit = current.model_fields_set
     table = Table("variable", "value", "from", "meaning", title="Mini-Jenkin settings")
+    # Variable names are what users grep for and copy, so they are never cut
+    # short, and values and meanings fold instead of ending in an ellipsis.
+    table.columns[0].no_wrap = True
+    table.columns[0].overflow = "fold"
+    table.columns[0].min_width = max(len(name) for field in Settings.model_fields
+                                     for name in variable_names(field))
+    table.columns[1].overflow = "fold"
+    table.columns[3].overflow = "fold"
     for name, field in Settings.model_fields.items():
         table.add_row(" or ".join(variable_names(name)), shown_value(name, getattr(current, name)),
                       "environment" if name in explicit else "default", field.description or "")

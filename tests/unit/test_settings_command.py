@@ -47,3 +47,15 @@ def test_mask_password_forms() -> None:
     assert mask_password("host=db user=ci password=s3cret dbname=ci") == \
         "host=db user=ci password=*** dbname=ci"
     assert mask_password("host=db password='a b\\' c' dbname=ci") == "host=db password=*** dbname=ci"
+
+
+def test_settings_keeps_names_whole_when_narrow() -> None:
+    result = CliRunner().invoke(app, ["settings"], env={"COLUMNS": "80"}, terminal_width=80)
+
+    assert result.exit_code == 0, result.output
+    names = {cells[0] for cells in (
+        [cell.strip() for cell in line.strip().strip("│").split("│")] for line in result.output.splitlines())
+        if cells[0].startswith("MINIJENKIN_")}
+    assert "…" not in result.output
+    assert "MINIJENKIN_WORKER_HEARTBEAT_SECONDS" in names
+    assert "MINIJENKIN_WORKER_LEASE_SECONDS" in names
