@@ -35,8 +35,20 @@ PUSH_KEYS = ("branches", "branches-ignore", "tags", "tags-ignore", "paths", "pat
 PULL_REQUEST_KEYS = ("branches", "branches-ignore", "paths", "paths-ignore", "types")
 SCHEDULE_KEYS = ("cron", "timezone")
 DISPATCH_KEYS = ("inputs",)
-PULL_REQUEST_TYPES = ("opened", "synchronize", "reopened", "closed", "edited", "ready_for_review")
+# The activity types of GitHub's `pull_request` and `pull_request_target`
+# events, so workflow files written for GitHub load unchanged.
+PULL_REQUEST_TYPES = (
+    "assigned", "unassigned", "labeled", "unlabeled", "opened", "edited", "closed", "reopened",
+    "synchronize", "converted_to_draft", "ready_for_review", "locked", "unlocked", "review_requested",
+    "review_request_removed", "auto_merge_enabled", "auto_merge_disabled", "milestoned", "demilestoned",
+    "enqueued", "dequeued",
+)
 DEFAULT_PULL_REQUEST_TYPES = ("opened", "synchronize", "reopened")
+# The pull request actions the GitHub forge starts runs for. A type outside
+# this list is valid but never matches.
+# NOTE: Gitea's 'synchronized' and GitLab's 'open', 'reopen' and 'update'
+# reach match() unchanged, so they match none of these types.
+STARTED_PULL_REQUEST_TYPES = ("opened", "synchronize", "reopened")
 # GitHub Actions events this project never receives; in a GitHub workflow
 # file they are accepted and never match.
 OTHER_GITHUB_EVENTS = frozenset({
@@ -325,7 +337,11 @@ def _match_pull_request(filters: Filters, event: Event, changed: tuple[str, ...]
     action = event.pull_request.get("action")
     types = filters.types or DEFAULT_PULL_REQUEST_TYPES
     if isinstance(action, str) and action and action not in types:
-        return Match(False, f"pull request action {action!r} is not in on.pull_request.types")
+        reason = f"pull request action {action!r} is not in on.pull_request.types"
+        if not any(kind in STARTED_PULL_REQUEST_TYPES for kind in types):
+            reason += (f" (its types never match here: Mini-Jenkin starts pull request runs only for "
+                       f"{', '.join(STARTED_PULL_REQUEST_TYPES)})")
+        return Match(False, reason)
     base = str(event.pull_request.get("base_ref") or "")
     if not _selected(filters.branches, filters.branches_ignore, base):
         return Match(False, f"base branch {base!r} does not match on.pull_request.branches")

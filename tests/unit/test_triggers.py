@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from minijenkin.pipeline import globs, sources
 from minijenkin.pipeline.events import Event
 from minijenkin.pipeline.inputs import resolve_inputs
-from minijenkin.pipeline.parser import PipelineValidationError, parse_pipeline
+from minijenkin.pipeline.parser import PipelineValidationError, parse_pipeline, parse_source
 from minijenkin.pipeline.triggers import Schedule, match, needs_changed_files
 
 STEPS = "jobs:\n  build:\n    steps:\n      - run: make\n"
@@ -153,6 +153,10 @@ def pull(base: str = "main", action: str = "opened") -> Event:
     ("on: pull_request", pull(action="closed"), None, False,
      "pull request action 'closed' is not in on.pull_request.types"),
     ("on: {pull_request: {types: [closed]}}", pull(action="closed"), None, True, "on.pull_request"),
+    ("on: {pull_request: {types: [opened, labeled]}}", pull(), None, True, "on.pull_request"),
+    ("on: {pull_request: {types: [labeled, unlabeled]}}", pull(), None, False,
+     "pull request action 'opened' is not in on.pull_request.types (its types never match here: "
+     "Mini-Jenkin starts pull request runs only for opened, synchronize, reopened)"),
     ("on: {pull_request: {paths: ['api/**']}}", pull(), ("web/x",), False,
      "no changed file matches on.pull_request.paths"),
     ("on: workflow_dispatch", Event(kind="manual", ref="refs/heads/main", commit="c" * 40), None, True,
@@ -171,6 +175,44 @@ def test_trigger_matching(on: str, event: Event, changed: tuple[str, ...] | None
                           reason: str) -> None:
     result = match(triggers(on), event, changed)
     assert (result.matched, result.reason) == (expected, reason)
+
+
+GITHUB_PULL_REQUEST_TYPES = [
+    "assigned", "unassigned", "labeled", "unlabeled", "opened", "edited", "closed", "reopened",
+    "synchronize", "converted_to_draft", "ready_for_review", "locked", "unlocked", "review_requested",
+    "review_request_removed", "auto_merge_enabled", "auto_merge_disabled", "milestoned", "demilestoned",
+    "enqueued", "dequeued",
+]
+
+
+@pytest.mark.parametrize("kind", GITHUB_PULL_REQUEST_TYPES)
+def test_every_github_pull_request_type_parses(kind: str) -> None:
+    parsed = triggers(f"on: {{pull_request: {{types: [{kind}]}}}}")
+    assert parsed.pull_request.types == (kind,)
+
+
+def test_unknown_pull_request_type_rejected() -> None:
+    result = parse_source(f"on: {{pull_request: {{types: [opened, labelled]}}}}\n{STEPS}", file="ci.yml")
+    assert result.triggers is None
+    assert [str(error) for error in result.errors] == [
+        "ci.yml:1:37: on.pull_request: unknown pull request type 'labelled'; did you mean 'labeled'?",
+    ]
+
+
+def test_labeled_workflow_leaves_push_runs_alone() -> None:
+    files = [
+        sources.SourceFile(".github/workflows/ci.yml", f"on: push\n{STEPS}".encode()),
+        sources.SourceFile(".github/workflows/labels.yml",
+                           b"on:\n  pull_request:\n    types: [opened, labeled]\n"
+                           b"jobs:\n  check:\n    steps: [{run: x}]\n"),
+    ]
+    plan = sources.plan_run(sources.parse_sources(files), push(), None)
+    assert plan.errors == []
+    assert plan.notes == [
+        ".github/workflows/ci.yml: runs for on.push (branch main)",
+        ".github/workflows/labels.yml: not run: the pipeline has no 'on.push'",
+    ]
+    assert [entry["key"] for entry in plan.graph] == ["build"]
 
 
 def test_changed_files_needed_only_for_path_filters() -> None:
