@@ -11,6 +11,7 @@ when its `on` is itself invalid, because GitHub runs the other workflows.
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from minijenkin.pipeline.diagnostics import PipelineValidationError
 from minijenkin.pipeline.events import Event
 from minijenkin.pipeline.inputs import resolve_inputs
 from minijenkin.pipeline.parser import ParseResult, parse_source
-from minijenkin.pipeline.plan import build_graph
+from minijenkin.pipeline.plan import MAX_KEY_CHARS, build_graph
 
 WORKFLOWS_DIR = ".github/workflows"
 WORKFLOW_SUFFIXES = (".yml", ".yaml")
@@ -105,9 +106,46 @@ def plan_run(results: list[ParseResult], event: Event, changed_files: tuple[str,
         plan.graph = planned[0][1]
     else:
         _drop_unshared_concurrency(plan, planned)
+        prefixes = key_prefixes([result.file for result in results])
         for result, graph in planned:
-            plan.graph.extend(_prefixed(result, graph))
+            plan.graph.extend(_prefixed(result, graph, prefixes[result.file]))
+    _check_unique_keys(plan)
     return plan
+
+
+def key_prefixes(files: list[str]) -> dict[str, str]:
+    """Map each file to the prefix of its job keys: its name without the extension.
+
+    Two files with the same stem (`ci.yml` and `ci.yaml`) both keep their
+    full name (`ci.yml/test`, `ci.yaml/test`), so keys stay unique in a run.
+    A stem has no '/', so the text before a key's first '/' identifies its
+    file. Every file of the repository counts, so a file's keys do not
+    depend on which other files match an event.
+    """
+    names = {file: posixpath.basename(file) for file in files}
+    stems = {file: posixpath.splitext(name)[0] for file, name in names.items()}
+    counts = Counter(stems.values())
+    return {file: stems[file] if counts[stems[file]] == 1 else names[file] for file in files}
+
+
+def _check_unique_keys(plan: Plan) -> None:
+    """Turn a key that two jobs share into a plan error, instead of a failed insert."""
+    files: dict[str, str] = {}
+    for entry in plan.graph:
+        file = entry["spec"]["file"]
+        other = files.get(entry["key"])
+        if other == file:
+            plan.errors.append(PipelineError(
+                f"two jobs have the key {entry['key']!r} (keys are truncated to {MAX_KEY_CHARS} characters); "
+                "shorten the job ids", file=file))
+        elif other is not None:
+            plan.errors.append(PipelineError(
+                f"job key {entry['key']!r} is also a job key of {other}; rename one of the jobs",
+                file=file))
+        else:
+            files[entry["key"]] = file
+    if plan.errors:
+        plan.graph = []
 
 
 def _drop_unshared_concurrency(plan: Plan, planned: list[tuple[ParseResult, list[dict[str, Any]]]]) -> None:
@@ -130,13 +168,12 @@ def _drop_unshared_concurrency(plan: Plan, planned: list[tuple[ParseResult, list
             entry["spec"].pop("workflow_concurrency", None)
 
 
-def _prefixed(result: ParseResult, graph: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries of one of several workflows, keyed `<file stem>/<key>` so keys stay unique per run."""
-    stem = posixpath.splitext(posixpath.basename(result.file))[0]
-    title = result.pipeline.name if result.pipeline and result.pipeline.name else stem
+def _prefixed(result: ParseResult, graph: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """Entries of one of several workflows, keyed `<prefix>/<key>` so keys stay unique per run."""
+    title = result.pipeline.name if result.pipeline and result.pipeline.name else prefix
 
     def key(value: str) -> str:
-        return f"{stem}/{value}"
+        return f"{prefix}/{value}"
 
     prefixed = []
     for entry in graph:

@@ -99,6 +99,21 @@ def test_validate_reports_every_error(tmp_path: Path) -> None:
     ]
 
 
+def test_validate_same_stem_workflows(tmp_path: Path) -> None:
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    for name in ("ci.yml", "ci.yaml"):
+        (workflows / name).write_text("on: push\njobs:\n  test:\n    steps:\n      - run: make test\n")
+
+    result = minijenkin("validate", "--ref", "refs/heads/main", "--json", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    graph = json.loads(result.stdout)
+    assert [entry["key"] for entry in graph] == ["ci.yaml/test", "ci.yml/test"]
+    assert [entry["spec"]["file"] for entry in graph] == [
+        ".github/workflows/ci.yaml", ".github/workflows/ci.yml"]
+
+
 def test_validate_missing_file(tmp_path: Path) -> None:
     result = minijenkin("validate", cwd=tmp_path)
     assert result.returncode == 1
