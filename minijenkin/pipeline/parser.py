@@ -36,6 +36,7 @@ from minijenkin.pipeline.loader import (
     value_position,
 )
 from minijenkin.pipeline.matrix import STRATEGY_KEYS, parse_strategy
+from minijenkin.pipeline.matrix import expand as expand_matrix
 from minijenkin.pipeline.model import (
     DEFAULT_TIMEOUT_MINUTES,
     Concurrency,
@@ -168,12 +169,11 @@ class _FileParser:
         elif not isinstance(jobs_node, Mapping) or not jobs_node:
             self.add("'jobs' must be a mapping of job ids to jobs", value_position(document, "jobs"))
         else:
-            if len(jobs_node) > MAX_JOBS:
-                self.add(f"a pipeline may have at most {MAX_JOBS} jobs", value_position(document, "jobs"))
             for job_id, raw in jobs_node.items():
                 job = self._job(str(job_id), raw, jobs_node, env)
                 if job is not None:
                     jobs[job.id] = job
+            self._check_job_count(jobs, jobs_node)
             self._check_needs(jobs, jobs_node)
 
         return Pipeline(file=self.errors.file, jobs=jobs, name=name, env=env, triggers=self.triggers,
@@ -559,6 +559,17 @@ class _FileParser:
         return ok
 
     # -- graph checks ---------------------------------------------------------
+
+    def _check_job_count(self, jobs: dict[str, JobDefinition], jobs_node: Mapping[Any, Any]) -> None:
+        """Report a file with more than MAX_JOBS jobs once its matrices are expanded."""
+        count = 0
+        for job_id in jobs_node:
+            job = jobs.get(str(job_id))
+            matrix = job.strategy.matrix if job is not None else None
+            count += len(expand_matrix(matrix)) if matrix is not None else 1
+        if count > MAX_JOBS:
+            self.add(f"the file has {count} jobs, matrix combinations included; the limit is {MAX_JOBS}",
+                     value_position(self.document, "jobs"))
 
     def _check_needs(self, jobs: dict[str, JobDefinition], jobs_node: Mapping[Any, Any]) -> None:
         for job in jobs.values():

@@ -674,3 +674,27 @@ jobs:
       - run: {script!r}
 """
     assert parse_source(text, file=FILE).errors == ()
+
+
+def many_jobs(count: int, matrix_size: int) -> str:
+    """A file of `count` jobs, each with a matrix of `matrix_size` combinations when above 1."""
+    matrix = f"    strategy: {{matrix: {{n: {list(range(matrix_size))}}}}}\n" if matrix_size > 1 else ""
+    jobs = "".join(f"  job{index}:\n{matrix}    steps: [{{run: x}}]\n" for index in range(count))
+    return f"on: push\njobs:\n{jobs}"
+
+
+def test_job_limit_counts_matrix_combinations() -> None:
+    result = parse_source(many_jobs(200, 2), file=".github/workflows/ci.yml", workflow=True)
+    assert result.pipeline is None
+    assert [str(error) for error in result.errors] == [
+        ".github/workflows/ci.yml:3:3: the file has 400 jobs, matrix combinations included; the limit is 256",
+    ]
+    assert parse_source(many_jobs(128, 2), file=FILE).errors == ()
+
+
+def test_job_limit_counts_plain_jobs() -> None:
+    result = parse_source(many_jobs(257, 1), file=FILE)
+    assert [str(error) for error in result.errors] == [
+        ".minijenkin.yml:3:3: the file has 257 jobs, matrix combinations included; the limit is 256",
+    ]
+
