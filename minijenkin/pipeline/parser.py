@@ -461,10 +461,13 @@ class _FileParser:
             if not isinstance(item, Mapping):
                 self.add("each step must be a mapping with a 'run' key", position, step_path)
                 continue
-            step = self._step(item, step_path, position, scope, env_taint, tuple(step_ids))
+            earlier_ids = tuple(step_ids)
+            step_id = self._step_id(item, step_path, earlier_ids)
+            # A rejected step keeps its id, so later references to it get no follow-on error.
+            if step_id is not None:
+                step_ids.append(step_id)
+            step = self._step(item, step_path, position, scope, env_taint, step_id, earlier_ids)
             if step is not None:
-                if step.id is not None:
-                    step_ids.append(step.id)
                 steps.append(step)
         return tuple(steps)
 
@@ -483,9 +486,8 @@ class _FileParser:
         return step_id
 
     def _step(self, item: Mapping[Any, Any], path: str, position: Position | None, scope: Any,
-              env_taint: dict[str, bool], earlier_ids: tuple[str, ...]) -> Step | None:
+              env_taint: dict[str, bool], step_id: str | None, earlier_ids: tuple[str, ...]) -> Step | None:
         check_keys(self.errors, item, STEP_KEYS, path)
-        step_id = self._step_id(item, path, earlier_ids)
         self._shell(item, path)
         run = item.get("run")
         uses = item.get("uses")

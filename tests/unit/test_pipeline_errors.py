@@ -567,6 +567,24 @@ INVALID_FILES = [
             "the script instead",
         ],
         id='injection-unset-env'),
+    pytest.param(
+        "jobs:\n  a:\n    steps:\n      - id: cache\n        uses: actions/cache@v4\n"
+        "      - if: steps.cache.outputs.cache-hit != 'true'\n        run: make deps\n",
+        [
+            ".minijenkin.yml:5:15: jobs.a.steps[0]: the action 'actions/cache@v4' cannot run here: "
+            "Mini-Jenkin runs 'run:' steps only, and treats actions/checkout as already done; replace this "
+            "step with a 'run:' step that does the same",
+        ],
+        id='rejected-step-keeps-id'),
+    pytest.param(
+        "jobs:\n  a:\n    steps:\n      - id: build\n        run: ''\n"
+        "      - id: build\n        run: make\n",
+        [
+            ".minijenkin.yml:5:14: jobs.a.steps[0]: 'run' must be a non-empty string",
+            ".minijenkin.yml:6:13: jobs.a.steps[1]: duplicate step id 'build': ids must be unique within "
+            "a job",
+        ],
+        id='rejected-step-id-duplicated'),
 ]
 
 
