@@ -146,8 +146,10 @@ class _FileParser:
         document = self.document
         check_keys(self.errors, document, PIPELINE_KEYS, "")
         self.triggers = parse_triggers(self.errors, document, lenient=self.workflow)
-        if self.triggers.dispatch_inputs is not None:
-            self.inputs = {spec.name: spec for spec in self.triggers.dispatch_inputs}
+        if self.triggers.call_inputs or self.triggers.dispatch_inputs is not None:
+            # A manual run's input wins over a reusable workflow's input of the same name.
+            specs = [*self.triggers.call_inputs, *(self.triggers.dispatch_inputs or ())]
+            self.inputs = {spec.name: spec for spec in specs}
 
         name = self._string(document, "name", "")
         run_name = self._string(document, "run-name", "")

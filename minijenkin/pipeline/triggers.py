@@ -103,6 +103,8 @@ class Triggers:
     # None: no workflow_dispatch; () : manual runs without inputs.
     dispatch_inputs: tuple[InputSpec, ...] | None = None
     other_events: tuple[str, ...] = field(default_factory=tuple)
+    # The inputs of `on.workflow_call`: known to expressions, but no run gets them.
+    call_inputs: tuple[InputSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ def _triggers(errors: Collector, events: Mapping[Any, Any], node: Any, *, lenien
     schedules: tuple[Schedule, ...] = ()
     dispatch: tuple[InputSpec, ...] | None = None
     others: list[str] = []
+    call_inputs: tuple[InputSpec, ...] = ()
     for index, (name, config) in enumerate(events.items()):
         position = (item_position(node, index) if from_list else key_position(node, name)) or fallback
         path = f"on.{name}"
@@ -161,13 +164,35 @@ def _triggers(errors: Collector, events: Mapping[Any, Any], node: Any, *, lenien
                 dispatch = parse_inputs(errors, config.get("inputs"), path, config)
         elif lenient and isinstance(name, str) and name in OTHER_GITHUB_EVENTS:
             others.append(name)
+            if name == "workflow_call":
+                call_inputs = _call_inputs(config)
         elif isinstance(name, str) and name in OTHER_GITHUB_EVENTS:
             errors.add(f"event {name!r} is not supported; Mini-Jenkin starts runs for: {', '.join(EVENTS)}",
                        position, "on")
         else:
             errors.add(f"unknown event {name!r}{suggestion(str(name), EVENTS)}", position, "on")
     return Triggers(declared=True, push=push, pull_request=pull_request, schedules=schedules,
-                    dispatch_inputs=dispatch, other_events=tuple(others))
+                    dispatch_inputs=dispatch, other_events=tuple(others), call_inputs=call_inputs)
+
+
+def _call_inputs(config: Any) -> tuple[InputSpec, ...]:
+    """Collect the inputs a reusable workflow declares under `on.workflow_call.inputs`.
+
+    Like the rest of an event Mini-Jenkin never receives, they are not
+    validated. Their names decide which `inputs.*` references are known,
+    and GitHub's `boolean` and `number` types mark the ones that may be
+    spliced into a script.
+    """
+    inputs = config.get("inputs") if isinstance(config, Mapping) else None
+    if not isinstance(inputs, Mapping):
+        return ()
+    specs = []
+    for name, settings in inputs.items():
+        if not isinstance(name, str):
+            continue
+        kind = settings.get("type") if isinstance(settings, Mapping) else None
+        specs.append(InputSpec(name=name, type=kind if kind in ("boolean", "number") else "string"))
+    return tuple(specs)
 
 
 def _filters(errors: Collector, config: Any, allowed: tuple[str, ...], path: str, parent: Any,
@@ -272,6 +297,10 @@ def match(triggers: Triggers, event: Event, changed_files: tuple[str, ...] | Non
         if event.kind == "schedule":
             return Match(False, "the pipeline has no 'on.schedule'")
         return Match(True, "the pipeline has no 'on' key, so every event starts it")
+    if (triggers.push is None and triggers.pull_request is None and not triggers.schedules
+            and triggers.dispatch_inputs is None and triggers.other_events):
+        return Match(False, "it declares only events Mini-Jenkin never starts runs for: "
+                            f"{', '.join(triggers.other_events)}")
 
     if event.kind in ("push", "tag"):
         if triggers.push is None:

@@ -122,6 +122,24 @@ def test_validate_missing_file(tmp_path: Path) -> None:
         f"error: no .minijenkin.yml and no .github/workflows/*.yml in {tmp_path}; name the file to check")
 
 
+def test_validate_reusable_workflow(tmp_path: Path) -> None:
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "release.yml").write_text(
+        "on:\n  workflow_call:\n    inputs:\n      version:\n        type: string\n"
+        "jobs:\n  publish:\n    steps:\n      - run: ./publish.sh\n        env:\n"
+        "          VERSION: ${{ inputs.version }}\n")
+
+    result = minijenkin("validate", "--ref", "refs/heads/main", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        ".github/workflows/release.yml: not run: it declares only events Mini-Jenkin never starts runs "
+        "for: workflow_call",
+        "valid; no job runs for push refs/heads/main",
+    ]
+
+
 def test_exec_runs_working_tree_with_uncommitted_changes(git_repo: GitRepo, tmp_path: Path) -> None:
     git_repo.commit({".minijenkin.yml": PIPELINE, "notes.txt": "committed\n"}, "Add the pipeline")
     (git_repo.path / "notes.txt").write_text("edited, not committed\n")

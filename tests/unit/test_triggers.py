@@ -1,4 +1,7 @@
-"""The `on` key: glob filters for branches, tags and paths, events, schedules and inputs."""
+"""The `on` key: glob filters for branches, tags and paths, events, schedules and inputs.
+
+Also the inputs of reusable workflows (`on.workflow_call`), which no run gets.
+"""
 
 from __future__ import annotations
 
@@ -277,3 +280,67 @@ def test_schedules_of_workflow_files() -> None:
         sources.SourceFile(".github/workflows/broken.yml", b"on:\n  schedule: nightly\njobs: {}\n"),
     ]
     assert sources.schedules(files) == [(".github/workflows/nightly.yml", Schedule("0 2 * * *", None, 3))]
+
+
+REUSABLE = b"""\
+on:
+  workflow_call:
+    inputs:
+      target:
+        type: string
+        required: true
+      dry-run:
+        type: boolean
+jobs:
+  deploy:
+    if: inputs.target == 'production'
+    steps:
+      - run: echo "dry run ${{ inputs.dry-run }}"
+      - run: ./deploy.sh
+        env:
+          TARGET: ${{ inputs.target }}
+"""
+
+
+def test_reusable_workflow_inputs_are_known() -> None:
+    (result,) = sources.parse_sources([sources.SourceFile(".github/workflows/deploy.yml", REUSABLE)])
+
+    assert result.errors == ()
+    assert [spec.name for spec in result.triggers.call_inputs] == ["target", "dry-run"]
+
+
+def test_reusable_workflow_is_not_run() -> None:
+    files = [sources.SourceFile(".github/workflows/ci.yml", f"on: push\n{STEPS}".encode()),
+             sources.SourceFile(".github/workflows/deploy.yml", REUSABLE)]
+    result = sources.plan_run(sources.parse_sources(files), push(), None)
+
+    assert result.errors == []
+    assert result.notes == [
+        ".github/workflows/ci.yml: runs for on.push (branch main)",
+        ".github/workflows/deploy.yml: not run: it declares only events Mini-Jenkin never starts runs "
+        "for: workflow_call",
+    ]
+    assert [entry["key"] for entry in result.graph] == ["build"]
+
+
+def test_reusable_workflow_undeclared_input() -> None:
+    text = REUSABLE.replace(b"inputs.target ==", b"inputs.region ==")
+
+    (result,) = sources.parse_sources([sources.SourceFile(".github/workflows/deploy.yml", text)])
+
+    assert [str(error) for error in result.errors] == [
+        ".github/workflows/deploy.yml:11:9: jobs.deploy.if: unknown input 'region'; expected one of: "
+        "target, dry-run",
+    ]
+
+
+def test_reusable_string_input_not_spliced() -> None:
+    text = REUSABLE.replace(b"dry run ${{ inputs.dry-run }}", b"target ${{ inputs.target }}")
+
+    (result,) = sources.parse_sources([sources.SourceFile(".github/workflows/deploy.yml", text)])
+
+    assert [str(error) for error in result.errors] == [
+        ".github/workflows/deploy.yml:13:31: jobs.deploy.steps[0].run: '${{ inputs.target }}' in a script "
+        "would splice in a manual run's free-text input, and such text can run commands; set it in the "
+        "step's 'env' (for example VALUE: ${{ inputs.target }}) and use \"$VALUE\" in the script instead",
+    ]
