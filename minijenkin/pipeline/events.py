@@ -64,6 +64,9 @@ class Event:
         changed = trigger.get("changed_files")
         inputs = trigger.get("inputs")
         pull_request = trigger.get("pull_request")
+        if isinstance(pull_request, Mapping):
+            pull_request = {**pull_request,
+                            "action": github_pull_request_action(pull_request.get("action"))}
         return cls(
             kind=str(run.get("event") or "push"),
             ref=ref,
@@ -93,6 +96,23 @@ class Event:
     @property
     def ref_type(self) -> str:
         return ref_parts(self.ref)[1]
+
+
+# Pull request actions of GitLab ('open', 'reopen', 'update' with new commits)
+# and Gitea or Forgejo ('synchronized') under GitHub's names, which
+# on.pull_request.types and github.event.action use. The run's trigger keeps
+# the forge's own name.
+_GITHUB_PULL_REQUEST_ACTIONS = {
+    "open": "opened",
+    "reopen": "reopened",
+    "update": "synchronize",
+    "synchronized": "synchronize",
+}
+
+
+def github_pull_request_action(action: Any) -> Any:
+    """Return GitHub's name for a forge's pull request action; other values unchanged."""
+    return _GITHUB_PULL_REQUEST_ACTIONS.get(action, action) if isinstance(action, str) else action
 
 
 def github_context(event: Event, *, job: str = "", workspace: str = "", attempt: int = 1,

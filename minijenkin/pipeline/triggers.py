@@ -44,10 +44,9 @@ PULL_REQUEST_TYPES = (
     "enqueued", "dequeued",
 )
 DEFAULT_PULL_REQUEST_TYPES = ("opened", "synchronize", "reopened")
-# The pull request actions the GitHub forge starts runs for. A type outside
-# this list is valid but never matches.
-# NOTE: Gitea's 'synchronized' and GitLab's 'open', 'reopen' and 'update'
-# reach match() unchanged, so they match none of these types.
+# The pull request actions the forges start runs for, by GitHub's names
+# (Event.from_context renames GitLab's and Gitea's). A type outside this
+# list is valid but never matches.
 STARTED_PULL_REQUEST_TYPES = ("opened", "synchronize", "reopened")
 # GitHub Actions events this project never receives; in a GitHub workflow
 # file they are accepted and never match.

@@ -344,3 +344,21 @@ def test_reusable_string_input_not_spliced() -> None:
         "would splice in a manual run's free-text input, and such text can run commands; set it in the "
         "step's 'env' (for example VALUE: ${{ inputs.target }}) and use \"$VALUE\" in the script instead",
     ]
+
+
+@pytest.mark.parametrize(("forge", "action", "expected"), [
+    ("gitlab", "open", "opened"),
+    ("gitlab", "reopen", "reopened"),
+    ("gitlab", "update", "synchronize"),
+    ("gitea", "synchronized", "synchronize"),
+    ("forgejo", "opened", "opened"),
+    ("github", "synchronize", "synchronize"),
+])
+def test_forge_pull_request_actions_match(forge: str, action: str, expected: str) -> None:
+    run = {"id": 3, "event": "pull_request", "ref": "refs/pull/7/head", "commit": "c" * 40,
+           "trigger": {"forge": forge, "pull_request": {"number": 7, "base_ref": "main",
+                                                        "head_ref": "feature", "action": action}}}
+    event = Event.from_context(run, {"name": "acme/web"})
+
+    assert event.pull_request["action"] == expected
+    assert match(triggers("on: pull_request"), event).matched is True
