@@ -19,7 +19,8 @@ DEFAULT_TIMEOUT_MINUTES = 360
 
 @dataclass(frozen=True)
 class Step:
-    # A shell script (template); None for a `uses: actions/checkout` step.
+    # A shell script (template). For `uses: actions/checkout`, None, or the
+    # commands its `submodules` and `lfs` inputs ask for.
     run: str | None = None
     name: str | None = None  # template
     env: dict[str, str] = field(default_factory=dict)  # values are templates

@@ -70,7 +70,12 @@ CONCURRENCY_QUEUES = ("all", "latest")
 # actions/checkout inputs that change nothing here: the workspace is always
 # a full clone of the run's commit.
 CHECKOUT_INPUTS = ("fetch-depth", "fetch-tags", "persist-credentials", "clean", "show-progress",
-                   "set-safe-directory", "lfs", "submodules")
+                   "set-safe-directory")
+# actions/checkout inputs that add work to the step, and the commands that
+# do it in the workspace: the step runs them as its script.
+CHECKOUT_SUBMODULES = {True: "git submodule update --init",
+                       "recursive": "git submodule update --init --recursive"}
+CHECKOUT_LFS = "git lfs pull"
 UNSUPPORTED_JOB_KEYS = {
     "services": "service containers need a container engine; start what the job needs in a step",
     "container": "jobs run on the worker's machine; there is no container engine",
@@ -501,8 +506,10 @@ class _FileParser:
             self.add("a step has either 'run' or 'uses', not both", key_position(item, "uses"), path)
             return None
         if uses is not None:
-            if not self._checkout(item, uses, path):
+            checkout = self._checkout(item, uses, path)
+            if checkout is False:
                 return None
+            run = checkout or None
         elif not isinstance(run, str) or not run.strip():
             self.add("'run' must be a non-empty string", value_position(item, "run"), path)
             return None
@@ -519,7 +526,7 @@ class _FileParser:
         script_scope = scope(checks.STEP_CONTEXTS, step_ids=earlier_ids)
         script_scope.env = {**env_taint, **{key: checks.template_is_tainted(value, step_scope)
                                             for key, value in env.items()}}
-        if isinstance(run, str):
+        if isinstance(run, str) and uses is None:
             checks.check_template(self.errors, run, script_scope, f"{path}.run", self.at(item, "run"),
                                   script=True)
         condition = self._condition(item, path, scope(checks.STEP_IF_CONTEXTS, step_ids=earlier_ids))
@@ -541,7 +548,12 @@ class _FileParser:
             line=position.line if position else None,
         )
 
-    def _checkout(self, item: Mapping[Any, Any], uses: Any, path: str) -> bool:
+    def _checkout(self, item: Mapping[Any, Any], uses: Any, path: str) -> str | bool:
+        """Check an actions/checkout step; return False when invalid, else the script it runs.
+
+        The workspace already contains the commit, so the script is empty ("")
+        unless `submodules` or `lfs` ask for more.
+        """
         if not isinstance(uses, str) or not CHECKOUT.match(uses.strip()):
             self.add(f"the action {uses!r} cannot run here: Mini-Jenkin runs 'run:' steps only, and treats "
                      "actions/checkout as already done; replace this step with a 'run:' step that does "
@@ -549,18 +561,32 @@ class _FileParser:
             return False
         with_inputs = item.get("with")
         if with_inputs is None:
-            return True
+            return ""
         if not isinstance(with_inputs, Mapping):
             self.add("'with' must be a mapping of action inputs", value_position(item, "with"), path)
             return False
         ok = True
-        for key in with_inputs:
-            if key not in CHECKOUT_INPUTS:
+        commands: list[str] = []
+        for key, value in with_inputs.items():
+            if key in ("submodules", "lfs"):
+                # GitHub passes inputs as strings, so 'true' is true.
+                given = value.strip().lower() if isinstance(value, str) else value
+                given = {"true": True, "false": False}.get(given, given)
+                command = (CHECKOUT_SUBMODULES.get(given) if key == "submodules"
+                           else CHECKOUT_LFS if given is True else None)
+                if command is not None:
+                    commands.append(command)
+                elif given is not False:
+                    choices = "true, false or recursive" if key == "submodules" else "true or false"
+                    self.add(f"actions/checkout input {key!r} must be {choices}, got {value!r}",
+                             value_position(with_inputs, key), f"{path}.with")
+                    ok = False
+            elif key not in CHECKOUT_INPUTS:
                 self.add(f"actions/checkout input {key!r} is not supported: the workspace is always a full "
                          "clone of the run's commit at $GITHUB_WORKSPACE", key_position(with_inputs, key),
                          f"{path}.with")
                 ok = False
-        return ok
+        return "\n".join(commands) if ok else False
 
     # -- graph checks ---------------------------------------------------------
 

@@ -417,6 +417,38 @@ def test_trigger_paths_prefer_git_to_listed_commits(
         "skipped", "no workflow matches this event")
 
 
+def test_checkout_submodules_fetches_them(
+    api_server: ApiServer, git_repo: GitRepo, tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    library = GitRepo(tmp_path / "library")
+    library.commit({"lib.txt": "from the submodule\n"}, "Library")
+    # git refuses file:// submodules unless protocol.file.allow says so; a
+    # step can set it, because each job has its own HOME.
+    pipeline = """\
+jobs:
+  build:
+    steps:
+      - run: git config --global protocol.file.allow always
+      - uses: actions/checkout@v4
+        with:
+          submodules: recursive
+      - run: cat vendored/lib.txt
+"""
+    git_repo.git("-c", "protocol.file.allow=always", "submodule", "--quiet", "add", library.url,
+                 "vendored")
+    commit = git_repo.commit({".minijenkin.yml": pipeline}, "With a submodule")
+    start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        run = wait_finished(client, push(client, git_repo, commit))
+        build_logs = logs(client, jobs_by_key(run)["build"])
+
+    assert run["status"] == "succeeded", build_logs
+    assert ("stdout", "from the submodule") in build_logs
+
+
 MANUAL = """\
 on:
   workflow_dispatch:

@@ -337,6 +337,13 @@ INVALID_FILES = [
         ],
         id='if-over-several-lines'),
     pytest.param(
+        "jobs:\n  a:\n    steps:\n      - uses: actions/checkout@v4\n        with: {submodules: deep}\n",
+        [
+            ".minijenkin.yml:5:28: jobs.a.steps[0].with: actions/checkout input 'submodules' must be "
+            "true, false or recursive, got 'deep'",
+        ],
+        id='checkout-submodules-value'),
+    pytest.param(
         "jobs:\n  a:\n    if: secrets.TOKEN != ''\n    steps: [{run: x}]\n",
         [
             ".minijenkin.yml:3:9: jobs.a.if: the 'secrets' context is not available here; "

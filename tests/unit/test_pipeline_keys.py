@@ -213,3 +213,21 @@ jobs:
     assert pipeline.jobs["a"].secrets == ("API_TOKEN", "DEPLOY_KEY", "OTHER")
     assert pipeline.jobs["b"].secrets == ("API_TOKEN",)
     assert build_graph(pipeline)[0]["spec"]["secrets"] == ["API_TOKEN", "DEPLOY_KEY", "OTHER"]
+
+
+def test_checkout_inputs_become_commands() -> None:
+    text = """\
+jobs:
+  a:
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/checkout@v4
+        with: {submodules: 'true', lfs: true, fetch-depth: 0}
+      - uses: actions/checkout@v4
+        with: {submodules: recursive, lfs: 'false'}
+"""
+    steps = parse_pipeline(text, file=".minijenkin.yml").jobs["a"].steps
+
+    assert [step.run for step in steps] == [
+        None, "git submodule update --init\ngit lfs pull", "git submodule update --init --recursive"]
+    assert [step.uses for step in steps] == ["actions/checkout@v4"] * 3
