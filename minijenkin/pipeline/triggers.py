@@ -224,7 +224,20 @@ def _patterns(errors: Collector, config: Mapping[Any, Any], key: str, path: str)
         return None
     value = config[key]
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
+    if isinstance(items, list) and items:
+        # YAML reads 3.10 as the number 3.1 and yes as true: name the item
+        # and how to keep its text.
+        others = [(index, item) for index, item in enumerate(items) if not isinstance(item, str)]
+        for index, item in others:
+            errors.add(f"'{key}' item {item!r} is not a string; quote it (for example '3.10') so YAML "
+                       "keeps it as written", item_position(value, index), path)
+        if others:
+            return None
+    if isinstance(value, bool | int | float):
+        errors.add(f"'{key}' value {value!r} is not a string; quote it (for example '3.10') so YAML "
+                   "keeps it as written", value_position(config, key), path)
+        return None
+    if not isinstance(items, list) or not items:
         errors.add(f"'{key}' must be a pattern or a non-empty list of patterns",
                    value_position(config, key), path)
         return None

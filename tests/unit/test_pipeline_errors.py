@@ -344,6 +344,15 @@ INVALID_FILES = [
         ],
         id='checkout-submodules-value'),
     pytest.param(
+        "on:\n  push:\n    branches: [master, 3.10]\n    tags: 2\njobs:\n  a:\n    steps: [{run: x}]\n",
+        [
+            ".minijenkin.yml:3:24: on.push: 'branches' item 3.1 is not a string; quote it (for example "
+            "'3.10') so YAML keeps it as written",
+            ".minijenkin.yml:4:11: on.push: 'tags' value 2 is not a string; quote it (for example "
+            "'3.10') so YAML keeps it as written",
+        ],
+        id='branch-read-as-number'),
+    pytest.param(
         "jobs:\n  a:\n    if: secrets.TOKEN != ''\n    steps: [{run: x}]\n",
         [
             ".minijenkin.yml:3:9: jobs.a.if: the 'secrets' context is not available here; "
