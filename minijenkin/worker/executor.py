@@ -340,7 +340,7 @@ class JobExecution:
                 await self.system(message)
                 return Outcome("failed", None, message)
             if not holds:
-                message = f"skipped: the condition {self.job.condition!r} is false"
+                message = state.condition_skip_reason()
                 logger.info("job skipped by its condition", extra={
                     **self.log_extra, "action": "job_condition_false"})
                 await self.system(f"Job {message}")
@@ -392,7 +392,7 @@ class JobExecution:
                 await self.system(f"secrets.{name} is not set; it reads as an empty string")
             unknown_secrets.clear()
             if not prepared.run_it:
-                await self.system(f"⏭ {prepared.name} (skipped: its condition is false)")
+                await self.system(f"⏭ {prepared.name} (skipped: {prepared.skip_reason})")
                 state.record(prepared.id, "skipped")
                 continue
             await self.system(f"▶ {prepared.name}")

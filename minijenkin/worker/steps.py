@@ -27,9 +27,14 @@ from minijenkin.pipeline.expressions import (
     evaluate_condition,
     evaluate_value,
     is_truthy,
+    parse_condition,
     render_text,
+    uses_status_function,
 )
 from minijenkin.queue.client import ClaimedJob
+
+# Words for a needed job's result in a skip reason, e.g. "needed job lint failed".
+_UNMET_RESULTS = {"failure": "failed", "cancelled": "was cancelled", "skipped": "was skipped"}
 
 # Our job statuses as GitHub Actions names job results.
 RESULTS = {"succeeded": "success", "failed": "failure", "timed_out": "failure", "cancelled": "cancelled",
@@ -56,6 +61,17 @@ class NeedsSummary:
     succeeded: bool
     failed: bool
     cancelled: bool
+
+    def describe_unmet(self) -> str | None:
+        """Name each needed job that did not succeed, e.g. "needed job lint failed", or return None."""
+        parts = [f"needed job {job_id} {_UNMET_RESULTS[entry['result']]}"
+                 for job_id, entry in self.results.items() if entry["result"] != "success"]
+        return ", ".join(parts) or None
+
+
+def implies_success(condition: str) -> bool:
+    """Whether an `if:` value has no status function, so `success() && (...)` is implied."""
+    return not uses_status_function(parse_condition(condition))
 
 
 def summarise_needs(job: ClaimedJob) -> NeedsSummary:
@@ -105,6 +121,8 @@ class PreparedStep:
     index: int
     name: str
     run_it: bool
+    # Reason the step does not run, e.g. "an earlier step failed", or None when it runs.
+    skip_reason: str | None
     script: str | None
     uses: str | None
     env: dict[str, str]
@@ -176,6 +194,15 @@ class JobRun:
         assert self.job.condition is not None
         return evaluate_condition(self.job.condition, self.job_scope())
 
+    def condition_skip_reason(self) -> str:
+        """Explain a false job `if:` by unmet needs under the implied success(), else by the condition."""
+        assert self.job.condition is not None
+        if implies_success(self.job.condition):
+            unmet = self.needs.describe_unmet()
+            if unmet is not None:
+                return f"skipped: {unmet}"
+        return f"skipped: the condition {self.job.condition!r} is false"
+
     def evaluate_job_env(self) -> dict[str, str]:
         """The pipeline's and job's `env`, evaluated once for the whole job."""
         raw = self.job.spec.get("env") or {}
@@ -202,6 +229,13 @@ class JobRun:
         condition = step.get("if")
         try:
             run_it = (not self.failed) if condition is None else evaluate_condition(str(condition), scope)
+            skip_reason = None
+            if not run_it:
+                # Only the implied success() can skip a step without a status function.
+                if self.failed and (condition is None or implies_success(str(condition))):
+                    skip_reason = "an earlier step failed"
+                else:
+                    skip_reason = "its condition is false"
         except ExpressionError as exc:
             raise StepError(f"{label}.if: {exc.message}") from exc
 
@@ -237,9 +271,10 @@ class JobRun:
             if not timeout_seconds > 0:
                 raise StepError(f"{label}.timeout-minutes: {timeout!r} must be above 0")
 
-        return PreparedStep(index=index, name=name, run_it=run_it, script=script, uses=step.get("uses"),
-                            env={**env, **step_env}, cwd=cwd, continue_on_error=bool(continue_on_error),
-                            timeout_seconds=timeout_seconds, id=step.get("id"))
+        return PreparedStep(index=index, name=name, run_it=run_it, skip_reason=skip_reason, script=script,
+                            uses=step.get("uses"), env={**env, **step_env}, cwd=cwd,
+                            continue_on_error=bool(continue_on_error), timeout_seconds=timeout_seconds,
+                            id=step.get("id"))
 
     def _text(self, text: str, scope: Scope, label: str) -> str:
         try:

@@ -241,9 +241,13 @@ jobs:
         continue-on-error: true
       - run: echo "slow was ${{ steps.slow.outcome }}, job is ${{ job.status }}"
       - run: echo "secret=[${{ secrets.MISSING }}]"
+      - if: github.ref == 'refs/heads/other'
+        run: echo other-branch-step
       - name: Break
         run: exit 1
       - run: echo never
+      - if: github.ref == 'refs/heads/main'
+        run: echo main-after-failure
       - if: failure()
         run: echo "cleanup after ${{ job.status }}"
       - if: always()
@@ -259,6 +263,16 @@ jobs:
       - run: echo never
   default-dependent:
     needs: build
+    steps:
+      - run: echo never
+  deploy-on-main:
+    needs: [after-flaky, build]
+    if: github.ref == 'refs/heads/main'
+    steps:
+      - run: echo never
+  after-flaky-other-branch:
+    needs: after-flaky
+    if: github.ref == 'refs/heads/other'
     steps:
       - run: echo never
   flaky:
@@ -295,13 +309,17 @@ def test_conditions_and_step_features(
     assert {key: job["status"] for key, job in jobs.items()} == {
         "plan": "succeeded", "build": "failed", "after-failure": "succeeded",
         "other-branch-only": "skipped", "default-dependent": "skipped", "flaky": "failed",
-        "after-flaky": "succeeded", "after-flaky-if": "succeeded"}
+        "after-flaky": "succeeded", "after-flaky-if": "succeeded", "deploy-on-main": "skipped",
+        "after-flaky-other-branch": "skipped"}
     assert jobs["flaky"]["exit_code"] == 4
     assert jobs["build"]["exit_code"] == 1
     assert jobs["build"]["reason"] == "step 'Break' failed with exit code 1"
     assert jobs["other-branch-only"]["reason"] == (
         "skipped: the condition \"github.ref == 'refs/heads/other'\" is false")
-    assert jobs["default-dependent"]["reason"] == "a needed job did not succeed"
+    assert jobs["default-dependent"]["reason"] == "skipped: needed job build failed"
+    assert jobs["deploy-on-main"]["reason"] == "skipped: needed job build failed"
+    assert jobs["after-flaky-other-branch"]["reason"] == (
+        "skipped: the condition \"github.ref == 'refs/heads/other'\" is false")
     assert build_logs[1:] == [
         ("system", "▶ Run exit 3"),
         ("system", "step 'Run exit 3' failed with exit code 3; the job goes on (continue-on-error)"),
@@ -314,9 +332,11 @@ def test_conditions_and_step_features(
         ("system", "secrets.MISSING is not set; it reads as an empty string"),
         ("system", "▶ Run echo \"secret=[]\""),
         ("stdout", "secret=[]"),
+        ("system", "⏭ Run echo other-branch-step (skipped: its condition is false)"),
         ("system", "▶ Break"),
         ("system", "step 'Break' failed with exit code 1"),
-        ("system", "⏭ Run echo never (skipped: its condition is false)"),
+        ("system", "⏭ Run echo never (skipped: an earlier step failed)"),
+        ("system", "⏭ Run echo main-after-failure (skipped: an earlier step failed)"),
         ("system", "▶ Run echo \"cleanup after failure\""),
         ("stdout", "cleanup after failure"),
         ("system", "▶ Run echo always"),

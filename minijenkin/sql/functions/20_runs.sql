@@ -47,15 +47,22 @@ BEGIN
                    -- A job with its own condition is queued whatever its needs
                    -- did; the worker evaluates the condition. Without one, a
                    -- job runs only when every needed job succeeded.
-                   (j.condition IS NOT NULL OR NOT EXISTS (
-                        SELECT 1
-                        FROM job_dependencies d
-                        JOIN jobs n ON n.id = d.needs_job_id
-                        WHERE d.job_id = j.id
-                          AND NOT (n.status = 'succeeded'
-                                   OR (n.continue_on_error AND n.status IN ('failed', 'timed_out')))
-                   )) AS runnable
+                   (j.condition IS NOT NULL OR unmet.reason IS NULL) AS runnable,
+                   unmet.reason
             FROM jobs j
+            -- Every needed job that did not succeed, e.g. "needed job lint failed".
+            CROSS JOIN LATERAL (
+                SELECT string_agg(format('needed job %s %s', n.name, CASE n.status
+                                      WHEN 'failed' THEN 'failed'
+                                      WHEN 'timed_out' THEN 'timed out'
+                                      ELSE 'was ' || n.status END),
+                                  ', ' ORDER BY n.id) AS reason
+                FROM job_dependencies d
+                JOIN jobs n ON n.id = d.needs_job_id
+                WHERE d.job_id = j.id
+                  AND NOT (n.status = 'succeeded'
+                           OR (n.continue_on_error AND n.status IN ('failed', 'timed_out')))
+            ) unmet
             WHERE j.run_id = p_run_id
               AND j.status = 'pending'
               AND NOT EXISTS (
@@ -71,7 +78,7 @@ BEGIN
                 queued_at = CASE WHEN r.runnable THEN now() ELSE j.queued_at END,
                 run_after = now(),
                 finished_at = CASE WHEN r.runnable THEN NULL ELSE now() END,
-                reason = CASE WHEN r.runnable THEN NULL ELSE 'a needed job did not succeed' END
+                reason = CASE WHEN r.runnable THEN NULL ELSE 'skipped: ' || r.reason END
             FROM ready r
             WHERE j.id = r.id
             RETURNING j.status
