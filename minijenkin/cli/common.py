@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
 import psycopg
@@ -13,7 +15,7 @@ from rich.console import Console
 
 from minijenkin.config import Settings, load_settings
 from minijenkin.db import connect_async
-from minijenkin.errors import ConfigurationError
+from minijenkin.errors import ConfigurationError, MiniJenkinError
 from minijenkin.runtime import database_url
 
 T = TypeVar("T")
@@ -53,6 +55,29 @@ def load_cli_settings(**overrides: object) -> Settings:
             for error in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
+@contextmanager
+def option_names(options: Mapping[str, str]) -> Iterator[None]:
+    """Name command-line options instead of the API fields in the errors raised inside.
+
+    `options` maps a field to its option, e.g. "webhook_secret" to "--secret". An
+    error whose `field` is one of them gets the first whole-word mention of
+    each field replaced. Only the first, because a message names the field
+    first and may use the same word in prose later ("invalid commit ...: give
+    the full commit id").
+    """
+    try:
+        yield
+    except MiniJenkinError as exc:
+        if exc.field not in options:
+            raise
+        message = exc.message
+        for field, option in options.items():
+            message = re.sub(rf"(?<![\w-]){re.escape(field)}(?![\w-])", option, message, count=1)
+        exc.message = message
+        exc.args = (message,)
+        raise
 
 
 def run_with_connection(action: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:

@@ -9,7 +9,13 @@ from rich.table import Table
 
 from minijenkin import repos
 from minijenkin.api.schemas import validate_git_url
-from minijenkin.cli.common import DATABASE_EPILOG, load_cli_settings, output_console, run_with_connection
+from minijenkin.cli.common import (
+    DATABASE_EPILOG,
+    load_cli_settings,
+    option_names,
+    output_console,
+    run_with_connection,
+)
 from minijenkin.crypto import load_keyring
 from minijenkin.errors import InvalidInputError
 
@@ -37,10 +43,12 @@ def add(
     except ValueError as exc:
         raise InvalidInputError(f"invalid --url {url!r}: {exc}", field="url") from exc
     keyring = load_keyring(load_cli_settings().secret_key, load_cli_settings().data_dir)
-    row = run_with_connection(
-        lambda conn: repos.create_repo(conn, name=name, url=url, webhook_secret=secret,
-                                       keyring=keyring, default_branch=default_branch,
-                                       poll_interval_seconds=poll_interval))
+    with option_names({"webhook_secret": "--secret", "default_branch": "--default-branch",
+                       "poll_interval_seconds": "--poll-interval"}):
+        row = run_with_connection(
+            lambda conn: repos.create_repo(conn, name=name, url=url, webhook_secret=secret,
+                                           keyring=keyring, default_branch=default_branch,
+                                           poll_interval_seconds=poll_interval))
     print(f"registered repository {row['name']} (id {row['id']})")
 
 

@@ -116,3 +116,19 @@ def test_cli_repo_add_registers(database_url: str, db: psycopg.Connection, data_
     keyring = load_keyring(None, data_dir)
     assert keyring.decrypt(row["webhook_secret_encrypted"],
                            purpose=f"repo:{row['id']}:webhook_secret") == "cli-secret-1"
+
+
+def test_cli_repo_add_names_secret_option(database_url: str, db: psycopg.Connection,
+                                          data_dir: Path) -> None:
+    env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url,
+           "MINIJENKIN_DATA_DIR": str(data_dir)}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "minijenkin", "repo", "add", "acme/cli",
+         "--url", "https://github.com/acme/cli.git", "--secret", "short"],
+        env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 1
+    # The first command also reports the secret key it generated, on the line before.
+    assert result.stderr.splitlines()[-1] == "error: --secret is too short: use at least 8 characters"
+    assert db.execute("SELECT count(*) AS n FROM repositories").fetchone()["n"] == 0
