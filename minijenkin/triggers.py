@@ -9,6 +9,7 @@ them against the pipeline's `workflow_dispatch` inputs (types, defaults).
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 INPUTS_MAX = 50
 REF_MAX = 255
+# A full commit id: SHA-1 (40 hex digits) or SHA-256 (64), as `git rev-parse` prints it.
+_COMMIT_ID = re.compile(r"[0-9a-fA-F]{40}([0-9a-fA-F]{24})?")
 
 
 def git_home(data_dir: Path) -> Path:
@@ -53,6 +56,16 @@ def validate_ref(ref: str) -> None:
             "full ref such as 'refs/tags/v1.2.0'", field="ref")
 
 
+def validate_commit(commit: str) -> None:
+    """Raise InvalidInputError unless `commit` is a full SHA-1 or SHA-256 commit id."""
+    # NOTE: a short id is rejected, not resolved, because resolving one needs a clone.
+    if not _COMMIT_ID.fullmatch(commit):
+        excerpt = commit if len(commit) <= 80 else f"{commit[:80]}..."
+        raise InvalidInputError(
+            f"invalid commit {excerpt!r}: give the full commit id, 40 or 64 hex digits "
+            "(`git rev-parse HEAD` prints it)", field="commit")
+
+
 async def create_manual_run(
     conn: psycopg.AsyncConnection,
     *,
@@ -66,10 +79,13 @@ async def create_manual_run(
 ) -> dict[str, Any]:
     """Create a `manual` run of `ref`; return the run with its jobs.
 
-    Raises NotFoundError (repository), InvalidInputError (the remote has no
-    such ref) or RemoteError (the remote cannot be read).
+    Raises NotFoundError (repository), InvalidInputError (an invalid ref or
+    commit id, or the remote has no such ref) or RemoteError (the remote
+    cannot be read).
     """
     validate_ref(ref)
+    if commit is not None:
+        validate_commit(commit)
     repo = await repos.get_repo_by_name(conn, repo_name)
     if commit is not None:
         full_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"

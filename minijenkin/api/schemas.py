@@ -201,9 +201,11 @@ class RunCreate(Model):
     ref: str = Field(min_length=1, max_length=255,
                      description="Branch or tag name, or a full ref such as refs/tags/v1.0.",
                      examples=["main"])
+    # Checked by triggers.validate_commit, whose message names the expected format.
     commit: str | None = Field(
-        default=None, pattern=r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$",
-        description="Run this commit instead of the ref's current head.")
+        default=None, max_length=64,
+        description="Run this commit instead of the ref's current head: its full id, "
+                    "40 (SHA-1) or 64 (SHA-256) hex digits.")
     inputs: dict[str, str | int | float | bool] = Field(
         default_factory=dict, max_length=50,
         description="Values for the pipeline's `workflow_dispatch` inputs.",

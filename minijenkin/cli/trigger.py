@@ -9,7 +9,7 @@ import psycopg
 import typer
 
 from minijenkin import triggers
-from minijenkin.cli.common import load_cli_settings, run_with_connection
+from minijenkin.cli.common import load_cli_settings, option_names, run_with_connection
 
 
 def trigger(
@@ -18,7 +18,8 @@ def trigger(
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", help="Pipeline input as name=value; repeat for several.")] = None,
     commit: Annotated[str | None, typer.Option(
-        "--commit", help="Run this commit instead of the ref's current head.")] = None,
+        "--commit", help="Run this commit instead of the ref's current head: its full id, "
+                         "40 or 64 hex digits.")] = None,
 ) -> None:
     """Start a manual run of REPO at --ref and print its id."""
     values = triggers.parse_input_options(inputs or [])
@@ -30,6 +31,7 @@ def trigger(
             conn, repo_name=repo, ref=ref, commit=commit, inputs=values, actor=actor,
             source="cli", data_dir=settings.data_dir)
 
-    run = run_with_connection(create)
+    with option_names({"ref": "--ref", "commit": "--commit"}):
+        run = run_with_connection(create)
     print(f"started run {run['id']} of {repo} at {run['ref']} ({run['commit_sha'][:12]}); "
           f"see its jobs with `minijenkin show {run['id']}`")

@@ -163,10 +163,8 @@ async def create_run(request: Request, conn: Conn) -> Response:
     try:
         inputs = parse_inputs(values["inputs"])
         commit = values["commit"].strip() or None
-        if commit is not None and (len(commit) not in (40, 64) or
-                                   any(char not in "0123456789abcdefABCDEF" for char in commit)):
-            raise InvalidInputError("commit: must be a full 40- or 64-character hexadecimal id",
-                                    field="commit")
+        if commit is not None:
+            triggers.validate_commit(commit)
         if not values["repo"].strip():
             raise InvalidInputError("repo: choose a repository", field="repo")
         if not values["ref"].strip():

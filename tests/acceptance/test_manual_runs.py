@@ -108,6 +108,37 @@ def test_post_runs_rejects_bad_input(api_server: ApiServer, git_repo: GitRepo,
     assert with_nul.json()["field"] == "ref"
 
 
+COMMIT_FORMAT = "give the full commit id, 40 or 64 hex digits (`git rev-parse HEAD` prints it)"
+
+
+def test_post_runs_rejects_partial_commit(api_server: ApiServer, db: psycopg.Connection,
+                                          git_repo: GitRepo) -> None:
+    head = git_repo.commit({"a": "1"}, "First")
+    _register(api_server, git_repo)
+
+    with api_server.client() as client:
+        short = client.post("/api/runs", json={"repo": "acme/manual", "ref": "main", "commit": head[:6]})
+        not_hex = client.post("/api/runs", json={"repo": "acme/manual", "ref": "main",
+                                                 "commit": "g" * 40})
+        between = client.post("/api/runs", json={"repo": "acme/manual", "ref": "main",
+                                                 "commit": head + "0"})
+        too_long = client.post("/api/runs", json={"repo": "acme/manual", "ref": "main",
+                                                  "commit": "0" * 65})
+
+    assert short.status_code == 422
+    assert short.json() == {"detail": f"invalid commit {head[:6]!r}: {COMMIT_FORMAT}", "field": "commit"}
+    assert not_hex.status_code == 422
+    assert not_hex.json() == {"detail": f"invalid commit {'g' * 40!r}: {COMMIT_FORMAT}",
+                              "field": "commit"}
+    assert between.status_code == 422
+    assert between.json() == {"detail": f"invalid commit {head + '0'!r}: {COMMIT_FORMAT}",
+                              "field": "commit"}
+    assert too_long.status_code == 422
+    assert too_long.json()["field"] == "commit"
+    assert too_long.json()["detail"] == "commit: String should have at most 64 characters"
+    assert db.execute("SELECT count(*) AS n FROM pipeline_runs").fetchone()["n"] == 0
+
+
 def test_read_token_cannot_trigger_or_cancel(api_server: ApiServer, db: psycopg.Connection,
                                              git_repo: GitRepo, database_url: str) -> None:
     git_repo.commit({"a": "1"}, "First")
@@ -157,6 +188,24 @@ def test_cli_trigger_with_inputs(api_server: ApiServer, db: psycopg.Connection, 
     assert run["trigger"]["actor"].startswith("cli:")
     assert broken.returncode == 1
     assert "invalid --input 'novalue': use name=value" in broken.stderr
+
+
+def test_cli_trigger_rejects_partial_commit(api_server: ApiServer, db: psycopg.Connection,
+                                            git_repo: GitRepo, database_url: str,
+                                            data_dir: Path) -> None:
+    git_repo.commit({"a": "1"}, "First")
+    _register(api_server, git_repo)
+    env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url,
+           "MINIJENKIN_DATA_DIR": str(data_dir)}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "minijenkin", "trigger", "acme/manual", "--ref", "main",
+         "--commit", "9bdad4"], env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == f"error: invalid --commit '9bdad4': {COMMIT_FORMAT}\n"
+    assert db.execute("SELECT count(*) AS n FROM pipeline_runs").fetchone()["n"] == 0
 
 
 def test_cli_show_lists_job_ids(api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
