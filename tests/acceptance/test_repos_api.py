@@ -60,6 +60,22 @@ def test_invalid_repository_names_field(api_server: ApiServer, payload: dict, fi
     assert response.json()["detail"].startswith(f"{field}: ")
 
 
+def test_repository_shows_latest_run(api_server: ApiServer, db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    create_run(db, repo_id)
+    latest = create_run(db, repo_id)
+    db.execute("UPDATE pipeline_runs SET status = 'cancelled' WHERE id = %s", (latest,))
+
+    with api_server.client() as client:
+        single = client.get(f"/api/repos/{repo_id}")
+        listed = client.get("/api/repos")
+
+    assert single.status_code == 200
+    assert single.json()["last_run_id"] == latest
+    assert single.json()["last_run_status"] == "cancelled"
+    assert listed.json()["repos"] == [single.json()]
+
+
 def test_healthz_reports_database(api_server: ApiServer) -> None:
     with api_server.client(token=None) as client:
         response = client.get("/healthz")

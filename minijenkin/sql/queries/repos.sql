@@ -22,22 +22,30 @@ ORDER BY id
 LIMIT 200;
 
 -- name: repo_get
--- Fetch one repository by id.
-SELECT id, name, url, (webhook_secret_encrypted IS NOT NULL OR webhook_secret IS NOT NULL)
-           AS has_webhook_secret,
-       default_branch, poll_interval_seconds, polled_at, poll_error, schedules_commit,
-       schedules_synced_at, schedules_error, created_at, updated_at
-FROM repositories
-WHERE id = %(id)s::bigint;
+-- Fetch one repository by id, with its latest run as repo_list has it.
+SELECT r.id, r.name, r.url,
+       (r.webhook_secret_encrypted IS NOT NULL OR r.webhook_secret IS NOT NULL) AS has_webhook_secret,
+       r.default_branch, r.poll_interval_seconds, r.polled_at, r.poll_error, r.schedules_commit,
+       r.schedules_synced_at, r.schedules_error, r.created_at, r.updated_at,
+       latest.id AS last_run_id, latest.status AS last_run_status
+FROM repositories r
+LEFT JOIN LATERAL (
+    SELECT pr.id, pr.status FROM pipeline_runs pr WHERE pr.repo_id = r.id ORDER BY pr.id DESC LIMIT 1
+) latest ON true
+WHERE r.id = %(id)s::bigint;
 
 -- name: repo_get_by_name
--- Fetch one repository by its unique name.
-SELECT id, name, url, (webhook_secret_encrypted IS NOT NULL OR webhook_secret IS NOT NULL)
-           AS has_webhook_secret,
-       default_branch, poll_interval_seconds, polled_at, poll_error, schedules_commit,
-       schedules_synced_at, schedules_error, created_at, updated_at
-FROM repositories
-WHERE name = %(name)s::text;
+-- Fetch one repository by its unique name, with its latest run as repo_list has it.
+SELECT r.id, r.name, r.url,
+       (r.webhook_secret_encrypted IS NOT NULL OR r.webhook_secret IS NOT NULL) AS has_webhook_secret,
+       r.default_branch, r.poll_interval_seconds, r.polled_at, r.poll_error, r.schedules_commit,
+       r.schedules_synced_at, r.schedules_error, r.created_at, r.updated_at,
+       latest.id AS last_run_id, latest.status AS last_run_status
+FROM repositories r
+LEFT JOIN LATERAL (
+    SELECT pr.id, pr.status FROM pipeline_runs pr WHERE pr.repo_id = r.id ORDER BY pr.id DESC LIMIT 1
+) latest ON true
+WHERE r.name = %(name)s::text;
 
 -- name: repo_insert
 -- Register a repository; fails with a unique violation when the name is taken.
