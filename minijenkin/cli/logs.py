@@ -26,6 +26,8 @@ from minijenkin.logs.render import for_terminal
 PAGE_LINES = 5000
 RECONNECTS_MAX = 10
 RECONNECT_DELAY_MAX_SECONDS = 5.0
+# Job statuses that are not final: the job may still run, or run again.
+ACTIVE_STATUSES = frozenset({"pending", "queued", "running", "waiting", "awaiting_approval"})
 HTTP_TIMEOUT_SECONDS = 30.0
 # Dim text for Mini-Jenkin's own lines on a colour terminal.
 _SYSTEM_STYLE = ("\x1b[2m", "\x1b[0m")
@@ -115,8 +117,11 @@ class LinePrinter:
 
 
 def print_page_by_page(client: httpx.Client, job_id: int, attempt: int | None,
-                       printer: LinePrinter) -> None:
-    """Print every line stored so far, one JSON page at a time."""
+                       printer: LinePrinter) -> int:
+    """Print every line stored so far, one JSON page at a time; return the attempt printed.
+
+    The attempt is 0 when the job has none yet.
+    """
     after = 0
     while True:
         params: dict[str, int] = {"after": after, "limit": PAGE_LINES}
@@ -131,7 +136,7 @@ def print_page_by_page(client: httpx.Client, job_id: int, attempt: int | None,
         # not switch the log half-way.
         attempt = page["attempt"] or attempt
         if len(page["lines"]) < PAGE_LINES:
-            return
+            return int(page["attempt"])
         after = page["next_after"]
 
 
@@ -183,6 +188,35 @@ def follow(client: httpx.Client, job_id: int, attempt: int | None, printer: Line
         delay = min(delay * 2, RECONNECT_DELAY_MAX_SECONDS)
 
 
+def _get_job(client: httpx.Client, job_id: int) -> dict[str, Any]:
+    response = client.get(f"/api/jobs/{job_id}")
+    _raise_for_status(response)
+    return response.json()
+
+
+def describe_unstarted(job_id: int, status: str, reason: str | None) -> str:
+    """Describe a job without attempts, e.g. "job 7 never started: cancelled (cancelled by a user)"."""
+    status_text = status.replace("_", " ")
+    if status in ACTIVE_STATUSES:
+        return f"job {job_id} has not started yet: {status_text}"
+    if reason is None or reason == status:
+        return f"job {job_id} never started: {status_text}"
+    if reason.startswith(f"{status}:"):
+        # Skip reasons start with the status, e.g. "skipped: needed job build failed".
+        return f"job {job_id} never started: {reason}"
+    return f"job {job_id} never started: {status_text} ({reason})"
+
+
+def describe_end(job_id: int, end: dict[str, Any]) -> str:
+    """Describe the `end` event of an attempt's log stream in one line."""
+    if end["attempt"] == 0:
+        return describe_unstarted(job_id, end["status"], end.get("reason"))
+    outcome = end["status"].replace("_", " ")
+    if end.get("exit_code") is not None:
+        outcome += f" (exit code {end['exit_code']})"
+    return f"attempt {end['attempt']} of job {job_id} ended: {outcome}"
+
+
 def logs(
     job_id: Annotated[int, typer.Argument(help="Job id, as shown by the API and the dashboard.")],
     attempt: Annotated[int | None, typer.Option(
@@ -196,13 +230,13 @@ def logs(
     printer = LinePrinter(sys.stdout)
     with _client(url, token) as client, _api_errors(client):
         if not follow_log:
-            print_page_by_page(client, job_id, attempt, printer)
+            printed_attempt = print_page_by_page(client, job_id, attempt, printer)
+            if printed_attempt == 0:
+                job = _get_job(client, job_id)
+                sys.stderr.write(describe_unstarted(job_id, job["status"], job["reason"]) + "\n")
             return
         end = follow(client, job_id, attempt, printer, sys.stderr)
-    outcome = end["status"]
-    if end.get("exit_code") is not None:
-        outcome += f" (exit code {end['exit_code']})"
-    sys.stderr.write(f"attempt {end['attempt']} of job {job_id} ended: {outcome}\n")
+    sys.stderr.write(describe_end(job_id, end) + "\n")
 
 
 def search(

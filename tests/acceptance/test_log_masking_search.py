@@ -229,3 +229,21 @@ def test_cli_search_notes_truncated_search(api_server: ApiServer, db: psycopg.Co
     assert complete.stdout.splitlines() == [
         f"acme/cli job {job_id} (plan) attempt 1 line 64001: checkpoint 64000"]
     assert "only the newest logs were searched" not in complete.stderr
+
+
+def test_cli_logs_of_unstarted_job(api_server: ApiServer, db: psycopg.Connection) -> None:
+    repo_id = factories.create_repo(db, name="acme/cli")
+    run_id = factories.create_run(db, repo_id)
+    with api_server.client() as client:
+        cancelled = client.post(f"/api/runs/{run_id}/cancel")
+        job_id = client.get(f"/api/runs/{run_id}").json()["jobs"][0]["id"]
+    assert cancelled.status_code == 200, cancelled.text
+
+    printed = _cli(api_server, "logs", str(job_id))
+    followed = _cli(api_server, "logs", str(job_id), "--follow")
+
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == ""
+    assert printed.stderr == f"job {job_id} never started: cancelled (cancelled by a user)\n"
+    assert followed.stdout == ""
+    assert followed.stderr == f"job {job_id} never started: cancelled (cancelled by a user)\n"
