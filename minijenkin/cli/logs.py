@@ -3,7 +3,9 @@
 Both talk to the API rather than to PostgreSQL, so they work from any
 machine that has a token of scope `read`. `logs --follow` reads the same
 Server-Sent Events stream as the dashboard and, after a dropped connection,
-resumes from the last line it printed (Last-Event-ID).
+resumes from the last line it printed (Last-Event-ID). A stream covers one
+attempt, so to follow a job that is retried, `logs --follow` polls the job
+after each attempt and streams the next one.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ from minijenkin.logs.render import for_terminal
 PAGE_LINES = 5000
 RECONNECTS_MAX = 10
 RECONNECT_DELAY_MAX_SECONDS = 5.0
+# Polling of a job queued for another attempt: the first delay and the maximum.
+RETRY_POLL_SECONDS = 0.5
+RETRY_POLL_MAX_SECONDS = 5.0
 # Job statuses that are not final: the job may still run, or run again.
 ACTIVE_STATUSES = frozenset({"pending", "queued", "running", "waiting", "awaiting_approval"})
+# Final job statuses that make `logs --follow` exit with status 1.
+UNSUCCESSFUL_STATUSES = frozenset({"failed", "cancelled", "timed_out"})
 HTTP_TIMEOUT_SECONDS = 30.0
 # Dim text for Mini-Jenkin's own lines on a colour terminal.
 _SYSTEM_STYLE = ("\x1b[2m", "\x1b[0m")
@@ -217,16 +224,63 @@ def describe_end(job_id: int, end: dict[str, Any]) -> str:
     return f"attempt {end['attempt']} of job {job_id} ended: {outcome}"
 
 
+def describe_unstarted_retry(job_id: int, attempt: int, job: dict[str, Any]) -> str:
+    """Describe a job that ended before its next attempt started."""
+    text = f"attempt {attempt} of job {job_id} never started: {job['status'].replace('_', ' ')}"
+    if job.get("reason"):
+        text += f" ({job['reason']})"
+    return text
+
+
+def follow_job(client: httpx.Client, job_id: int, printer: LinePrinter, err: TextIO) -> str:
+    """Print every attempt of the job as it runs, retries included; return its final status.
+
+    After each attempt the job is polled until it is final or its next
+    attempt has started, with the delay doubling up to RETRY_POLL_MAX_SECONDS.
+    The loop ends only when the job does, as a retry may wait for a backoff
+    or a free worker.
+    """
+    end = follow(client, job_id, None, printer, err)
+    while True:
+        err.write(describe_end(job_id, end) + "\n")
+        if end["attempt"] == 0:
+            return str(end["status"])
+        job = _get_job(client, job_id)
+        if job["status"] not in ACTIVE_STATUSES and job["attempt"] <= end["attempt"]:
+            return str(job["status"])
+
+        next_attempt = end["attempt"] + 1
+        err.write(f"job {job_id} will run again as attempt {next_attempt}\n")
+        delay = RETRY_POLL_SECONDS
+        while job["attempt"] < next_attempt:
+            if job["status"] not in ACTIVE_STATUSES:
+                # Ended, e.g. cancelled, before the next attempt started.
+                err.write(describe_unstarted_retry(job_id, next_attempt, job) + "\n")
+                return str(job["status"])
+            printer.out.flush()
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_POLL_MAX_SECONDS)
+            job = _get_job(client, job_id)
+        end = follow(client, job_id, next_attempt, printer, err)
+
+
 def logs(
     job_id: Annotated[int, typer.Argument(help="Job id, as shown by the API and the dashboard.")],
     attempt: Annotated[int | None, typer.Option(
-        "--attempt", min=1, help="Attempt number. Default: the latest attempt.")] = None,
+        "--attempt", min=1, help="Attempt number. Default: the latest attempt (with --follow: "
+                                 "it and every later one until the job ends).")] = None,
     follow_log: Annotated[bool, typer.Option(
-        "--follow", "-f", help="Keep printing new lines until the attempt ends.")] = False,
+        "--follow", "-f", help="Keep printing new lines until the job ends, across retries "
+                               "(with --attempt: until that attempt ends).")] = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Print a job's log; with --follow, stream it live until the attempt ends."""
+    """Print a job's log; with --follow, stream it live until the job ends.
+
+    Exit status with --follow: 0 when the job (or the --attempt) ends
+    succeeded or skipped, 1 when it ends failed, cancelled or timed out, and
+    also 1 when the command itself fails (e.g. the API cannot be reached).
+    """
     printer = LinePrinter(sys.stdout)
     with _client(url, token) as client, _api_errors(client):
         if not follow_log:
@@ -235,8 +289,14 @@ def logs(
                 job = _get_job(client, job_id)
                 sys.stderr.write(describe_unstarted(job_id, job["status"], job["reason"]) + "\n")
             return
-        end = follow(client, job_id, attempt, printer, sys.stderr)
-    sys.stderr.write(describe_end(job_id, end) + "\n")
+        if attempt is None:
+            status = follow_job(client, job_id, printer, sys.stderr)
+        else:
+            end = follow(client, job_id, attempt, printer, sys.stderr)
+            sys.stderr.write(describe_end(job_id, end) + "\n")
+            status = end["status"]
+    if status in UNSUCCESSFUL_STATUSES:
+        raise typer.Exit(1)
 
 
 def search(

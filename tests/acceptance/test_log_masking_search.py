@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import selectors
 import subprocess
 import sys
 from collections.abc import Callable
@@ -231,6 +232,84 @@ def test_cli_search_notes_truncated_search(api_server: ApiServer, db: psycopg.Co
     assert "only the newest logs were searched" not in complete.stderr
 
 
+def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """Read one line of the process's stdout, failing after `timeout` seconds."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        assert selector.select(timeout), "no output in time"
+    return process.stdout.readline()
+
+
+def test_cli_follow_spans_retries(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess], tmp_path: Path,
+) -> None:
+    counter = tmp_path / "attempts"
+    gate = tmp_path / "gate"
+    # Both jobs wait for the gate, at most 30 s, so the CLI connects during
+    # attempt 1. `third` fails its first two attempts, `broken` both of its.
+    wait_gate = f"for i in $(seq 300); do [ -e {gate} ] && break; sleep 0.1; done"
+    pipeline = (
+        "jobs:\n"
+        "  third:\n"
+        "    retry: {max: 2}\n"
+        "    steps:\n"
+        "      - run: |\n"
+        f"          {wait_gate}\n"
+        f"          n=$(($(cat {counter} 2>/dev/null || echo 0) + 1)); echo $n > {counter}\n"
+        "          echo try $n; test $n -ge 3\n"
+        "  broken:\n"
+        "    retry: {max: 1}\n"
+        "    steps:\n"
+        "      - run: |\n"
+        f"          {wait_gate}\n"
+        "          echo broken; exit 3\n")
+    env = {**scrubbed_environment(), "MINIJENKIN_API_URL": api_server.url,
+           "MINIJENKIN_API_TOKEN": api_server.admin_token}
+    start_worker()
+    with api_server.client() as client:
+        run_id = start_run(client, git_repo, pipeline)
+        jobs = wait_for(lambda: {j["key"]: j["id"] for j in client.get(f"/api/runs/{run_id}").json()["jobs"]
+                                 if j["key"] in ("third", "broken")} or None,
+                        timeout=60, message="jobs third and broken")
+        processes = {key: subprocess.Popen(
+            [sys.executable, "-m", "minijenkin", "logs", str(job_id), "--follow"],
+            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for key, job_id in jobs.items()}
+        try:
+            first_lines = {key: _first_line(process, 60) for key, process in processes.items()}
+            gate.touch()
+            outputs = {key: process.communicate(timeout=60) for key, process in processes.items()}
+        finally:
+            for process in processes.values():
+                process.kill()
+        wait_finished(client, run_id)
+
+    third_id, broken_id = jobs["third"], jobs["broken"]
+    third_out, third_err = outputs["third"]
+    broken_out, broken_err = outputs["broken"]
+    assert first_lines["third"].startswith("Running job third (attempt 1) on ")
+    assert first_lines["broken"].startswith("Running job broken (attempt 1) on ")
+    assert processes["third"].returncode == 0, third_err
+    assert [line for line in third_out.splitlines() if line.startswith("try ")] == [
+        "try 1", "try 2", "try 3"]
+    assert third_err.splitlines() == [
+        f"attempt 1 of job {third_id} ended: failed (exit code 1)",
+        f"job {third_id} will run again as attempt 2",
+        f"attempt 2 of job {third_id} ended: failed (exit code 1)",
+        f"job {third_id} will run again as attempt 3",
+        f"attempt 3 of job {third_id} ended: succeeded (exit code 0)",
+    ]
+    assert processes["broken"].returncode == 1
+    assert broken_out.splitlines().count("broken") == 2
+    assert broken_err.splitlines() == [
+        f"attempt 1 of job {broken_id} ended: failed (exit code 3)",
+        f"job {broken_id} will run again as attempt 2",
+        f"attempt 2 of job {broken_id} ended: failed (exit code 3)",
+    ]
+
+
 def test_cli_logs_of_unstarted_job(api_server: ApiServer, db: psycopg.Connection) -> None:
     repo_id = factories.create_repo(db, name="acme/cli")
     run_id = factories.create_run(db, repo_id)
@@ -245,5 +324,6 @@ def test_cli_logs_of_unstarted_job(api_server: ApiServer, db: psycopg.Connection
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == ""
     assert printed.stderr == f"job {job_id} never started: cancelled (cancelled by a user)\n"
+    assert followed.returncode == 1
     assert followed.stdout == ""
     assert followed.stderr == f"job {job_id} never started: cancelled (cancelled by a user)\n"
