@@ -26,6 +26,7 @@ from minijenkin.db.migrate import MIN_SERVER_VERSION
 from minijenkin.errors import ConfigurationError, DatabaseUnavailableError
 from minijenkin.runtime import database_url
 from minijenkin.sql import QUERIES
+from minijenkin.text import noun, quantity
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -165,13 +166,14 @@ def compare_migrations(recorded: dict[str, str], packaged: dict[str, str]) -> Fi
 
     if unknown:
         return Finding("migrations", "fail",
-                       f"the database has {len(unknown)} migration(s) this installation does not "
-                       f"ship: {', '.join(unknown)}",
+                       f"the database has {quantity(len(unknown), 'migration')} that this installation "
+                       f"does not ship: {', '.join(unknown)}",
                        "upgrade this installation to the version that migrated the database")
     changed_versioned = [name for name in changed if not name.startswith("functions/")]
     if changed_versioned:
         return Finding("migrations", "fail",
-                       f"applied migration(s) differ from the shipped files: "
+                       f"applied {noun(len(changed_versioned), 'migration differs', 'migrations differ')} "
+                       "from the shipped files: "
                        f"{', '.join(changed_versioned)}",
                        "install the release that applied them; never edit an applied migration")
     stale = pending + changed
@@ -193,8 +195,9 @@ def check_workers(conn: psycopg.Connection, settings: Settings, limits: Limits) 
     if live:
         slots = sum(row["concurrency"] for row in live)
         hosts = sorted({row["hostname"] for row in live})
-        findings.append(Finding("workers", "ok", f"{len(live)} live worker(s), {slots} job slots, on "
-                                                 f"{', '.join(hosts)}"))
+        detail = (f"{quantity(len(live), 'live worker')}, {quantity(slots, 'job slot')}, "
+                  f"on {', '.join(hosts)}")
+        findings.append(Finding("workers", "ok", detail))
     else:
         findings.append(Finding("workers", "fail", "no live worker: queued jobs will not run",
                                 "start one with `minijenkin worker` (or `minijenkin up`, which "
@@ -314,7 +317,7 @@ def check_secret_key(conn: psycopg.Connection, settings: Settings) -> Finding:
         values = sum(stored[key] for key in unknown)
         have = ", ".join(ids) if ids else "none"
         return Finding("secrets", "fail",
-                       f"{values} of {total} stored values are sealed with key id(s) "
+                       f"{values} of {total} stored values are sealed with {noun(len(unknown), 'key id')} "
                        f"{', '.join(unknown)}, which this host lacks (keys from {source}: {have})", fix)
     older = sum(count for key, count in stored.items() if key != ids[0])
     if older:

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from minijenkin import doctor as checks
 from minijenkin.cli.common import load_cli_settings
+from minijenkin.text import quantity
 
 STATUS_LABEL = {"ok": "[green]ok[/]  ", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
 
@@ -45,6 +46,6 @@ def doctor(
             console.print(f"            fix: {escape(finding.fix)}")
     failed = [finding for finding in findings if finding.status == "fail"]
     if failed:
-        console.print(f"{len(failed)} check(s) failed")
+        console.print(f"{quantity(len(failed), 'check')} failed")
         raise typer.Exit(1)
     console.print("all checks passed")

@@ -16,6 +16,7 @@ from minijenkin.errors import ConfigurationError
 from minijenkin.pipeline import PIPELINE_FILE, sources
 from minijenkin.pipeline.events import Event
 from minijenkin.runs import EVENTS
+from minijenkin.text import quantity
 
 EventOption = Annotated[str, typer.Option(
     "--event", help=f"Event to plan for: {', '.join(EVENTS)}.")]
@@ -111,7 +112,7 @@ def validate(
     if errors:
         for error in errors:
             console.print(Text(str(error), style="red"), soft_wrap=True, highlight=False)
-        console.print(Text(f"{len(errors)} problem{'s' if len(errors) != 1 else ''} found", style="bold red"))
+        console.print(Text(f"{quantity(len(errors), 'problem')} found", style="bold red"))
         raise typer.Exit(1)
 
     plan = sources.plan_run(results, Event(kind=event, ref=ref, commit="0" * 40, inputs=_inputs(input_values),
@@ -132,7 +133,7 @@ def validate(
         console.print(f"valid; no job runs for {event} {ref}")
         return
     count = len(plan.graph)
-    console.print(Text(f"valid; {count} job{'s' if count != 1 else ''} for {event} {ref}:",
+    console.print(Text(f"valid; {quantity(count, 'job')} for {event} {ref}:",
                        style="green"))
     _print_graph(console, plan.graph)
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from minijenkin import deploys, runs
 from minijenkin.api.convert import run_detail
 from minijenkin.cli.common import output_console, run_with_connection
+from minijenkin.text import quantity
 
 CANCEL_REASON = "cancelled from the command line"
 
@@ -39,7 +40,7 @@ def cancel(
     assert run_id is not None
     target = run_id
     affected = run_with_connection(lambda conn: runs.cancel_run(conn, target, reason=CANCEL_REASON))
-    print(f"run {target}: {affected} unfinished jobs cancelled or being stopped")
+    print(f"run {target}: {quantity(affected, 'unfinished job')} cancelled or being stopped")
 
 
 def rerun(
@@ -51,7 +52,7 @@ def rerun(
     """Queue new attempts for the jobs of a finished run."""
     reset = run_with_connection(
         lambda conn: runs.rerun_run(conn, run_id, failed_only=failed_only))
-    print(f"run {run_id}: {reset} jobs queued again")
+    print(f"run {run_id}: {quantity(reset, 'job')} queued again")
 
 
 def _seconds(value: float | None) -> str:

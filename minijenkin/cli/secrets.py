@@ -13,6 +13,7 @@ from minijenkin import repos, secrets
 from minijenkin.cli.common import DATABASE_EPILOG, load_cli_settings, output_console, run_with_connection
 from minijenkin.crypto import generate_key, load_keyring
 from minijenkin.errors import InvalidInputError
+from minijenkin.text import quantity
 
 app = typer.Typer(help="Store, list and delete secrets; rotate the encryption key.",
                   no_args_is_help=True)
@@ -96,9 +97,9 @@ def rotate_key() -> None:
         return await secrets.rotate(conn, keyring)
 
     report = run_with_connection(rotate)
-    print(f"re-encrypted {report.secrets} secrets and {report.webhook_secrets} webhook secrets "
-          f"with key {keyring.active_id}; encrypted {report.legacy_webhook_secrets} webhook "
-          "secrets stored in clear")
+    print(f"re-encrypted {quantity(report.secrets, 'secret')} and "
+          f"{quantity(report.webhook_secrets, 'webhook secret')} with key {keyring.active_id}; "
+          f"encrypted {quantity(report.legacy_webhook_secrets, 'webhook secret')} stored in clear")
 
 
 @app.command("generate-key")

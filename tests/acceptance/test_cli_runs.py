@@ -38,6 +38,15 @@ def test_cancel_run_command(db: psycopg.Connection, database_url: str) -> None:
     assert run_status(db, run_id) == "cancelled"
 
 
+def test_cancel_run_of_one_job(db: psycopg.Connection, database_url: str) -> None:
+    run_id = start_run_with_graph(db, create_repo(db), register_worker(db), [job_entry("build")])
+
+    result = _cli(database_url, "cancel", str(run_id))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"run {run_id}: 1 unfinished job cancelled or being stopped\n"
+
+
 def test_cancel_job_command_flags_running_job(db: psycopg.Connection, database_url: str) -> None:
     worker_id = register_worker(db)
     start_run_with_graph(db, create_repo(db), worker_id, [job_entry("build")])

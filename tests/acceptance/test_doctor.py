@@ -60,7 +60,7 @@ def test_doctor_without_database_names_the_fix(tmp_path: Path) -> None:
                         "or start `minijenkin up`, which runs an embedded one; if `minijenkin up` "
                         "already runs with another MINIJENKIN_DATA_DIR, set the same value here")
     assert lines[2].startswith("ok disk ")
-    assert lines[-1] == "1 check(s) failed"
+    assert lines[-1] == "1 check failed"
 
 
 def test_doctor_unreachable_server_fails(tmp_path: Path) -> None:
@@ -98,7 +98,7 @@ def test_doctor_reports_pending_migration_and_no_worker(db: psycopg.Connection, 
     assert f"FAIL migrations {MIGRATIONS - 1} of {MIGRATIONS} migrations applied; pending: {last}" in lines
     assert "fix: run `minijenkin migrate` (safe while the API and workers run)" in lines
     assert "FAIL workers no live worker: queued jobs will not run" in lines
-    assert lines[-1] == "2 check(s) failed"
+    assert lines[-1] == "2 checks failed"
 
 
 def test_doctor_passes_with_live_worker(db: psycopg.Connection, database_url: str,
@@ -111,7 +111,7 @@ def test_doctor_passes_with_live_worker(db: psycopg.Connection, database_url: st
     assert result.returncode == 0, result.stdout
     lines = _lines(result)
     assert f"ok migrations {MIGRATIONS} of {MIGRATIONS} migrations applied, functions up to date" in lines
-    assert "ok workers 1 live worker(s), 4 job slots, on host" in lines
+    assert "ok workers 1 live worker, 4 job slots, on host" in lines
     assert "ok clock worker test on host: clock offset between -1.000 s and +1.000 s" in lines
     assert lines[-1] == "all checks passed"
 
@@ -143,7 +143,7 @@ def test_doctor_fails_on_worker_clock_skew(db: psycopg.Connection, database_url:
             "(limit ±5 s)") in lines
     assert ("fix: synchronise the clock of host with NTP; its log timestamps disagree with "
             "the database") in lines
-    assert lines[-1] == "1 check(s) failed"
+    assert lines[-1] == "1 check failed"
 
 
 def test_doctor_worker_without_jobs_is_unmeasured(db: psycopg.Connection, database_url: str,
@@ -172,7 +172,7 @@ def test_doctor_warns_about_silent_worker(db: psycopg.Connection, database_url: 
     [warning] = [line for line in lines if line.startswith(prefix)]
     assert warning.endswith(" s (lease 30 s)")
     assert 120 <= int(warning[len(prefix):].split()[0]) < 180
-    assert "ok workers 1 live worker(s), 4 job slots, on host" in lines
+    assert "ok workers 1 live worker, 4 job slots, on host" in lines
 
 
 def test_doctor_fails_on_low_disk_space(db: psycopg.Connection, database_url: str,
@@ -210,7 +210,7 @@ def test_doctor_fails_on_host_clock_skew(db: psycopg.Connection, database_url: s
     assert 29.9 < offset < 30.1
     assert clock.split()[7:12] == ["s", "ahead", "of", "the", "database"]
     assert any(line.startswith("fix: synchronise this host's clock with NTP") for line in lines)
-    assert lines[-1] == "1 check(s) failed"
+    assert lines[-1] == "1 check failed"
 
 
 def test_doctor_fails_without_git(tmp_path: Path) -> None:
@@ -225,7 +225,7 @@ def test_doctor_fails_without_git(tmp_path: Path) -> None:
     assert "FAIL tools not found on PATH: git, bash" in lines
     assert ("fix: install git and bash (e.g. apt-get install git bash) on every worker host"
             in lines)
-    assert lines[-1] == "2 check(s) failed"
+    assert lines[-1] == "2 checks failed"
 
 
 def _store_secret(db: psycopg.Connection, keyring: Keyring) -> None:
@@ -261,7 +261,7 @@ def test_doctor_fails_on_other_secret_key(db: psycopg.Connection, database_url: 
     assert result.returncode == 1
     lines = _lines(result)
     local_id = Keyring.from_text(local).active_id
-    assert (f"FAIL secrets 1 of 1 stored values are sealed with key id(s) {stored.active_id}, "
+    assert (f"FAIL secrets 1 of 1 stored values are sealed with key id {stored.active_id}, "
             f"which this host lacks (keys from MINIJENKIN_SECRET_KEY: {local_id})") in lines
     assert ("fix: give every API and worker process the same MINIJENKIN_SECRET_KEY; while "
             "rotating, list the new key first and the old one after it") in lines

@@ -179,7 +179,7 @@ def test_rotate_key_command_reencrypts_everything(api_server: ApiServer, db: psy
     new_only = Keyring.from_text(new_key)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith(
-        f"re-encrypted 2 secrets and 1 webhook secrets with key {new_only.active_id};")
+        f"re-encrypted 2 secrets and 1 webhook secret with key {new_only.active_id};")
     assert again.stdout.startswith("re-encrypted 0 secrets and 0 webhook secrets")
     rows = db.execute("SELECT repo_id, environment, name, value_encrypted FROM secrets "
                       "ORDER BY id").fetchall()

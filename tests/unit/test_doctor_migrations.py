@@ -29,8 +29,8 @@ def test_migrations_from_newer_release() -> None:
     finding = compare_migrations(recorded, SHIPPED)
 
     assert finding.status == "fail"
-    assert finding.detail == ("the database has 1 migration(s) this installation does not ship: "
-                              "0003_future.sql")
+    assert finding.detail == ("the database has 1 migration that this installation does not "
+                              "ship: 0003_future.sql")
     assert finding.fix == "upgrade this installation to the version that migrated the database"
 
 
@@ -40,4 +40,4 @@ def test_migrations_edited_after_apply() -> None:
     finding = compare_migrations(recorded, SHIPPED)
 
     assert finding.status == "fail"
-    assert finding.detail == "applied migration(s) differ from the shipped files: 0001_core.sql"
+    assert finding.detail == "applied migration differs from the shipped files: 0001_core.sql"
