@@ -149,8 +149,8 @@ def test_github_workflow_runs_unchanged(
         "plan": "plan", "test (3.11)": "test (3.11)", "test (3.12, true)": "test (3.12)",
         "package": "package"}
     assert jobs["package"]["needs"] == ["test (3.11)", "test (3.12, true)"]
-    assert (".github/workflows/release.yml: not run: the pipeline has no 'on.push'"
-            in [text for _stream, text in job_logs["plan"]])
+    assert (".github/workflows/release.yml: not run: it declares only events Mini-Jenkin never "
+            "starts runs for: release" in [text for _stream, text in job_logs["plan"]])
 
     assert job_logs["test (3.12, true)"][1:] == [
         ("system", "▶ Run actions/checkout@v4"),
