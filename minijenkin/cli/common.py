@@ -57,26 +57,36 @@ def load_cli_settings(**overrides: object) -> Settings:
         raise ConfigurationError(f"invalid settings: {problems}") from exc
 
 
+# A quoted value in a message, as repr() writes it.
+_QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
 @contextmanager
 def option_names(options: Mapping[str, str]) -> Iterator[None]:
     """Name command-line options instead of the API fields in the errors raised inside.
 
     `options` maps a field to its option, e.g. "webhook_secret" to "--secret". An
     error whose `field` is one of them gets the first whole-word mention of
-    each field replaced. Only the first, because a message names the field
-    first and may use the same word in prose later ("invalid commit ...: give
-    the full commit id").
+    that field replaced, outside quoted values: a message quotes what the
+    user gave ("has no branch or tag 'ref'"), which must stay as given. Only
+    the first, because a message names the field first and may use the same
+    word in prose later ("invalid commit ...: give the full commit id").
     """
     try:
         yield
     except MiniJenkinError as exc:
         if exc.field not in options:
             raise
-        message = exc.message
-        for field, option in options.items():
-            message = re.sub(rf"(?<![\w-]){re.escape(field)}(?![\w-])", option, message, count=1)
-        exc.message = message
-        exc.args = (message,)
+        mention = re.compile(rf"(?<![\w-]){re.escape(exc.field)}(?![\w-])")
+        parts = _QUOTED.split(exc.message)
+        # Even indexes are the text between quoted values.
+        for index in range(0, len(parts), 2):
+            replaced, count = mention.subn(options[exc.field], parts[index], count=1)
+            if count:
+                parts[index] = replaced
+                break
+        exc.message = "".join(parts)
+        exc.args = (exc.message,)
         raise
 
 
