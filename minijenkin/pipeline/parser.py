@@ -569,11 +569,19 @@ class _FileParser:
         commands: list[str] = []
         for key, value in with_inputs.items():
             if key in ("submodules", "lfs"):
-                # GitHub passes inputs as strings, so 'true' is true.
-                given = value.strip().lower() if isinstance(value, str) else value
-                given = {"true": True, "false": False}.get(given, given)
-                command = (CHECKOUT_SUBMODULES.get(given) if key == "submodules"
-                           else CHECKOUT_LFS if given is True else None)
+                # GitHub passes inputs as strings, so 'true' is true. Other
+                # types (a number, a list) are invalid.
+                given: Any = None
+                if isinstance(value, bool):
+                    given = value
+                elif isinstance(value, str):
+                    given = {"true": True, "false": False}.get(value.strip().lower(),
+                                                               value.strip().lower())
+                command = None
+                if key == "submodules" and (given is True or given == "recursive"):
+                    command = CHECKOUT_SUBMODULES[given]
+                elif key == "lfs" and given is True:
+                    command = CHECKOUT_LFS
                 if command is not None:
                     commands.append(command)
                 elif given is not False:

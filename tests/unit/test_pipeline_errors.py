@@ -344,6 +344,16 @@ INVALID_FILES = [
         ],
         id='checkout-submodules-value'),
     pytest.param(
+        "jobs:\n  a:\n    steps:\n      - uses: actions/checkout@v4\n        with:\n"
+        "          submodules: [a]\n          lfs: 1\n",
+        [
+            ".minijenkin.yml:6:23: jobs.a.steps[0].with: actions/checkout input 'submodules' must be "
+            "true, false or recursive, got ['a']",
+            ".minijenkin.yml:7:16: jobs.a.steps[0].with: actions/checkout input 'lfs' must be "
+            "true or false, got 1",
+        ],
+        id='checkout-inputs-of-other-types'),
+    pytest.param(
         "on:\n  push:\n    branches: [master, 3.10]\n    tags: 2\njobs:\n  a:\n    steps: [{run: x}]\n",
         [
             ".minijenkin.yml:3:24: on.push: 'branches' item 3.1 is not a string; quote it (for example "
