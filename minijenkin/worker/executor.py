@@ -499,6 +499,15 @@ class JobExecution:
             for reader in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+            if pending:
+                # Nobody reads the pipes any more, and a background process
+                # may still hold them: close our ends, or they stay open for
+                # as long as it runs. asyncio has no public call for this;
+                # the shell has exited, so closing the transport only closes
+                # the pipes.
+                transport = getattr(process, "_transport", None)
+                if transport is not None:
+                    transport.close()
         except asyncio.CancelledError:
             _signal_group(process.pid, signal.SIGKILL)
             exited.cancel()
@@ -515,11 +524,12 @@ class JobExecution:
 
         A reader is given up once every one left has waited DRAIN_SECONDS
         for output (a background process keeps its pipe open but is silent).
-        Readers still handling output are not cut short, because on a busy
-        worker storing what a step printed may take longer than
-        DRAIN_SECONDS. They are cut after DRAIN_MAX_SECONDS, or after
-        DRAIN_SECONDS once the job is being stopped, so that a background
-        process that keeps writing cannot hold the step.
+        Readers still handling output are never cut short, because on a busy
+        worker (or while the database is away) storing what a step printed
+        may take longer than DRAIN_SECONDS. Readers that keep receiving
+        output are cut after DRAIN_MAX_SECONDS, or after DRAIN_SECONDS once
+        the job is being stopped, so that a background process that keeps
+        writing cannot hold the step.
         """
         pending = set(readers)
         started = time.monotonic()
@@ -527,10 +537,12 @@ class JobExecution:
             _done, pending = await asyncio.wait(pending, timeout=DRAIN_SECONDS)
             now = time.monotonic()
             waits = [since for since in self._read_wait_since.values() if since is not None]
-            busy = len(waits) < len(pending) or any(now - since < DRAIN_SECONDS for since in waits)
+            handling = len(waits) < len(pending)
+            busy = handling or any(now - since < DRAIN_SECONDS for since in waits)
             if pending and not busy:
                 break
-            if pending and (self.stop_reason is not None or now - started >= DRAIN_MAX_SECONDS):
+            if pending and not handling and (self.stop_reason is not None
+                                             or now - started >= DRAIN_MAX_SECONDS):
                 await self.system(
                     f"stopped reading the step's output {now - started:.0f} s after its shell "
                     "exited: a process it started in the background still writes to it")

@@ -19,6 +19,7 @@ import os
 # process that has exited.
 POLL_SECONDS = 0.05
 REAP_POLL_SECONDS = 0.005
+REUSE_CHECK_SECONDS = 1.0
 
 
 async def wait_exited(process: asyncio.subprocess.Process) -> int:
@@ -40,8 +41,11 @@ async def wait_exited(process: asyncio.subprocess.Process) -> int:
         # A pidfd becomes readable when its process exits.
         loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
         try:
-            if process.returncode is None:
-                await exited
+            # The return code is checked too: if the process was reaped
+            # before pidfd_open and its id reused, the pidfd watches another
+            # process.
+            while process.returncode is None and not exited.done():
+                await asyncio.wait({exited}, timeout=REUSE_CHECK_SECONDS)
         finally:
             loop.remove_reader(pidfd)
     finally:

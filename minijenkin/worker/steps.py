@@ -251,7 +251,10 @@ class JobRun:
         script = None
         if step.get("run") is not None and run_it:
             script = self._text(str(step["run"]), scope, f"{label}.run")
-        directory = step.get("working_directory") or self.job.spec.get("working_directory")
+        # defaults.run applies to `run:` steps only, as on GitHub: a checkout
+        # step (its submodules and lfs commands) works in the workspace.
+        default_directory = None if step.get("uses") else self.job.spec.get("working_directory")
+        directory = step.get("working_directory") or default_directory
         cwd = self.workspace
         if directory and run_it:
             cwd = self._directory(self._text(str(directory), scope, f"{label}.working-directory"), label)
