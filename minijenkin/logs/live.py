@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql as pg_sql
 from psycopg_pool import AsyncConnectionPool
 
-from minijenkin.db import connect_async
-from minijenkin.errors import DatabaseUnavailableError, NotFoundError
+from minijenkin.db import TRANSIENT_ERRORS, connect_async
+from minijenkin.errors import NotFoundError
 from minijenkin.logs import store
 from minijenkin.sql import QUERIES
 
@@ -153,8 +153,7 @@ class LogHub:
                 await self._consume(conn)
             except asyncio.CancelledError:
                 raise
-            except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailableError,
-                    TimeoutError) as exc:
+            except (*TRANSIENT_ERRORS, TimeoutError) as exc:
                 self.connected = False
                 logger.warning("log LISTEN connection lost; reconnecting", extra={
                     "action": "log_listen_reconnect", "error": str(exc).strip() or "timeout",

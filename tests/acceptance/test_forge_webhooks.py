@@ -147,6 +147,23 @@ def test_github_repository_name_case_differs(api_server: ApiServer, db: psycopg.
     assert row["repo_id"] == repo_id
 
 
+def test_github_clone_url_beats_name_case(api_server: ApiServer, db: psycopg.Connection) -> None:
+    payload = push_payload(full_name="ACME/Tools", clone_url="https://github.com/ACME/Tools.git",
+                           after=HEAD)
+    body = forges.encode(payload)
+
+    with api_server.client() as client:
+        _register(client, "acme/tools", "https://gitlab.example.com/acme/tools.git")
+        mirror_id = _register(client, "gh-tools", "https://github.com/ACME/Tools.git")
+        response = client.post("/hooks/github", content=body,
+                               headers=forges.github_headers(SECRET, body, event="push"))
+
+    assert response.status_code == 201, response.text
+    row = db.execute("SELECT repo_id FROM pipeline_runs WHERE id = %s",
+                     (response.json()["run_id"],)).fetchone()
+    assert row["repo_id"] == mirror_id
+
+
 def test_github_organization_ping(api_server: ApiServer, db: psycopg.Connection) -> None:
     def ping(organization: str, secret: str) -> httpx.Response:
         body = forges.encode({"zen": "Speak like a human.", "hook_id": 9,

@@ -2,12 +2,13 @@
 -- Find the repository a webhook is about: by name first, then by any of its clone URLs.
 -- Forges compare repository names case-insensitively, and a payload carries
 -- the canonical casing, which may differ from the registered name. An exact
--- match wins over one that differs in case only. %(urls)s are lower-cased.
+-- name wins, then a clone URL, then a name that differs in case only.
+-- %(urls)s are lower-cased.
 SELECT id, name, url, default_branch, webhook_secret_encrypted,
        webhook_secret AS webhook_secret_legacy
 FROM repositories
 WHERE lower(name) = lower(%(full_name)s::text) OR lower(url) = ANY(%(urls)s::text[])
-ORDER BY (name = %(full_name)s::text) DESC, (lower(name) = lower(%(full_name)s::text)) DESC, id
+ORDER BY (name = %(full_name)s::text) DESC, (lower(url) = ANY(%(urls)s::text[])) DESC, id
 LIMIT 1;
 
 -- name: repo_find_for_owner_webhook
