@@ -33,8 +33,9 @@ RETRY_POLL_SECONDS = 0.5
 RETRY_POLL_MAX_SECONDS = 5.0
 # Job statuses that are not final: the job may still run, or run again.
 ACTIVE_STATUSES = frozenset({"pending", "queued", "running", "waiting", "awaiting_approval"})
-# Final job statuses that make `logs --follow` exit with status 1.
-UNSUCCESSFUL_STATUSES = frozenset({"failed", "cancelled", "timed_out"})
+# Final statuses after which `logs --follow` exits with status 0; any other
+# (failed, cancelled, timed out, an attempt lost or handed back) gives 1.
+SUCCESSFUL_STATUSES = frozenset({"succeeded", "skipped"})
 HTTP_TIMEOUT_SECONDS = 30.0
 # Dim text for Mini-Jenkin's own lines on a colour terminal.
 _SYSTEM_STYLE = ("\x1b[2m", "\x1b[0m")
@@ -243,14 +244,13 @@ def follow_job(client: httpx.Client, job_id: int, printer: LinePrinter, err: Tex
     end = follow(client, job_id, None, printer, err)
     while True:
         err.write(describe_end(job_id, end) + "\n")
-        if end["attempt"] == 0:
-            return str(end["status"])
         job = _get_job(client, job_id)
         if job["status"] not in ACTIVE_STATUSES and job["attempt"] <= end["attempt"]:
             return str(job["status"])
 
         next_attempt = end["attempt"] + 1
-        err.write(f"job {job_id} will run again as attempt {next_attempt}\n")
+        if end["attempt"] > 0:
+            err.write(f"job {job_id} will run again as attempt {next_attempt}\n")
         delay = RETRY_POLL_SECONDS
         while job["attempt"] < next_attempt:
             if job["status"] not in ACTIVE_STATUSES:
@@ -278,8 +278,9 @@ def logs(
     """Print a job's log; with --follow, stream it live until the job ends.
 
     Exit status with --follow: 0 when the job (or the --attempt) ends
-    succeeded or skipped, 1 when it ends failed, cancelled or timed out, and
-    also 1 when the command itself fails (e.g. the API cannot be reached).
+    succeeded or skipped, 1 when it ends any other way (failed, cancelled,
+    timed out, an attempt lost) and when the command itself fails (e.g. the
+    API cannot be reached).
     """
     printer = LinePrinter(sys.stdout)
     with _client(url, token) as client, _api_errors(client):
@@ -295,7 +296,7 @@ def logs(
             end = follow(client, job_id, attempt, printer, sys.stderr)
             sys.stderr.write(describe_end(job_id, end) + "\n")
             status = end["status"]
-    if status in UNSUCCESSFUL_STATUSES:
+    if status not in SUCCESSFUL_STATUSES:
         raise typer.Exit(1)
 
 

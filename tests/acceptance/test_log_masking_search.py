@@ -6,6 +6,7 @@ import json
 import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -327,3 +328,32 @@ def test_cli_logs_of_unstarted_job(api_server: ApiServer, db: psycopg.Connection
     assert followed.returncode == 1
     assert followed.stdout == ""
     assert followed.stderr == f"job {job_id} never started: cancelled (cancelled by a user)\n"
+
+
+def test_cli_follow_waits_for_parked_job(api_server: ApiServer, db: psycopg.Connection) -> None:
+    """A job parked before its first attempt (waiting for a deploy lock) is followed until it ends."""
+    repo_id = factories.create_repo(db, name="acme/cli")
+    run_id = factories.create_run(db, repo_id)
+    job_id = db.execute("UPDATE jobs SET status = 'waiting' WHERE run_id = %s RETURNING id",
+                        (run_id,)).fetchone()["id"]
+    env = {**scrubbed_environment(), "MINIJENKIN_API_URL": api_server.url,
+           "MINIJENKIN_API_TOKEN": api_server.admin_token}
+    process = subprocess.Popen([sys.executable, "-m", "minijenkin", "logs", str(job_id), "--follow"],
+                               env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)
+        running_while_parked = process.poll() is None
+        with api_server.client() as client:
+            cancelled = client.post(f"/api/jobs/{job_id}/cancel")
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert running_while_parked is True
+    assert cancelled.status_code == 200, cancelled.text
+    assert process.returncode == 1
+    assert out == ""
+    assert err.splitlines() == [
+        f"job {job_id} has not started yet: waiting",
+        f"attempt 1 of job {job_id} never started: cancelled (cancelled by a user)",
+    ]
