@@ -426,7 +426,7 @@ def explain_all(url: str, now: dt.datetime) -> list[dict[str, Any]]:
         ("metrics_summary_job_names", {"repo_id": None, "limit": 50}),
         ("metrics_summary_queue_wait", {}),
         ("metrics_summary_throughput", {"repo_id": 0, "now": None}),
-        ("repo_get_by_name", {"name": "bench/repo-07"}),
+        ("repo_get", {"id": None, "name": "bench/repo-07"}),
         ("metrics_series_runs", {**series, "value": "duration_p95"}),
         ("metrics_series_queue_wait", {**series, "repo_id": 0, "value": "wait_p95"}),
         ("metrics_series_jobs", {**series, "repo_id": 0, "step": dt.timedelta(hours=1),

@@ -205,7 +205,7 @@ class LogFollower:
 
 
 async def _ensure_repo(conn: psycopg.AsyncConnection, snapshot: Snapshot) -> int:
-    cursor = await conn.execute(QUERIES["repo_get_by_name"], {"name": snapshot.name})
+    cursor = await conn.execute(QUERIES["repo_get"], {"id": None, "name": snapshot.name})
     row = await cursor.fetchone()
     if row is not None:
         return int(row["id"])

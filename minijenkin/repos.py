@@ -135,7 +135,7 @@ def validate_poll_interval(seconds: int | None) -> None:
 
 
 async def get_repo(conn: psycopg.AsyncConnection, repo_id: int) -> dict[str, Any]:
-    cursor = await conn.execute(QUERIES["repo_get"], {"id": repo_id})
+    cursor = await conn.execute(QUERIES["repo_get"], {"id": repo_id, "name": None})
     row = await cursor.fetchone()
     if row is None:
         raise NotFoundError(f"repository {repo_id} does not exist")
@@ -143,7 +143,7 @@ async def get_repo(conn: psycopg.AsyncConnection, repo_id: int) -> dict[str, Any
 
 
 async def get_repo_by_name(conn: psycopg.AsyncConnection, name: str) -> dict[str, Any]:
-    cursor = await conn.execute(QUERIES["repo_get_by_name"], {"name": name})
+    cursor = await conn.execute(QUERIES["repo_get"], {"id": None, "name": name})
     row = await cursor.fetchone()
     if row is None:
         raise NotFoundError(f"repository {name!r} does not exist")

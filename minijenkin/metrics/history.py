@@ -127,7 +127,7 @@ def _check_step(metric_name: str, metric: SeriesMetric, step_text: str,
 async def _repo_id(conn: psycopg.AsyncConnection, repo: str | None) -> int | None:
     if repo is None:
         return None
-    cursor = await conn.execute(QUERIES["repo_get_by_name"], {"name": repo})
+    cursor = await conn.execute(QUERIES["repo_get"], {"id": None, "name": repo})
     row = await cursor.fetchone()
     if row is None:
         raise NotFoundError(f"repository {repo!r} does not exist", field="repo")

@@ -23,7 +23,8 @@ ORDER BY id
 LIMIT 200;
 
 -- name: repo_get
--- Fetch one repository by id, with its latest run as repo_list has it.
+-- Fetch one repository by id or by its unique name (pass the other as NULL),
+-- with its latest run as repo_list has it.
 SELECT r.id, r.name, r.url,
        (r.webhook_secret_encrypted IS NOT NULL OR r.webhook_secret IS NOT NULL) AS has_webhook_secret,
        r.default_branch, r.poll_interval_seconds, r.polled_at, r.poll_error, r.schedules_commit,
@@ -33,20 +34,7 @@ FROM repositories r
 LEFT JOIN LATERAL (
     SELECT pr.id, pr.status FROM pipeline_runs pr WHERE pr.repo_id = r.id ORDER BY pr.id DESC LIMIT 1
 ) latest ON true
-WHERE r.id = %(id)s::bigint;
-
--- name: repo_get_by_name
--- Fetch one repository by its unique name, with its latest run as repo_list has it.
-SELECT r.id, r.name, r.url,
-       (r.webhook_secret_encrypted IS NOT NULL OR r.webhook_secret IS NOT NULL) AS has_webhook_secret,
-       r.default_branch, r.poll_interval_seconds, r.polled_at, r.poll_error, r.schedules_commit,
-       r.schedules_synced_at, r.schedules_error, r.created_at, r.updated_at,
-       latest.id AS last_run_id, latest.status AS last_run_status
-FROM repositories r
-LEFT JOIN LATERAL (
-    SELECT pr.id, pr.status FROM pipeline_runs pr WHERE pr.repo_id = r.id ORDER BY pr.id DESC LIMIT 1
-) latest ON true
-WHERE r.name = %(name)s::text;
+WHERE r.id = %(id)s::bigint OR r.name = %(name)s::text;
 
 -- name: repo_insert
 -- Register a repository; fails with a unique violation when the name is taken.
