@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 ZERO_SHA = "0" * 40
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 EventKind = Literal["push", "tag", "pull_request"]
 
@@ -112,18 +113,27 @@ def first_header(headers: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
+def is_form(content_type: str | None) -> bool:
+    """Return whether a Content-Type header names a URL-encoded form."""
+    return (content_type or "").split(";", 1)[0].strip().lower() == FORM_MEDIA_TYPE
+
+
+def form_payloads(body: bytes) -> list[str]:
+    """Return the values of a form body's `payload` field; raise PayloadError for an invalid form."""
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"invalid form body: {exc}") from exc
+    return fields.get("payload", [])
+
+
 def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     """Parse a JSON body, or a form body whose `payload` field contains the JSON.
 
     Raises PayloadError with what is wrong.
     """
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type == "application/x-www-form-urlencoded":
-        try:
-            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise PayloadError(f"invalid form body: {exc}") from exc
-        values = fields.get("payload")
+    if is_form(content_type):
+        values = form_payloads(body)
         if not values:
             raise PayloadError("invalid form body: it has no 'payload' field")
         text: str | bytes = values[0]

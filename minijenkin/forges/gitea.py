@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 from minijenkin.forges import (
     ZERO_SHA,
@@ -18,10 +17,13 @@ from minijenkin.forges import (
     ForgeEvent,
     IgnoredEvent,
     Parsed,
+    PayloadError,
     RepositoryRef,
     changed_files,
     commit_id,
     first_header,
+    form_payloads,
+    is_form,
     optional_str,
     ref_names,
     require,
@@ -123,13 +125,11 @@ def _parse_pull_request(forge: str, payload: Mapping[str, Any]) -> ForgeEvent | 
 
 def form_payload(body: bytes, headers: Mapping[str, str]) -> bytes | None:
     """Extract the JSON of a form body's single `payload` field; None for any other body."""
-    media_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    if media_type != "application/x-www-form-urlencoded":
+    if not is_form(headers.get("content-type")):
         return None
     try:
-        values = parse_qs(body.decode("utf-8"), keep_blank_values=True,
-                          max_num_fields=100).get("payload", [])
-    except (UnicodeDecodeError, ValueError):
+        values = form_payloads(body)
+    except PayloadError:
         return None
     return values[0].encode("utf-8") if len(values) == 1 else None
 
