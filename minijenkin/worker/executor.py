@@ -125,7 +125,7 @@ class JobExecution:
         """Stop a step: SIGTERM to its process group, SIGKILL after the grace period.
 
         With `whole_job`, every process of the job dies as well, such as a
-        daemon started with setsid that still holds the step's output open.
+        daemon started with setsid that keeps the step's output open.
         """
         _signal_group(process.pid, signal.SIGTERM)
         try:
@@ -135,10 +135,7 @@ class JobExecution:
             pass
         _signal_group(process.pid, signal.SIGKILL)
         if whole_job:
-            killed = await asyncio.to_thread(kill_tagged_processes, self.process_tag)
-            if killed:
-                logger.info("killed the processes of a stopped job", extra={
-                    **self.log_extra, "action": "job_processes_killed", "processes": killed})
+            await self._kill_leftovers()
 
     # -- logging --------------------------------------------------------------
 
@@ -500,11 +497,10 @@ class JobExecution:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
             if pending:
-                # Nobody reads the pipes any more, and a background process
-                # may still hold them: close our ends, or they stay open for
-                # as long as it runs. asyncio has no public call for this;
-                # the shell has exited, so closing the transport only closes
-                # the pipes.
+                # The readers are gone, but a background process may still
+                # have the pipes open, so our ends would stay open as long as
+                # it runs. asyncio has no public call to close them. The shell
+                # has exited, so closing the transport only closes the pipes.
                 transport = getattr(process, "_transport", None)
                 if transport is not None:
                     transport.close()

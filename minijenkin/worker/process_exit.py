@@ -23,7 +23,7 @@ REUSE_CHECK_SECONDS = 1.0
 
 
 async def wait_exited(process: asyncio.subprocess.Process) -> int:
-    """Wait until `process` has exited and return its return code, whatever holds its pipes."""
+    """Wait until `process` has exited and return its return code, even while its pipes are open."""
     if process.returncode is not None:
         return process.returncode
     try:
