@@ -160,7 +160,7 @@ async def list_repos(
 async def find_repos_for_owner_webhook(
     conn: psycopg.AsyncConnection, owner: str
 ) -> list[dict[str, Any]]:
-    """The registered repositories whose name starts with `owner`/ (at most 200)."""
+    """Return the registered repositories whose name starts with `owner`/ (at most 200)."""
     cursor = await conn.execute(QUERIES["repo_find_for_owner_webhook"], {"owner": owner})
     return await cursor.fetchall()
 

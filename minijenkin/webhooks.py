@@ -134,7 +134,7 @@ async def _webhook_secret(
     conn: psycopg.AsyncConnection, keyring: Keyring, repo: Mapping[str, Any], *,
     forge: str, delivery_id: str | None,
 ) -> str | None:
-    """The repository's webhook secret; logs and re-raises a DecryptionError."""
+    """Return the repository's webhook secret; log and re-raise a DecryptionError."""
     try:
         return await secrets.webhook_secret(conn, keyring, dict(repo))
     except DecryptionError as exc:

@@ -106,9 +106,13 @@ def _parse_merge_request(payload: Mapping[str, Any]) -> ForgeEvent | IgnoredEven
     action = attributes.get("action")
     oldrev = attributes.get("oldrev")
     if action not in MERGE_REQUEST_ACTIONS or (action == "update" and not isinstance(oldrev, str)):
-        what = ("an update without new commits" if action == "update"
-                else f"the action {action!r}" if isinstance(action, str) else "a change without an action")
-        return IgnoredEvent(reason=f"merge request !{number}: {what} starts no run; only opening, "
+        if action == "update":
+            change = "an update without new commits"
+        elif isinstance(action, str):
+            change = f"the action {action!r}"
+        else:
+            change = "a change without an action"
+        return IgnoredEvent(reason=f"merge request !{number}: {change} starts no run; only opening, "
                                    "reopening and pushing commits start one", repository=repo)
 
     head = commit_id(require(payload, "object_attributes.last_commit.id"),

@@ -571,20 +571,20 @@ class _FileParser:
             if key in ("submodules", "lfs"):
                 # GitHub passes inputs as strings, so 'true' is true. Other
                 # types (a number, a list) are invalid.
-                given: Any = None
+                setting: Any = None
                 if isinstance(value, bool):
-                    given = value
+                    setting = value
                 elif isinstance(value, str):
-                    given = {"true": True, "false": False}.get(value.strip().lower(),
+                    setting = {"true": True, "false": False}.get(value.strip().lower(),
                                                                value.strip().lower())
                 command = None
-                if key == "submodules" and (given is True or given == "recursive"):
-                    command = CHECKOUT_SUBMODULES[given]
-                elif key == "lfs" and given is True:
+                if key == "submodules" and (setting is True or setting == "recursive"):
+                    command = CHECKOUT_SUBMODULES[setting]
+                elif key == "lfs" and setting is True:
                     command = CHECKOUT_LFS
                 if command is not None:
                     commands.append(command)
-                elif given is not False:
+                elif setting is not False:
                     choices = "true, false or recursive" if key == "submodules" else "true or false"
                     self.add(f"actions/checkout input {key!r} must be {choices}, got {value!r}",
                              value_position(with_inputs, key), f"{path}.with")

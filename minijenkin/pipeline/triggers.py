@@ -224,18 +224,18 @@ def _patterns(errors: Collector, config: Mapping[Any, Any], key: str, path: str)
         return None
     value = config[key]
     items = [value] if isinstance(value, str) else value
-    if isinstance(items, list) and items:
-        # YAML reads 3.10 as the number 3.1 and yes as true: name the item
-        # and how to keep its text.
-        others = [(index, item) for index, item in enumerate(items) if not isinstance(item, str)]
-        for index, item in others:
-            errors.add(f"'{key}' item {item!r} is not a string; quote it (for example '3.10') so YAML "
-                       "keeps it as written", item_position(value, index), path)
-        if others:
-            return None
-    if isinstance(value, bool | int | float):
-        errors.add(f"'{key}' value {value!r} is not a string; quote it (for example '3.10') so YAML "
-                   "keeps it as written", value_position(config, key), path)
+    # YAML reads 3.10 as the number 3.1 and yes as true, so the error names
+    # what YAML read and how to keep the text.
+    not_text: list[tuple[str, Any]] = []
+    if isinstance(value, list):
+        not_text = [(f"item {item!r}", item_position(value, index))
+                    for index, item in enumerate(value) if not isinstance(item, str)]
+    elif isinstance(value, bool | int | float):
+        not_text = [(f"value {value!r}", value_position(config, key))]
+    for what, position in not_text:
+        errors.add(f"'{key}' {what} is not a string; quote it (for example '3.10') so YAML keeps it "
+                   "as written", position, path)
+    if not_text:
         return None
     if not isinstance(items, list) or not items:
         errors.add(f"'{key}' must be a pattern or a non-empty list of patterns",
