@@ -27,6 +27,18 @@ def _run(db: psycopg.Connection, run_id: int) -> dict:
                       "FROM pipeline_runs WHERE id = %s", (run_id,)).fetchone()
 
 
+def _post_github(client: httpx.Client, payload: dict, event: str = "push",
+                 secret: str = SECRET) -> httpx.Response:
+    """Post `payload` to /hooks/github, signed with `secret` as GitHub signs it."""
+    body = forges.encode(payload)
+    return client.post("/hooks/github", content=body,
+                       headers=forges.github_headers(secret, body, event=event))
+
+
+def _run_repo_id(db: psycopg.Connection, run_id: int) -> int:
+    return db.execute("SELECT repo_id FROM pipeline_runs WHERE id = %s", (run_id,)).fetchone()["repo_id"]
+
+
 def _count_runs(db: psycopg.Connection) -> int:
     return db.execute("SELECT count(*) AS n FROM pipeline_runs").fetchone()["n"]
 
@@ -120,12 +132,10 @@ def test_github_annotated_tag_runs_its_commit(api_server: ApiServer, db: psycopg
     payload = push_payload(full_name="acme/web", clone_url="https://github.com/acme/web.git",
                            ref="refs/tags/v2.1.0", after=HEAD)
     payload["after"] = "e" * 40
-    body = forges.encode(payload)
 
     with api_server.client() as client:
         _register(client, "acme/web", "https://github.com/acme/web.git")
-        response = client.post("/hooks/github", content=body,
-                               headers=forges.github_headers(SECRET, body, event="push"))
+        response = _post_github(client, payload)
 
     assert response.status_code == 201, response.text
     assert _run(db, response.json()["run_id"])["commit_sha"] == HEAD
@@ -134,43 +144,34 @@ def test_github_annotated_tag_runs_its_commit(api_server: ApiServer, db: psycopg
 def test_github_repository_name_case_differs(api_server: ApiServer, db: psycopg.Connection) -> None:
     payload = push_payload(full_name="Acme/Web", clone_url="https://github.com/Acme/Web.git",
                            after=HEAD)
-    body = forges.encode(payload)
 
     with api_server.client() as client:
         repo_id = _register(client, "acme/web", "https://github.com/acme/web.git")
-        response = client.post("/hooks/github", content=body,
-                               headers=forges.github_headers(SECRET, body, event="push"))
+        response = _post_github(client, payload)
 
     assert response.status_code == 201, response.text
-    row = db.execute("SELECT repo_id FROM pipeline_runs WHERE id = %s",
-                     (response.json()["run_id"],)).fetchone()
-    assert row["repo_id"] == repo_id
+    assert _run_repo_id(db, response.json()["run_id"]) == repo_id
 
 
 def test_github_clone_url_beats_name_case(api_server: ApiServer, db: psycopg.Connection) -> None:
     payload = push_payload(full_name="ACME/Tools", clone_url="https://github.com/ACME/Tools.git",
                            after=HEAD)
-    body = forges.encode(payload)
 
     with api_server.client() as client:
         _register(client, "acme/tools", "https://gitlab.example.com/acme/tools.git")
         mirror_id = _register(client, "gh-tools", "https://github.com/ACME/Tools.git")
-        response = client.post("/hooks/github", content=body,
-                               headers=forges.github_headers(SECRET, body, event="push"))
+        response = _post_github(client, payload)
 
     assert response.status_code == 201, response.text
-    row = db.execute("SELECT repo_id FROM pipeline_runs WHERE id = %s",
-                     (response.json()["run_id"],)).fetchone()
-    assert row["repo_id"] == mirror_id
+    assert _run_repo_id(db, response.json()["run_id"]) == mirror_id
 
 
 def test_github_organization_ping(api_server: ApiServer, db: psycopg.Connection) -> None:
     def ping(organization: str, secret: str) -> httpx.Response:
-        body = forges.encode({"zen": "Speak like a human.", "hook_id": 9,
-                              "hook": {"type": "Organization"},
-                              "organization": {"login": organization, "id": 5}})
-        return client.post("/hooks/github", content=body,
-                           headers=forges.github_headers(secret, body, event="ping"))
+        return _post_github(client, {"zen": "Speak like a human.", "hook_id": 9,
+                                     "hook": {"type": "Organization"},
+                                     "organization": {"login": organization, "id": 5}},
+                            event="ping", secret=secret)
 
     with api_server.client() as client:
         client.post("/api/repos", json={"name": "acme/api", "url": "https://github.com/acme/api.git"})

@@ -443,8 +443,8 @@ def test_checkout_submodules_fetches_them(
 ) -> None:
     library = GitRepo(tmp_path / "library")
     library.commit({"lib.txt": "from the submodule\n"}, "Library")
-    # git refuses file:// submodules unless protocol.file.allow says so; a
-    # step can set it, because each job has its own HOME.
+    # git rejects file:// submodules unless protocol.file.allow permits them.
+    # A step can set it, because each job has its own HOME.
     pipeline = """\
 jobs:
   build:
