@@ -108,18 +108,19 @@ def test_unknown_run_is_404(api_server: ApiServer) -> None:
     assert response.json() == {"detail": "run 999999 does not exist"}
 
 
-def test_cli_repo_add_registers(database_url: str, db: psycopg.Connection, data_dir: Path) -> None:
+def _repo_add(database_url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `minijenkin repo add acme/cli --url https://github.com/acme/cli.git ARGS`."""
     env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url,
            "MINIJENKIN_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "minijenkin", "repo", "add", "acme/cli",
+         "--url", "https://github.com/acme/cli.git", *args],
+        env=env, capture_output=True, text=True, timeout=60)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "minijenkin", "repo", "add", "acme/cli",
-         "--url", "https://github.com/acme/cli.git", "--secret", "cli-secret-1"],
-        env=env, capture_output=True, text=True, timeout=60)
-    duplicate = subprocess.run(
-        [sys.executable, "-m", "minijenkin", "repo", "add", "acme/cli",
-         "--url", "https://github.com/acme/cli.git"],
-        env=env, capture_output=True, text=True, timeout=60)
+
+def test_cli_repo_add_registers(database_url: str, db: psycopg.Connection, data_dir: Path) -> None:
+    result = _repo_add(database_url, data_dir, "--secret", "cli-secret-1")
+    duplicate = _repo_add(database_url, data_dir)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("registered repository acme/cli (id ")
@@ -136,13 +137,7 @@ def test_cli_repo_add_registers(database_url: str, db: psycopg.Connection, data_
 
 def test_cli_repo_add_names_secret_option(database_url: str, db: psycopg.Connection,
                                           data_dir: Path) -> None:
-    env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url,
-           "MINIJENKIN_DATA_DIR": str(data_dir)}
-
-    result = subprocess.run(
-        [sys.executable, "-m", "minijenkin", "repo", "add", "acme/cli",
-         "--url", "https://github.com/acme/cli.git", "--secret", "short"],
-        env=env, capture_output=True, text=True, timeout=60)
+    result = _repo_add(database_url, data_dir, "--secret", "short")
 
     assert result.returncode == 1
     # The first command also reports the secret key it generated, on the line before.
