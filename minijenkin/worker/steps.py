@@ -120,7 +120,6 @@ class PreparedStep:
 
     index: int
     name: str
-    run_it: bool
     # Reason the step does not run, e.g. "an earlier step failed", or None when it runs.
     skip_reason: str | None
     script: str | None
@@ -130,6 +129,10 @@ class PreparedStep:
     continue_on_error: bool
     timeout_seconds: float | None
     id: str | None
+
+    @property
+    def run_it(self) -> bool:
+        return self.skip_reason is None
 
 
 class JobRun:
@@ -274,7 +277,7 @@ class JobRun:
             if not timeout_seconds > 0:
                 raise StepError(f"{label}.timeout-minutes: {timeout!r} must be above 0")
 
-        return PreparedStep(index=index, name=name, run_it=run_it, skip_reason=skip_reason, script=script,
+        return PreparedStep(index=index, name=name, skip_reason=skip_reason, script=script,
                             uses=step.get("uses"), env={**env, **step_env}, cwd=cwd,
                             continue_on_error=bool(continue_on_error), timeout_seconds=timeout_seconds,
                             id=step.get("id"))
