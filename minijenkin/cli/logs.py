@@ -24,6 +24,7 @@ from httpx_sse import connect_sse
 from minijenkin.config import DEFAULT_HOST, DEFAULT_PORT
 from minijenkin.errors import MiniJenkinError, NotFoundError
 from minijenkin.logs.render import for_terminal
+from minijenkin.runs import ACTIVE_STATUSES
 
 PAGE_LINES = 5000
 RECONNECTS_MAX = 10
@@ -31,8 +32,6 @@ RECONNECT_DELAY_MAX_SECONDS = 5.0
 # Polling of a job queued for another attempt: the first delay and the maximum.
 RETRY_POLL_SECONDS = 0.5
 RETRY_POLL_MAX_SECONDS = 5.0
-# Job statuses that are not final: the job may still run, or run again.
-ACTIVE_STATUSES = frozenset({"pending", "queued", "running", "waiting", "awaiting_approval"})
 # Final statuses after which `logs --follow` exits with status 0; any other
 # (failed, cancelled, timed out, an attempt lost or handed back) gives 1.
 SUCCESSFUL_STATUSES = frozenset({"succeeded", "skipped"})
