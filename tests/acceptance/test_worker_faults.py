@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from minijenkin.config import load_settings
+from minijenkin.config import Settings, load_settings
 from minijenkin.db.embedded import EmbeddedPostgres
 from minijenkin.db.migrate import migrate
 from tests.support.api import ApiServer
@@ -103,45 +103,52 @@ def _reconnect_sessions(db: psycopg.Connection) -> None:
 
 
 def test_read_only_window_runs_job_once(
-    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo, start_worker: Start,
-    tmp_path: Path,
+    settings: Settings, db: psycopg.Connection, database_url: str, git_repo: GitRepo,
+    start_worker: Start, tmp_path: Path,
 ) -> None:
     """A database read-only for a moment (a failover, a maintenance switch) is retried like an outage.
 
     Read-only errors are not connection errors (SQLSTATE 25006). A heartbeat
     loop that stopped on one let the reaper hand the running job to another
-    worker while the first one still ran it.
+    worker while the first one still ran it. The lease is 8 s, so that the
+    window and the reconnects stay within it on a busy machine, and the job
+    runs 20 s, so that a heartbeat that never resumes is reaped before it ends.
     """
+    lease = {"MINIJENKIN_WORKER_LEASE_SECONDS": "8", "MINIJENKIN_WORKER_CONCURRENCY": "1"}
     starts = tmp_path / "starts"
     repo_id, commit = add_repo(db, git_repo)
     run_id = plan_run(db, repo_id, commit, [script_job(
-        "long", f"echo $$ >> {starts}; for i in $(seq 1 16); do echo tick $i; sleep 0.5; done")])
-    runner = start_worker(MINIJENKIN_WORKER_CONCURRENCY="1")
-    wait_for(starts.exists, timeout=60, interval=0.1, message="the step to start")
-    idle = start_worker(MINIJENKIN_WORKER_CONCURRENCY="1")
-    wait_for(lambda: "action=listen_start" in idle.output(), timeout=30,
-             message="the idle worker to listen")
+        "long", f"echo $$ >> {starts}; for i in $(seq 1 40); do echo tick $i; sleep 0.5; done")])
+    reaper = ApiServer(settings.model_copy(update={"worker_lease_seconds": 8.0}), database_url).start()
+    try:
+        runner = start_worker(**lease)
+        idle = start_worker(**lease)
+        wait_for(starts.exists, timeout=60, interval=0.1, message="the step to start")
+        wait_for(lambda: "action=listen_start" in idle.output(), timeout=30,
+                 message="the second worker to listen")
 
-    database = db.execute("SELECT current_database() AS name").fetchone()["name"]
-    db.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
-    _reconnect_sessions(db)
-    time.sleep(1.5)
-    db.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
-    _reconnect_sessions(db)
-    status = wait_for(lambda: run_finished(db, run_id), timeout=60, interval=0.2,
-                      message="the run to end")
+        database = db.execute("SELECT current_database() AS name").fetchone()["name"]
+        db.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+        _reconnect_sessions(db)
+        time.sleep(1.5)
+        db.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        _reconnect_sessions(db)
+        status = wait_for(lambda: run_finished(db, run_id), timeout=60, interval=0.2,
+                          message="the run to end")
 
-    job = db.execute("SELECT id FROM jobs WHERE run_id = %s AND key = 'long'", (run_id,)).fetchone()
-    tried = db.execute("SELECT status FROM job_attempts WHERE job_id = %s ORDER BY attempt",
-                       (job["id"],)).fetchall()
-    ticks = db.execute("SELECT count(*) AS n FROM job_logs WHERE job_id = %s AND line LIKE 'tick %%'",
-                       (job["id"],)).fetchone()["n"]
-    assert status == "succeeded", runner.output()
-    assert [row["status"] for row in tried] == ["succeeded"]
-    assert len(starts.read_text().split()) == 1
-    assert ticks == 16
-    assert runner.process.poll() is None
-    assert idle.process.poll() is None, idle.output()
+        job = db.execute("SELECT id FROM jobs WHERE run_id = %s AND key = 'long'", (run_id,)).fetchone()
+        tried = db.execute("SELECT status FROM job_attempts WHERE job_id = %s ORDER BY attempt",
+                           (job["id"],)).fetchall()
+        ticks = db.execute("SELECT count(*) AS n FROM job_logs WHERE job_id = %s AND line LIKE 'tick %%'",
+                           (job["id"],)).fetchone()["n"]
+        assert status == "succeeded", runner.output()
+        assert [row["status"] for row in tried] == ["succeeded"]
+        assert len(starts.read_text().split()) == 1
+        assert ticks == 40
+        assert runner.process.poll() is None
+        assert idle.process.poll() is None, idle.output()
+    finally:
+        reaper.stop()
 
 
 def test_postgres_restart_mid_run(tmp_path: Path, git_repo: GitRepo) -> None:
