@@ -4,7 +4,8 @@ Expansion follows GitHub Actions:
 
 1. the cross product of the axes (`python: [3.11, 3.12]`, `os: [linux, arm]`);
 2. minus every combination that matches all key-value pairs of an `exclude`
-   entry;
+   entry; a mapping or list value in the entry matches as a part of the
+   combination's value (`arch: {cpu: arm}` matches `{cpu: arm, bits: 64}`);
 3. then each `include` entry is merged into every combination whose original
    axis values it does not change (values it added earlier may be
    overwritten); an entry that fits no combination becomes a combination of
@@ -64,6 +65,21 @@ def _same(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
+def _part_of(pattern: Any, value: Any) -> bool:
+    """Whether an `exclude` value matches a combination's value.
+
+    Mappings match when each of the pattern's keys matches, and lists when
+    the pattern matches the list's first items. GitHub Actions excludes
+    this way, although its documentation shows only scalar values; the
+    behaviour is reported in rhysd/actionlint's issue 249.
+    """
+    if isinstance(pattern, Mapping) and isinstance(value, Mapping):
+        return all(key in value and _part_of(item, value[key]) for key, item in pattern.items())
+    if isinstance(pattern, list) and isinstance(value, list):
+        return len(pattern) <= len(value) and all(map(_part_of, pattern, value))
+    return _same(pattern, value)
+
+
 def expand(matrix: Matrix) -> list[dict[str, Any]]:
     """Every combination of `matrix`, in order: product, minus excludes, plus includes."""
     originals: list[dict[str, Any]] = []
@@ -73,7 +89,8 @@ def expand(matrix: Matrix) -> list[dict[str, Any]]:
             originals = [{**combination, name: value} for combination in originals for value in values]
     originals = [
         combination for combination in originals
-        if not any(all(key in combination and _same(combination[key], value) for key, value in rule.items())
+        if not any(all(key in combination and _part_of(value, combination[key])
+                       for key, value in rule.items())
                    for rule in matrix.exclude)
     ]
 

@@ -33,6 +33,22 @@ def test_exclude_partial_match() -> None:
     assert expand(only_os) == [{"python": "3.11", "os": "linux"}, {"python": "3.12", "os": "linux"}]
 
 
+def test_exclude_matches_part_of_mapping_or_list() -> None:
+    arm = {"cpu": "arm", "bits": 64}
+    x86 = {"cpu": "x86", "bits": 64}
+    matrix = Matrix(axes=(("arch", (arm, x86)), ("flags", (["-O2", "-g"], ["-O0"]))),
+                    exclude=({"arch": {"cpu": "arm"}, "flags": ["-O2"]},))
+    assert expand(matrix) == [
+        {"arch": arm, "flags": ["-O0"]},
+        {"arch": x86, "flags": ["-O2", "-g"]},
+        {"arch": x86, "flags": ["-O0"]},
+    ]
+    longer = Matrix(axes=matrix.axes, exclude=({"flags": ["-O0", "-g"]},))
+    assert len(expand(longer)) == 4
+    other_type = Matrix(axes=matrix.axes, exclude=({"arch": "arm"},))
+    assert len(expand(other_type)) == 4
+
+
 def test_include_follows_github_rules() -> None:
     # The example of GitHub's documentation on expanding matrix configurations.
     matrix = Matrix(
