@@ -23,6 +23,7 @@ def job_summary(row: Mapping[str, Any]) -> schemas.JobSummary:
         created_at=row["created_at"], queued_at=row["queued_at"], started_at=row["started_at"],
         finished_at=row["finished_at"],
         duration_seconds=duration_seconds(row["started_at"], row["finished_at"]),
+        has_capable_worker=row["has_capable_worker"],
     )
 
 
@@ -35,7 +36,7 @@ def job_detail(row: Mapping[str, Any]) -> schemas.Job:
         priority=row["priority"], run_after=row["run_after"],
         worker_id=str(row["worker_id"]) if row["worker_id"] else None,
         worker_name=row["worker_name"], cancel_requested_at=row["cancel_requested_at"],
-        has_capable_worker=row["has_capable_worker"], spec=row["spec"],
+        spec=row["spec"],
         attempts=[
             schemas.Attempt(**{**attempt, "worker_id": str(attempt["worker_id"])})
             for attempt in row["attempts"]

@@ -131,6 +131,10 @@ class JobSummary(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     duration_seconds: float | None
+    has_capable_worker: bool = Field(
+        description="False when no live worker offers every label in `labels`. "
+                    "A queued job then waits until such a worker starts."
+    )
 
 
 class Job(JobSummary):
@@ -144,9 +148,6 @@ class Job(JobSummary):
     worker_id: str | None
     worker_name: str | None
     cancel_requested_at: dt.datetime | None
-    has_capable_worker: bool = Field(
-        description="False when no live worker offers every label in `labels`."
-    )
     spec: dict[str, Any]
     attempts: list[Attempt]
 

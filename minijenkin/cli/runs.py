@@ -73,9 +73,12 @@ def show(
         print(f"  reason: {run.reason}")
     table = Table("job id", "name", "status", "attempt", "exit code", "duration", "reason")
     for job in run.jobs:
+        reason = job.reason or ""
+        if job.status == "queued" and not job.has_capable_worker:
+            reason = f"waiting for a worker with the labels {', '.join(job.labels)}"
         table.add_row(str(job.id), job.name, job.status, str(job.attempt),
                       "-" if job.exit_code is None else str(job.exit_code),
-                      _seconds(job.duration_seconds), job.reason or "")
+                      _seconds(job.duration_seconds), reason)
     output_console().print(table)
 
 

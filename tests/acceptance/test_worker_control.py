@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from tests.support.queue import (
     worker_ids,
 )
 from tests.support.waiting import wait_for
-from tests.support.workers import WorkerProcess
+from tests.support.workers import WorkerProcess, scrubbed_environment
 
 Start = Callable[..., WorkerProcess]
 
@@ -309,7 +311,8 @@ def test_concurrency_runs_over_fixed_connections(
 
 
 def test_job_without_capable_worker_is_shown(
-    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo, start_worker: Start,
+    api_server: ApiServer, db: psycopg.Connection, database_url: str, git_repo: GitRepo,
+    start_worker: Start,
 ) -> None:
     run_id = plan_run(db, *add_repo(db, git_repo), [
         script_job("gpu", "echo on gpu", labels=["gpu"]), script_job("plain", "true")])
@@ -320,13 +323,28 @@ def test_job_without_capable_worker_is_shown(
 
     with api_server.client() as client:
         waiting = client.get(f"/api/jobs/{gpu_id}").json()
+        run_jobs = {job["key"]: job for job in client.get(f"/api/runs/{run_id}").json()["jobs"]}
+        run_page = client.get(f"/runs/{run_id}").text
+        shown = subprocess.run(
+            [sys.executable, "-m", "minijenkin", "show", str(run_id)],
+            env={**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url,
+                 "COLUMNS": "200"},
+            text=True, capture_output=True, timeout=60, check=False)
         gpu_worker = start_worker(MINIJENKIN_WORKER_LABELS="gpu,linux")
         final = wait_for(lambda: run_finished(db, run_id), timeout=60, message="the run to end")
         done = client.get(f"/api/jobs/{gpu_id}").json()
+        done_page = client.get(f"/runs/{run_id}").text
 
+    waiting_text = "waiting for a worker with the labels gpu"
     assert waiting["status"] == "queued"
     assert waiting["has_capable_worker"] is False
+    assert run_jobs["gpu"]["has_capable_worker"] is False
+    assert run_jobs["plain"]["has_capable_worker"] is True
+    assert waiting_text in run_page
+    assert shown.returncode == 0, shown.stderr
+    assert waiting_text in shown.stdout
     assert final == "succeeded", plain_worker.output()
     assert done["has_capable_worker"] is True
+    assert waiting_text not in done_page
     assert [attempt["worker_id"] for attempt in done["attempts"]] == [
         str(worker_ids(db, gpu_worker.pid)[0])]

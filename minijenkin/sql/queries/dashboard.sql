@@ -54,9 +54,12 @@ SELECT queued, running FROM inserted;
 SELECT name FROM repositories ORDER BY name LIMIT %(limit)s::integer;
 
 -- name: dashboard_run_jobs
--- The jobs of a run for its graph: ids of the jobs each one needs, matrix and environment.
+-- The jobs of a run for its graph: ids of the jobs each one needs, matrix and environment,
+-- and whether a live worker offers their labels.
 SELECT j.id, j.kind, j.key, j.name, j.status, j.attempt, j.exit_code, j.reason, j.labels,
        j.created_at, j.queued_at, j.started_at, j.finished_at, j.worker_id,
+       EXISTS (SELECT 1 FROM workers lw
+               WHERE lw.status = 'active' AND j.labels <@ lw.labels) AS has_capable_worker,
        j.spec -> 'strategy' ->> 'job' AS matrix_job,
        j.spec ->> 'environment' AS environment,
        coalesce((SELECT array_agg(d.needs_job_id ORDER BY d.needs_job_id)

@@ -18,9 +18,12 @@ JOIN repositories r ON r.id = pr.repo_id
 WHERE pr.id = %(run_id)s::bigint;
 
 -- name: run_jobs
--- List the jobs of a run in creation order, with the keys of the jobs each one needs.
+-- List the jobs of a run in creation order, with the keys of the jobs each one needs
+-- and whether a live worker offers their labels.
 SELECT j.id, j.run_id, j.kind, j.key, j.name, j.status, j.attempt, j.exit_code, j.reason,
        j.labels, j.created_at, j.queued_at, j.started_at, j.finished_at, j.worker_id,
+       EXISTS (SELECT 1 FROM workers lw
+               WHERE lw.status = 'active' AND j.labels <@ lw.labels) AS has_capable_worker,
        coalesce((SELECT array_agg(n.key ORDER BY n.key)
                  FROM job_dependencies d JOIN jobs n ON n.id = d.needs_job_id
                  WHERE d.job_id = j.id), '{}') AS needs
