@@ -15,8 +15,7 @@ COPY minijenkin ./minijenkin
 RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:3.12-slim-bookworm
-# Workers clone repositories with git and run steps with bash; setpriv
-# (util-linux) kills a step's shell when its worker dies.
+# Workers clone repositories with git and run steps with bash.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git ca-certificates openssh-client util-linux \
     && rm -rf /var/lib/apt/lists/*

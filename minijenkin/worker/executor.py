@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -452,14 +453,15 @@ class JobExecution:
     async def _run_step(self, script: Path, cwd: Path, env: dict[str, str],
                         deadline: float | None, step_deadline: float | None = None) -> int:
         run_as = self.worker.run_as
-        credentials: dict[str, Any] = {}
-        if run_as is not None:
-            credentials = {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
+        uid, gid = (run_as.uid, run_as.gid) if run_as is not None else (-1, -1)
+        # The guard leads the step's process group and runs the shell as its
+        # child; process.pid is therefore the group the worker signals.
         process = await asyncio.create_subprocess_exec(
-            *_PARENT_DEATH_KILL, "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script),
+            sys.executable, "-I", "-S", str(_STEP_GUARD), str(os.getpid()), str(uid), str(gid), "--",
+            "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script),
             cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, **credentials,
+            start_new_session=True,
         )
         self.process_groups.add(process.pid)
         self._current = process
@@ -557,15 +559,12 @@ class JobExecution:
         await self.emit_many(code, splitter.finish())
 
 
-# Ask the kernel to SIGKILL the step's shell when the worker process dies
-# (kill -9, OOM killer), so that a job whose worker is presumed lost does not
-# run on beside its next attempt. setpriv (util-linux) sets PR_SET_PDEATHSIG
-# and then executes bash, so the shell keeps the process id the worker
-# signals. NOTE: only the shell gets the signal; a process it started in the
-# background keeps running until it exits. Without setpriv, steps outlive a
-# killed worker.
-_SETPRIV = shutil.which("setpriv")
-_PARENT_DEATH_KILL: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "SIGKILL", "--") if _SETPRIV else ()
+# Runs each step's shell and kills every process of the step when the worker
+# dies (kill -9, the OOM killer), so that a job whose worker is presumed lost
+# does not run on beside its next attempt. NOTE: a process started in the
+# background by an earlier step of the job survives a worker that dies
+# between two steps, because no guard runs then.
+_STEP_GUARD = Path(__file__).with_name("step_guard.py")
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:

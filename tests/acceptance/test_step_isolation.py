@@ -7,6 +7,7 @@ import os
 import pwd
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,6 +160,31 @@ def test_background_writer_is_cut_off(db: psycopg.Connection, git_repo: GitRepo,
     assert _duration_seconds(db, job) < 30
     wait_for(lambda: not _processes_with(writer), timeout=10, interval=0.1,
              message="the writer to be killed")
+
+
+def test_killed_worker_takes_step_processes_along(
+    db: psycopg.Connection, git_repo: GitRepo, tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """kill -9 of the worker ends what its step runs, also a daemon of an earlier step."""
+    child_ticks = tmp_path / "child.ticks"
+    daemon_ticks = tmp_path / "daemon.ticks"
+    loop = 'while :; do echo tick >> "$1"; sleep 0.1; done'
+    worker = start_worker()
+    plan_run(db, *add_repo(db, git_repo), [script_job(
+        "long",
+        f"setsid bash -c '{loop}' guard-daemon-3131 {daemon_ticks} </dev/null >/dev/null 2>&1 &",
+        f"bash -c '{loop}' guard-child-3132 {child_ticks}")])
+    wait_for(lambda: child_ticks.exists() and daemon_ticks.exists(), timeout=60, interval=0.1,
+             message="both writers to start")
+
+    worker.kill()
+    wait_for(lambda: not (_processes_with("guard-child-3132") or _processes_with("guard-daemon-3131")),
+             timeout=10, interval=0.1, message="the writers to be killed")
+    sizes = (child_ticks.stat().st_size, daemon_ticks.stat().st_size)
+    time.sleep(0.5)
+
+    assert (child_ticks.stat().st_size, daemon_ticks.stat().st_size) == sizes
 
 
 def test_cancel_kills_detached_writer(db: psycopg.Connection, git_repo: GitRepo,
