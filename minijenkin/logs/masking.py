@@ -28,11 +28,15 @@ SECRET_MIN_LENGTH = 4
 def validate_secret_value(name: str, value: str) -> None:
     """Raise InvalidInputError when `value` is too short to be masked in logs.
 
-    Secret stores call this before they save a value.
+    Leading and trailing whitespace does not count, because the masker
+    matches a value's lines without it. Secret stores call this before they
+    save a value.
     """
-    if len(value) < SECRET_MIN_LENGTH:
+    length = len(value.strip())
+    if length < SECRET_MIN_LENGTH:
+        whitespace_note = " without leading and trailing whitespace" if length != len(value) else ""
         raise InvalidInputError(
-            f"secret {name!r} is {len(value)} characters long; values shorter than "
+            f"secret {name!r} is {length} characters long{whitespace_note}; values shorter than "
             f"{SECRET_MIN_LENGTH} characters cannot be masked in logs safely, so store a longer value",
             field="value")
 
@@ -51,9 +55,10 @@ def _json_strings(value: object) -> Iterator[str]:
 def secret_fragments(value: str) -> set[str]:
     """Strings to mask for one secret: the value, each of its lines, and its JSON string values."""
     fragments = {value}
-    lines = value.splitlines()
-    if len(lines) > 1:
-        fragments.update(line.strip() for line in lines)
+    # Stored log lines contain no LF or CR, so a value with one (a PEM key,
+    # or a token saved with a trailing newline or CR LF) can only be
+    # matched line by line.
+    fragments.update(line.strip() for line in value.splitlines())
     stripped = value.strip()
     if stripped[:1] in ("{", "["):
         try:

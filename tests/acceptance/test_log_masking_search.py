@@ -84,6 +84,27 @@ def test_secret_values_are_masked(
         assert fragment not in dump
 
 
+def test_secret_with_trailing_line_break_is_masked(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # Values as they arrive from a file: a final newline, or CR LF from Windows.
+    secrets = {"NEWLINE_TOKEN": "tok-newline-5566\n", "CRLF_TOKEN": "tok-crlf-7788\r\n"}
+    pipeline = ("jobs:\n  deploy:\n    env:\n"
+                + "".join(f"      {name}: ${{{{ secrets.{name} }}}}\n" for name in secrets)
+                + "    steps:\n      - run: |\n"
+                + '          echo "newline=$NEWLINE_TOKEN"\n'
+                + '          echo "crlf=$CRLF_TOKEN"\n')
+    worker = start_worker()
+    with api_server.client() as client:
+        run = wait_finished(client, start_run_with_secrets(client, git_repo, pipeline, secrets))
+        job = [job for job in run["jobs"] if job["key"] == "deploy"][0]
+
+    assert run["status"] == "succeeded", worker.output()
+    assert step_lines(db, job["id"]) == [
+        (1, "newline=***"), (1, ""), (1, "crlf=***"), (1, "")]
+
+
 def _search_server(settings: Settings, database_url: str) -> ApiServer:
     fast = settings.model_copy(update={"log_index_interval_seconds": 0.2})
     return ApiServer(fast, database_url).start()

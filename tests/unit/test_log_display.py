@@ -26,6 +26,15 @@ def test_masker_masks_each_line_of_multiline_secret() -> None:
     assert masker.mask("-----END KEY-----") == "***"
 
 
+@pytest.mark.parametrize("secret", ["tok-5566\n", "tok-5566\r\n", "  tok-5566  "])
+def test_masker_masks_value_without_line_break(secret: str) -> None:
+    # A step's output is split at line breaks before masking, so the
+    # printed line never contains the value's trailing newline or CR.
+    masker = SecretMasker([secret])
+
+    assert masker.mask("token=tok-5566") == "token=***"
+
+
 def test_masker_masks_json_string_values() -> None:
     secret = json.dumps({"user": "svc-deployer", "key": "line-one\nline-two", "port": 5432,
                          "nested": [{"token": "tok-9876"}], "short": "ab"})
@@ -59,6 +68,17 @@ def test_short_secret_is_rejected(value: str) -> None:
         f"secret 'API_KEY' is {len(value)} characters long; values shorter than 4 characters "
         "cannot be masked in logs safely, so store a longer value")
     assert error.value.field == "value"
+
+
+@pytest.mark.parametrize("value", ["abc\n", "abc\r\n", " ab "])
+def test_short_secret_with_whitespace_is_rejected(value: str) -> None:
+    with pytest.raises(InvalidInputError) as error:
+        validate_secret_value("API_KEY", value)
+
+    assert str(error.value) == (
+        f"secret 'API_KEY' is {len(value.strip())} characters long without leading and "
+        "trailing whitespace; values shorter than 4 characters cannot be masked in logs "
+        "safely, so store a longer value")
 
 
 def test_four_character_secret_is_accepted() -> None:
