@@ -84,6 +84,14 @@ class SecretMasker:
         # Longest first, so a value wins over a shorter fragment it contains.
         ordered = sorted(fragments, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        encoded = sorted((fragment.encode("utf-8") for fragment in fragments), key=len,
+                         reverse=True)
+        self._byte_pattern = (re.compile(b"|".join(map(re.escape, encoded)))
+                              if encoded else None)
+        # UTF-8 length of the longest fragment. A line splitter keeps at
+        # least one byte fewer than this after each cut of a long line, so
+        # that no fragment is cut in two before it is masked.
+        self.max_fragment_bytes = len(encoded[0]) if encoded else 0
 
     @classmethod
     def from_context(cls, context: Mapping[str, object]) -> SecretMasker:
@@ -100,3 +108,9 @@ class SecretMasker:
         if self._pattern is None:
             return text
         return self._pattern.sub(MASK, text)
+
+    def mask_bytes(self, data: bytes) -> bytes:
+        """Replace every fragment's UTF-8 form in raw output that is not yet decoded."""
+        if self._byte_pattern is None:
+            return data
+        return self._byte_pattern.sub(MASK.encode("ascii"), data)

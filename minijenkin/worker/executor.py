@@ -548,7 +548,7 @@ class JobExecution:
         return pending
 
     async def _pump(self, stream: asyncio.StreamReader, code: int) -> None:
-        splitter = LineSplitter()
+        splitter = LineSplitter(masker=self.masker)
         while True:
             self._read_wait_since[code] = time.monotonic()
             chunk = await stream.read(READ_CHUNK_BYTES)

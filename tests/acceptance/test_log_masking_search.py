@@ -14,6 +14,7 @@ import httpx
 import psycopg
 
 from minijenkin.config import Settings
+from minijenkin.logs.lines import SPLIT_MARKER
 from tests.acceptance.test_live_logs import REPO, SECRET, start_run, step_lines, wait_finished
 from tests.support import factories
 from tests.support.api import ApiServer
@@ -103,6 +104,36 @@ def test_secret_with_trailing_line_break_is_masked(
     assert run["status"] == "succeeded", worker.output()
     assert step_lines(db, job["id"]) == [
         (1, "newline=***"), (1, ""), (1, "crlf=***"), (1, "")]
+
+
+def test_secret_across_long_line_cut_is_masked(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # Lines longer than 64 KiB are stored in 64 KiB pieces. The token starts
+    # 5 bytes before the first cut: in a whole line, and in a line whose
+    # second half arrives 0.3 s later.
+    secrets = {"DEPLOY_TOKEN": "tok-long-line-4321"}
+    script = ("import os, sys, time; token = os.environ['DEPLOY_TOKEN']; "
+              "out = sys.stdout.buffer; pad = 'x' * (65536 - 5); "
+              "out.write(f'{pad}{token}\\n'.encode()); out.flush(); "
+              "out.write(f'{pad}{token[:8]}'.encode()); out.flush(); time.sleep(0.3); "
+              "out.write(f'{token[8:]} end\\n'.encode()); out.flush()")
+    pipeline = ("jobs:\n  deploy:\n    env:\n"
+                "      DEPLOY_TOKEN: ${{ secrets.DEPLOY_TOKEN }}\n"
+                f'    steps:\n      - run: python3 -c "{script}"\n')
+    worker = start_worker()
+    with api_server.client() as client:
+        run = wait_finished(client, start_run_with_secrets(client, git_repo, pipeline, secrets))
+        job = [job for job in run["jobs"] if job["key"] == "deploy"][0]
+
+    assert run["status"] == "succeeded", worker.output()
+    lines = [text for _, text in step_lines(db, job["id"])]
+    pad = "x" * (65536 - 5)
+    assert "".join(text.removesuffix(SPLIT_MARKER) for text in lines) == (
+        f"{pad}***{pad}*** end")
+    for fragment in ("tok-", "-long-", "4321"):
+        assert not any(fragment in text for text in lines), fragment
 
 
 def _search_server(settings: Settings, database_url: str) -> ApiServer:

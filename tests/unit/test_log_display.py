@@ -7,6 +7,7 @@ import json
 import pytest
 
 from minijenkin.errors import InvalidInputError
+from minijenkin.logs.lines import SPLIT_MARKER, LineSplitter
 from minijenkin.logs.masking import SecretMasker, validate_secret_value
 from minijenkin.logs.render import HtmlRenderer, for_terminal, plain_text
 
@@ -57,6 +58,37 @@ def test_masker_from_context_without_secrets() -> None:
     assert not SecretMasker.from_context({"repo": {}})
     assert not SecretMasker.from_context({"secrets": "not a mapping"})
     assert SecretMasker.from_context({"secrets": {"A": "long-enough"}}).mask("long-enough") == "***"
+
+
+def _split(chunks: list[bytes], masker: SecretMasker) -> list[str]:
+    splitter = LineSplitter(max_line_bytes=16, masker=masker)
+    lines = [line for chunk in chunks for line in splitter.feed(chunk)]
+    return [masker.mask(line) for line in lines + splitter.finish()]
+
+
+def test_splitter_masks_secret_across_cut() -> None:
+    masker = SecretMasker(["tok-1234567"])
+    # The secret starts 4 bytes before the 16-byte cut, in every way the
+    # output can arrive: one chunk, byte by byte, and without a final LF.
+    line = b"x" * 12 + b"tok-1234567" + b" end"
+    arrivals = {
+        "one chunk": [line + b"\n"],
+        "byte by byte": [line[i:i + 1] for i in range(len(line))] + [b"\n"],
+        "no final LF": [line[:14], line[14:]],
+    }
+
+    for how, chunks in arrivals.items():
+        lines = _split(chunks, masker)
+        joined = "".join(piece.removesuffix(SPLIT_MARKER) for piece in lines)
+
+        assert joined == "x" * 12 + "*** end", how
+        assert not any("tok" in piece or "567" in piece for piece in lines), how
+
+
+def test_splitter_cuts_long_line_without_secrets() -> None:
+    lines = _split([b"y" * 40 + b"\n"], SecretMasker([]))
+
+    assert lines == ["y" * 16 + SPLIT_MARKER, "y" * 16 + SPLIT_MARKER, "y" * 8]
 
 
 @pytest.mark.parametrize("value", ["", "a", "abc"])
