@@ -243,6 +243,38 @@ def test_retry_after_defers_target_rows(db: psycopg.Connection) -> None:
     assert waits == {(target_id, True), (other_target, False)}
 
 
+def test_huge_retry_after_goes_to_dead_letter(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    add_target(db, repo_id)
+    close_run(db, repo_id, register_worker(db))
+    claimed = claim_deliveries(db)[0]
+
+    # About 3 million years: now() plus this is past the last valid timestamp.
+    state = report(db, claimed, "retry", status_code=429, error="HTTP 429",
+                   retry_after=99_999_999_999_999, horizon=3600)
+
+    assert state == "dead"
+    row = outbox_rows(db)[0]
+    assert (row["state"], row["last_status_code"]) == ("dead", 429)
+    assert row["last_error"] == "HTTP 429 (retry schedule ended after 1 attempts)"
+
+
+def test_backoff_after_many_attempts(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    add_target(db, repo_id)
+    close_run(db, repo_id, register_worker(db))
+    claimed = claim_deliveries(db)[0]
+    # A receiver that responds 429 with a short Retry-After gets an attempt
+    # every poll interval: 1100 attempts take about 90 minutes at 5 s.
+    db.execute("UPDATE outbox SET attempts = 1100 WHERE id = %s", (claimed["id"],))
+
+    state = report(db, claimed, "retry", status_code=503, error="HTTP 503", base=10, maximum=60)
+
+    assert state == "pending"
+    row = db.execute("SELECT next_attempt_at - now() AS wait FROM outbox").fetchone()
+    assert dt.timedelta(seconds=30) <= row["wait"] <= dt.timedelta(seconds=60)
+
+
 def test_retry_past_horizon_goes_to_dead_letter(db: psycopg.Connection) -> None:
     repo_id = create_repo(db)
     add_target(db, repo_id)

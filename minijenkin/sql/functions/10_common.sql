@@ -45,6 +45,9 @@ CREATE OR REPLACE FUNCTION mj_status_is_active(p_status text) RETURNS boolean
 -- Exponential backoff with "equal jitter": the delay for the Nth retry is
 -- uniformly drawn from [d/2, d] with d = min(max, base * 2^(N-1)), so retries
 -- of many jobs that failed together spread out instead of returning at once.
+-- The exponent stops at 512 because power(2, N) overflows double precision
+-- above 1023, and an outbox row retried after each Retry-After can pass
+-- 1023 attempts within its retry schedule.
 CREATE OR REPLACE FUNCTION mj_backoff_v1(
     p_retry_number integer,
     p_base_seconds double precision,
@@ -53,6 +56,7 @@ CREATE OR REPLACE FUNCTION mj_backoff_v1(
     LANGUAGE sql VOLATILE
     AS $$
         SELECT make_interval(secs =>
-            least(p_max_seconds, p_base_seconds * power(2, greatest(p_retry_number, 1) - 1))
+            least(p_max_seconds,
+                  p_base_seconds * power(2, least(greatest(p_retry_number, 1) - 1, 512)))
             * (0.5 + random() * 0.5))
     $$;

@@ -316,7 +316,11 @@ BEGIN
         RETURN 'delivered';
     ELSIF p_outcome = 'retry' THEN
         IF p_retry_after_seconds IS NOT NULL THEN
-            v_next := now() + make_interval(secs => greatest(p_retry_after_seconds, 0));
+            -- A delay past the horizon sends the row to the dead letter below
+            -- either way. Capping it there keeps a huge Retry-After from
+            -- overflowing the timestamp, which would fail this function.
+            v_next := now() + make_interval(
+                secs => least(greatest(p_retry_after_seconds, 0), p_horizon_seconds));
         ELSE
             v_next := now() + mj_backoff_v1(v_row.attempts, p_backoff_base_seconds, p_backoff_max_seconds);
         END IF;
