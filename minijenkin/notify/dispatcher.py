@@ -288,7 +288,9 @@ class Dispatcher:
                     excerpt = await _read_excerpt(response)
         except TimeoutError:
             return AttemptResult("retry", None, f"timed out after {self.timeout:g} s")
-        except httpx.InvalidURL as exc:
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            # idna raises UnicodeError subclasses for invalid host names; targets
+            # stored before their URLs were checked with httpx may have one.
             return AttemptResult("failed", None, error_text(f"invalid URL: {exc}", secrets))
         except httpx.HTTPError as exc:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

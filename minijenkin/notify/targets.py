@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -49,13 +50,23 @@ def validate_http_url(url: str, *, field: str = "url") -> urllib.parse.SplitResu
         raise InvalidInputError(
             f"invalid {field}: use an http:// or https:// URL of at most {URL_MAX} characters "
             "without spaces", field=field)
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # an unclosed or invalid [IPv6] host
+        raise InvalidInputError(f"invalid {field}: {exc}", field=field) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInputError(
             f"invalid {field}: use an http:// or https:// URL with a host name", field=field)
     try:
         parts.port  # noqa: B018 (parsing the port raises ValueError when it is invalid)
     except ValueError as exc:
+        raise InvalidInputError(f"invalid {field}: {exc}", field=field) from exc
+    # The dispatcher sends with httpx, whose parser is stricter than urlsplit:
+    # it rejects host names that are not valid IDNA, such as "xn--zz.example",
+    # some when the URL is built and the rest when its host is decoded.
+    try:
+        httpx.URL(url).host  # noqa: B018
+    except (httpx.InvalidURL, UnicodeError) as exc:
         raise InvalidInputError(f"invalid {field}: {exc}", field=field) from exc
     return parts
 

@@ -24,7 +24,9 @@ import psycopg
 import pytest
 
 from minijenkin.config import Settings
+from minijenkin.crypto import load_keyring
 from minijenkin.notify.render import discord_body, slack_body, webhook_body
+from minijenkin.notify.targets import url_purpose
 from tests.support.api import ApiServer
 from tests.support.dispatchers import DispatcherProcess
 from tests.support.factories import create_repo, register_worker
@@ -293,6 +295,28 @@ def test_permanent_404_dead_lettered(start_api: Callable[..., ApiServer], db: ps
     first, second = receiver.received()
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == str(
         again["idempotency_key"])
+
+
+def test_stored_invalid_url_dead_lettered(start_api: Callable[..., ApiServer],
+                                          db: psycopg.Connection, settings: Settings) -> None:
+    start_api()  # its dispatcher delivers the row
+    repo_id = create_repo(db)
+    # The API rejects this URL, but a target stored before that check may have it.
+    target_id = db.execute(
+        "INSERT INTO notification_targets (repo_id, kind, url_encrypted, url_display, events) "
+        "VALUES (%s, 'webhook', 'placeholder', 'https://xn--zz.example', %s) RETURNING id",
+        (repo_id, ["run.succeeded"])).fetchone()["id"]
+    keyring = load_keyring(settings.secret_key, settings.data_dir)
+    url_encrypted = keyring.encrypt("https://xn--zz.example/hook", purpose=url_purpose(target_id))
+    db.execute("UPDATE notification_targets SET url_encrypted = %s WHERE id = %s",
+               (url_encrypted, target_id))
+
+    close_run(db, repo_id, register_worker(db))
+
+    [row] = wait_for_states(db, "dead", 1)
+    assert row["attempts"] == 1
+    assert row["last_status_code"] is None
+    assert row["last_error"].startswith("invalid URL: "), row["last_error"]
 
 
 def test_commit_statuses_posted_to_forges(start_api: Callable[..., ApiServer],
