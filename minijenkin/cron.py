@@ -45,7 +45,8 @@ def normalize(expression: str) -> str:
         raise CronError(f"invalid cron expression {expression!r}: it needs 5 fields "
                         f"(minute hour day-of-month month day-of-week), got {len(fields)}")
     if not croniter.is_valid(text):
-        raise CronError(f"invalid cron expression {expression!r}")
+        raise CronError(f"invalid cron expression {expression!r}: expected five fields "
+                        "(minute hour day-of-month month day-of-week), e.g. '30 5 * * 1-5'")
     try:
         next_tick(text, "UTC", dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
     except CronError:

@@ -46,8 +46,10 @@ class Event:
     pull_request: Mapping[str, Any] = field(default_factory=dict)
     inputs: Mapping[str, Any] = field(default_factory=dict)
     changed_files: tuple[str, ...] | None = None
-    # The cron string of the schedule that fired, when the scheduler recorded it.
+    # The cron expression and time zone of the schedule that fired, when the
+    # scheduler recorded them (trigger.schedule, written by mj_schedule_fire_v1).
     schedule: str | None = None
+    schedule_timezone: str | None = None
 
     @classmethod
     def from_context(cls, run: Mapping[str, Any], repo: Mapping[str, Any]) -> Event:
@@ -67,6 +69,11 @@ class Event:
         if isinstance(pull_request, Mapping):
             pull_request = {**pull_request,
                             "action": github_pull_request_action(pull_request.get("action"))}
+        schedule = trigger.get("schedule")
+        if isinstance(schedule, Mapping):
+            schedule_cron, schedule_timezone = schedule.get("cron"), schedule.get("timezone")
+        else:
+            schedule_cron, schedule_timezone = schedule, None
         return cls(
             kind=str(run.get("event") or "push"),
             ref=ref,
@@ -82,7 +89,8 @@ class Event:
             pull_request=pull_request if isinstance(pull_request, Mapping) else {},
             inputs=inputs if isinstance(inputs, Mapping) else {},
             changed_files=tuple(str(path) for path in changed) if isinstance(changed, list) else None,
-            schedule=trigger.get("schedule") if isinstance(trigger.get("schedule"), str) else None,
+            schedule=schedule_cron if isinstance(schedule_cron, str) else None,
+            schedule_timezone=schedule_timezone if isinstance(schedule_timezone, str) else None,
         )
 
     @property

@@ -22,8 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from croniter import croniter
-
+from minijenkin import cron
 from minijenkin.pipeline import globs
 from minijenkin.pipeline.diagnostics import Collector, check_keys, suggestion
 from minijenkin.pipeline.events import Event
@@ -86,7 +85,8 @@ class Filters:
 
 @dataclass(frozen=True)
 class Schedule:
-    """One `on.schedule` entry: a five-field cron string and an optional IANA time zone."""
+    """One `on.schedule` entry: a cron expression as cron.normalize returns it, and an
+    optional IANA time zone."""
 
     cron: str
     timezone: str | None = None
@@ -269,11 +269,19 @@ def _schedules(errors: Collector, config: Any, path: str, parent: Any, name: str
             errors.add("each schedule needs a 'cron' key", entry_position, entry_path)
             continue
         check_keys(errors, entry, SCHEDULE_KEYS, entry_path)
-        cron = entry["cron"]
-        if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
-            errors.add(f"invalid cron expression {cron!r}: expected five fields "
-                       "(minute hour day-of-month month day-of-week), e.g. '30 5 * * 1-5'",
+        expression = entry["cron"]
+        if not isinstance(expression, str):
+            errors.add(f"invalid cron expression {expression!r}: expected a string with five "
+                       "fields (minute hour day-of-month month day-of-week), e.g. '30 5 * * 1-5'",
                        value_position(entry, "cron"), entry_path)
+            continue
+        # The scheduler stores and fires what cron.normalize accepts, so the
+        # file is checked with the same rules (shorthands such as @daily
+        # included, expressions that never match a date excluded).
+        try:
+            normalized = cron.normalize(expression)
+        except cron.CronError as exc:
+            errors.add(str(exc), value_position(entry, "cron"), entry_path)
             continue
         timezone = entry.get("timezone")
         if timezone is not None:
@@ -281,7 +289,7 @@ def _schedules(errors: Collector, config: Any, path: str, parent: Any, name: str
                 errors.add(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Paris'",
                            value_position(entry, "timezone"), entry_path)
                 continue
-        schedules.append(Schedule(cron=cron, timezone=timezone,
+        schedules.append(Schedule(cron=normalized, timezone=timezone,
                                   line=entry_position.line if entry_position else None))
     return tuple(schedules)
 
@@ -329,10 +337,27 @@ def match(triggers: Triggers, event: Event, changed_files: tuple[str, ...] | Non
     if event.kind == "schedule":
         if not triggers.schedules:
             return Match(False, "the pipeline has no 'on.schedule'")
-        if event.schedule is not None and event.schedule not in {s.cron for s in triggers.schedules}:
-            return Match(False, f"no schedule of this pipeline is {event.schedule!r}")
+        if event.schedule is not None and not _has_schedule(triggers, event):
+            fired = event.schedule
+            if event.schedule_timezone is not None:
+                fired = f"{event.schedule} ({event.schedule_timezone})"
+            return Match(False, f"no schedule of this pipeline is {fired!r}")
         return Match(True, "on.schedule")
     return Match(False, f"event {event.kind!r} starts no pipeline")
+
+
+def _has_schedule(triggers: Triggers, event: Event) -> bool:
+    """Whether the schedule that fired `event` is one of the pipeline's.
+
+    The scheduler stores a schedule without a time zone as UTC, and a fired
+    schedule without a recorded time zone matches on its cron alone.
+    """
+    for schedule in triggers.schedules:
+        if schedule.cron != event.schedule:
+            continue
+        if event.schedule_timezone is None or (schedule.timezone or "UTC") == event.schedule_timezone:
+            return True
+    return False
 
 
 def _selected(included: tuple[str, ...] | None, ignored: tuple[str, ...] | None, value: str) -> bool:

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from minijenkin.logs.lines import LineSplitter
 from minijenkin.logs.masking import SecretMasker
 from minijenkin.logs.store import STREAM_CODES
-from minijenkin.pipeline import PIPELINE_FILE, sources
+from minijenkin.pipeline import sources
 from minijenkin.pipeline.events import Event
 from minijenkin.pipeline.expressions import ExpressionError
 from minijenkin.queue.client import ClaimedJob
 from minijenkin.worker.environment import job_environment, step_environment
-from minijenkin.worker.git import GitError, Mirror
+from minijenkin.worker.git import GitError, Mirror, pipeline_files
 from minijenkin.worker.isolation import PROCESS_TAG_VARIABLE, give_tree, kill_tagged_processes
 from minijenkin.worker.process_exit import wait_exited
 from minijenkin.worker.shipper import utc_timestamp
@@ -254,7 +254,7 @@ class JobExecution:
         except GitError as exc:
             await self.system(str(exc))
             return Outcome("failed", None, f"cannot fetch the repository: {exc}")
-        files = await self._pipeline_files(mirror, commit)
+        files = await pipeline_files(mirror, commit)
         if not files:
             message = sources.missing_message(commit)
             await self.system(message)
@@ -293,19 +293,6 @@ class JobExecution:
                 **self.log_extra, "action": "plan_stale"})
             self.stop_reason = ABANDONED
         return None
-
-    async def _pipeline_files(self, mirror: Mirror, commit: str) -> list[sources.SourceFile]:
-        """`.minijenkin.yml` at `commit`, or else the GitHub Actions workflow files."""
-        content = await mirror.read_file(commit, PIPELINE_FILE)
-        if content is not None:
-            return [sources.SourceFile(PIPELINE_FILE, content)]
-        files = []
-        names = await mirror.list_files(commit, sources.WORKFLOWS_DIR)
-        for path in sources.workflow_paths(names):
-            data = await mirror.read_file(commit, path)
-            if data is not None:
-                files.append(sources.SourceFile(path, data))
-        return files
 
     def _stopped_outcome(self) -> Outcome:
         if self.stop_reason == TIMED_OUT:

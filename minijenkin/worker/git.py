@@ -18,6 +18,8 @@ import os
 import re
 from pathlib import Path
 
+from minijenkin.pipeline import PIPELINE_FILE, sources
+
 GIT_TIMEOUT_SECONDS = 600
 LOCK_POLL_SECONDS = 0.05
 SHA_PATTERN = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -176,3 +178,17 @@ class Mirror:
         await run_git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit,
                       cwd=destination, home=self.home)
         await run_git("remote", "set-url", "origin", "--", self.url, cwd=destination, home=self.home)
+
+
+async def pipeline_files(mirror: Mirror, commit: str) -> list[sources.SourceFile]:
+    """`.minijenkin.yml` at `commit`, or else the GitHub Actions workflow files."""
+    content = await mirror.read_file(commit, PIPELINE_FILE)
+    if content is not None:
+        return [sources.SourceFile(PIPELINE_FILE, content)]
+    files = []
+    names = await mirror.list_files(commit, sources.WORKFLOWS_DIR)
+    for path in sources.workflow_paths(names):
+        data = await mirror.read_file(commit, path)
+        if data is not None:
+            files.append(sources.SourceFile(path, data))
+    return files

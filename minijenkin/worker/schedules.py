@@ -2,12 +2,13 @@
 
 Only the plan job of the newest head of the default branch does this (see
 mj_schedules_sync_wanted_v1). It fetches the commit into the worker's
-mirror, which the plan itself needs next anyway, reads `on.schedule` and
-stores the schedules with mj_schedules_replace_v1, fenced by the lease
-token. A problem never fails the plan: an invalid `on.schedule` is stored as
-the repository's schedules_error (the plan reports the file's problems
-itself), and a database or git failure leaves the request for the next
-head.
+mirror, which the plan itself needs next anyway, reads `on.schedule` from
+the files a run of that commit uses (`.minijenkin.yml`, or else the GitHub
+Actions workflow files) and stores the schedules with
+mj_schedules_replace_v1, fenced by the lease token. A problem never fails
+the plan: an invalid `on.schedule` is stored as the repository's
+schedules_error (the plan reports the file's problems itself), and a
+database or git failure leaves the request for the next head.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from minijenkin.db import TRANSIENT_ERRORS
 from minijenkin.errors import PipelineError
-from minijenkin.pipeline import PIPELINE_FILE
 from minijenkin.queue.client import ClaimedJob
 from minijenkin.schedules import read_schedules
 from minijenkin.sql import QUERIES
-from minijenkin.worker.git import GitError, Mirror
+from minijenkin.worker.git import GitError, Mirror, pipeline_files
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,14 @@ async def _sync(pool: AsyncConnectionPool, data_dir: Path, job: ClaimedJob,
         try:
             mirror = Mirror(data_dir, job.repo["id"], job.repo["url"])
             await mirror.ensure_commit(commit)
-            content = await mirror.read_file(commit, PIPELINE_FILE)
-            if content is not None:
-                specs = [{"cron": spec.cron, "timezone": spec.timezone}
-                         for spec in read_schedules(content)]
+            # The files a run of this commit uses: `.minijenkin.yml`, or else
+            # every GitHub Actions workflow file.
+            unique: dict[tuple[str, str], dict[str, str]] = {}
+            for file in await pipeline_files(mirror, commit):
+                for spec in read_schedules(file.data, file=file.path):
+                    unique[(spec.cron, spec.timezone)] = {"cron": spec.cron,
+                                                          "timezone": spec.timezone}
+            specs = list(unique.values())
         except PipelineError as exc:
             error = str(exc)
         except GitError as exc:

@@ -147,3 +147,70 @@ def test_schedule_list_shows_pending_first_tick(settings: Settings, database_url
     assert listed.status_code == 200
     assert [(item["cron"], item["timezone"], item["next_run_at"], item["commit"])
             for item in listed.json()["schedules"]] == [("@daily", "UTC", None, "a" * 40)]
+
+
+NIGHTLY_WORKFLOW = """\
+name: Nightly
+on:
+  schedule:
+    - cron: "15 3 * * *"
+jobs:
+  nightly:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo nightly
+"""
+WEEKLY_WORKFLOW = """\
+name: Weekly
+on:
+  schedule:
+    - cron: "@weekly"
+jobs:
+  weekly:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo weekly
+"""
+
+
+def _ready_schedules(db: psycopg.Connection) -> list[dict]:
+    """The schedules whose first tick the cron loop has computed, by cron."""
+    return db.execute("SELECT id, cron, timezone, commit_sha FROM schedules "
+                      "WHERE next_run_at IS NOT NULL ORDER BY cron").fetchall()
+
+
+def test_cron_reads_github_workflow_schedules(
+    start_api: Callable[[], ApiProcess], db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    commit = git_repo.commit({".github/workflows/nightly.yml": NIGHTLY_WORKFLOW,
+                              ".github/workflows/weekly.yml": WEEKLY_WORKFLOW},
+                             "Add scheduled workflows")
+    api = start_api()
+    start_worker()
+    with api.client() as client:
+        response = client.post("/api/repos", json={"name": "acme/gha", "url": git_repo.url,
+                                                   "poll_interval_seconds": 3600})
+        assert response.status_code == 201, response.text
+
+    listed = wait_for(lambda: len(rows := _ready_schedules(db)) == 2 and rows,
+                      timeout=60, message="both workflow schedules to be read")
+    assert [(row["cron"], row["timezone"], row["commit_sha"]) for row in listed] == [
+        ("15 3 * * *", "UTC", commit), ("@weekly", "UTC", commit)]
+    repo = db.execute("SELECT schedules_error FROM repositories").fetchone()
+    assert repo["schedules_error"] is None
+
+    # Fire the nightly schedule only: its run holds the nightly workflow's job alone.
+    nightly_id = listed[0]["id"]
+    db.execute("UPDATE schedules SET next_run_at = now() - interval '1 minute' WHERE id = %s",
+               (nightly_id,))
+    run = wait_for(lambda: db.execute(
+        "SELECT id, status, trigger FROM pipeline_runs WHERE event = 'schedule' "
+        "AND status IN ('succeeded', 'failed', 'cancelled', 'skipped')").fetchone(),
+        timeout=60, message="the scheduled run to end")
+    assert run["status"] == "succeeded"
+    assert run["trigger"]["schedule"]["cron"] == "15 3 * * *"
+    jobs = db.execute("SELECT key FROM jobs WHERE run_id = %s AND kind = 'script' ORDER BY key",
+                      (run["id"],)).fetchall()
+    assert [job["key"] for job in jobs] == ["nightly"]

@@ -173,6 +173,15 @@ def pull(base: str = "main", action: str = "opened") -> Event:
     ("on: {schedule: [{cron: '0 3 * * *'}]}",
      Event(kind="schedule", ref="refs/heads/main", commit="c" * 40, schedule="5 * * * *"), None, False,
      "no schedule of this pipeline is '5 * * * *'"),
+    ("on: {schedule: [{cron: '0  3 * * *', timezone: Europe/Paris}]}",
+     Event(kind="schedule", ref="refs/heads/main", commit="c" * 40, schedule="0 3 * * *",
+           schedule_timezone="Europe/Paris"), None, True, "on.schedule"),
+    ("on: {schedule: [{cron: '0 3 * * *', timezone: Europe/Paris}]}",
+     Event(kind="schedule", ref="refs/heads/main", commit="c" * 40, schedule="0 3 * * *",
+           schedule_timezone="UTC"), None, False, "no schedule of this pipeline is '0 3 * * * (UTC)'"),
+    ("on: {schedule: [{cron: '@DAILY'}]}",
+     Event(kind="schedule", ref="refs/heads/main", commit="c" * 40, schedule="@daily",
+           schedule_timezone="UTC"), None, True, "on.schedule"),
 ])
 def test_trigger_matching(on: str, event: Event, changed: tuple[str, ...] | None, expected: bool,
                           reason: str) -> None:
@@ -229,6 +238,33 @@ def test_schedules_with_time_zone() -> None:
     parsed = triggers("on:\n  schedule:\n    - cron: '30 5 * * 1-5'\n    - cron: '0 0 1 * *'\n"
                       "      timezone: Europe/Paris")
     assert parsed.schedules == (Schedule("30 5 * * 1-5", None, 3), Schedule("0 0 1 * *", "Europe/Paris", 4))
+
+
+def test_schedule_shorthand_accepted() -> None:
+    parsed = triggers("on:\n  schedule:\n    - cron: '@daily'\n    - cron: '@HOURLY'")
+    assert parsed.schedules == (Schedule("@daily", None, 3), Schedule("@hourly", None, 4))
+
+
+@pytest.mark.parametrize(("cron", "message"), [
+    ("0 0 31 2 *", "cron expression '0 0 31 2 *' never matches a date"),
+    ("60 * * * *", "invalid cron expression '60 * * * *': expected five fields "
+                   "(minute hour day-of-month month day-of-week), e.g. '30 5 * * 1-5'"),
+    ("0 0 * * * *", "invalid cron expression '0 0 * * * *': it needs 5 fields "
+                    "(minute hour day-of-month month day-of-week), got 6"),
+])
+def test_schedule_rejected_like_scheduler(cron: str, message: str) -> None:
+    result = parse_source(f"on:\n  schedule:\n    - cron: '{cron}'\n{STEPS}", file="ci.yml")
+    assert [str(error) for error in result.errors] == [f"ci.yml:3:13: on.schedule[0]: {message}"]
+
+
+def test_event_reads_fired_schedule() -> None:
+    run = {"event": "schedule", "ref": "refs/heads/main", "commit": "c" * 40,
+           "trigger": {"source": "schedule", "branch": "main",
+                       "schedule": {"id": 4, "cron": "0 3 * * *", "timezone": "Europe/Paris",
+                                    "tick": "2026-12-05T02:00:00+00:00"}}}
+    event = Event.from_context(run, {"name": "acme/web"})
+    assert event.schedule == "0 3 * * *"
+    assert event.schedule_timezone == "Europe/Paris"
 
 
 DISPATCH = """\
