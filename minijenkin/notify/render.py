@@ -34,6 +34,9 @@ DISCORD_CONTENT_MAX = 2000
 DISCORD_TITLE_MAX = 256
 DISCORD_DESCRIPTION_MAX = 4096
 DISCORD_FIELD_MAX = 1024
+# Title, description, field names and values and footer text of all embeds
+# together (Discord's developer documentation, "Embed Limits").
+DISCORD_EMBED_TOTAL_MAX = 6000
 
 # Embed colours (0xRRGGBB as an integer, the form Discord expects).
 COLOUR_SUCCESS = 0x2DA44E
@@ -243,7 +246,11 @@ def discord_body(payload: Mapping[str, Any], run_url: str) -> dict[str, Any]:
         "footer": {"text": "Mini-Jenkin"},
     }
     if description_lines:
-        embed["description"] = truncate("\n".join(description_lines), DISCORD_DESCRIPTION_MAX)
+        # The description gets what the other parts leave of the total.
+        used = (len(embed["title"]) + len(embed["footer"]["text"])
+                + sum(len(field["name"]) + len(field["value"]) for field in fields))
+        embed["description"] = truncate("\n".join(description_lines),
+                                        min(DISCORD_DESCRIPTION_MAX, DISCORD_EMBED_TOTAL_MAX - used))
     return {
         "content": truncate(headline, DISCORD_CONTENT_MAX),
         "embeds": [embed],

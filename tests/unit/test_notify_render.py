@@ -109,6 +109,27 @@ def test_discord_body_shape() -> None:
     }
 
 
+def test_discord_embed_stays_within_total_limit() -> None:
+    payload = failed_payload()
+    payload["run"]["branch"] = "b" * 300
+    payload["run"]["reason"] = "r" * 3000
+    payload["commit"]["message"] = "m" * 5000
+    payload["commit"]["author"] = "a" * 2000
+    payload["jobs"] = [
+        {**payload["jobs"][1], "id": 100 + index, "key": f"{'j' * 90}{index}",
+         "name": f"{'j' * 90}{index}"}
+        for index in range(12)]
+
+    embed = discord_body(payload, RUN_URL)["embeds"][0]
+    total = (len(embed["title"]) + len(embed["description"]) + len(embed["footer"]["text"])
+             + sum(len(field["name"]) + len(field["value"]) for field in embed["fields"]))
+
+    assert total == 6000
+    assert len(embed["description"]) <= 4096
+    assert embed["description"].startswith("r" * 100)
+    assert embed["description"].endswith("\u2026")
+
+
 @pytest.mark.parametrize(("event", "status", "colour", "verb"), [
     ("run.succeeded", "succeeded", 0x2DA44E, "succeeded"),
     ("run.fixed", "succeeded", 0x2DA44E, "is fixed"),
