@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import platform
 import posixpath
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,6 @@ _UNMET_RESULTS = {"failure": "failed", "cancelled": "was cancelled", "skipped": 
 RESULTS = {"succeeded": "success", "failed": "failure", "timed_out": "failure", "cancelled": "cancelled",
            "skipped": "skipped"}
 MAX_COMMAND_FILE_BYTES = 1024 * 1024
-_HEREDOC = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)<<(.+)$")
 
 
 class StepError(Exception):
@@ -369,19 +367,33 @@ class CommandFiles:
 
 
 def parse_key_values(text: str) -> tuple[dict[str, str], list[str]]:
-    """Parse `NAME=value` lines and `NAME<<DELIMITER` blocks, as GitHub Actions does."""
+    """Parse `NAME=value` lines and `NAME<<DELIMITER` blocks, as GitHub Actions' runner does.
+
+    As in the runner (actions/runner FileCommandManager.cs), a name is any
+    non-empty text, so outputs such as `cache-hit` work, and a line is a
+    heredoc when its first `<<` comes before its first `=`. Lines end at
+    "\n" only: a form feed or U+2028 inside a value stays in the value.
+    A "\r" before the "\n" is dropped, so files with CRLF line ends work.
+    """
     values: dict[str, str] = {}
     problems: list[str] = []
-    lines = text.splitlines()
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
     index = 0
     while index < len(lines):
         line = lines[index]
         index += 1
         if not line.strip():
             continue
-        heredoc = _HEREDOC.match(line)
-        if heredoc:
-            name, delimiter = heredoc.group(1), heredoc.group(2)
+        equals = line.find("=")
+        heredoc = line.find("<<")
+        if heredoc >= 0 and (equals < 0 or heredoc < equals):
+            name, delimiter = line[:heredoc], line[heredoc + 2:]
+            if not name or not delimiter:
+                problems.append(f"invalid line {line[:80]!r}: expected NAME<<DELIMITER with a name "
+                                "and a delimiter")
+                continue
             body: list[str] = []
             while index < len(lines) and lines[index] != delimiter:
                 body.append(lines[index])
@@ -393,7 +405,7 @@ def parse_key_values(text: str) -> tuple[dict[str, str], list[str]]:
             values[name] = "\n".join(body)
             continue
         name, separator, value = line.partition("=")
-        if not separator or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        if not separator or not name:
             problems.append(f"invalid line {line[:80]!r}: expected NAME=value or NAME<<DELIMITER")
             continue
         values[name] = value
