@@ -578,13 +578,19 @@ def to_number(value: Any) -> float:
     if kind in ("boolean", "number"):
         return float(value)
     if kind == "string":
+        # GitHub's runner (ExpressionUtility.ParseNumber) follows JavaScript's
+        # Number(): a sign, leading zeros, '1.' and '.5' are numbers too.
         text = value.strip()
         if text == "":
             return 0.0
-        if re.fullmatch(r"-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?", text):
+        if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text):
             return float(text)
         if re.fullmatch(r"-?0[xX][0-9a-fA-F]+", text):
             return float(_parse_number(text))
+        if re.fullmatch(r"0o[0-7]+", text):
+            return float(int(text[2:], 8))
+        if text in ("Infinity", "-Infinity"):
+            return float(text.replace("Infinity", "inf"))
         return math.nan
     return math.nan
 

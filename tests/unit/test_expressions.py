@@ -101,6 +101,27 @@ def test_comparisons(text: str, expected: bool) -> None:
     assert value(text) is expected
 
 
+# Strings GitHub's runner converts to numbers as JavaScript's Number() does.
+@pytest.mark.parametrize(("text", "expected"), [
+    ("'05' == 5", True),
+    ("'05' > 3", True),
+    ("'+1' == 1", True),
+    ("'.5' == 0.5", True),
+    ("'1.' == 1", True),
+    ("' 7 ' == 7", True),
+    ("'0o17' == 15", True),
+    ("'0x1f' == 31", True),
+    ("'Infinity' > 1e300", True),
+    ("'-Infinity' < -1e300", True),
+    ("'1.2.3' == 1", False),
+    ("'.' == 0", False),
+    ("'e5' == 0", False),
+    ("'5 apples' == 5", False),
+])
+def test_numeric_strings_compare_as_numbers(text: str, expected: bool) -> None:
+    assert value(text) is expected
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("true && 'yes'", "yes"),
     ("'' && 'yes'", ""),
