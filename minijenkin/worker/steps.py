@@ -294,9 +294,14 @@ class JobRun:
 
     def _directory(self, directory: str, label: str) -> Path:
         relative = posixpath.normpath(directory)
-        if directory.startswith("/") or relative == ".." or relative.startswith("../"):
+        if directory.startswith("/"):
+            # An absolute path, such as `${{ github.workspace }}/app` in a
+            # workflow written for GitHub, is allowed when it leads into the workspace.
+            path = Path(relative).resolve()
+        elif relative == ".." or relative.startswith("../"):
             raise StepError(f"{label}.working-directory: {directory!r} is outside the workspace")
-        path = (self.workspace / relative).resolve()
+        else:
+            path = (self.workspace / relative).resolve()
         if not path.is_relative_to(self.workspace.resolve()):
             raise StepError(f"{label}.working-directory: {directory!r} leads outside the workspace")
         if not path.is_dir():
