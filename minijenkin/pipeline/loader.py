@@ -118,6 +118,14 @@ def _check_limits(file: str, text: str) -> None:
                     anchors[anchor] = size
                 add(size, event.start_mark)
             elif isinstance(event, ScalarEvent):
+                if "\0" in (event.value or ""):
+                    # A "\0" escape: the database stores the pipeline as JSON
+                    # text, and no environment variable can hold it either.
+                    mark = event.start_mark
+                    raise PipelineError(
+                        "the value contains a NUL character (\\0), which pipeline values cannot hold",
+                        file=file, line=mark.line + 1, column=mark.column + 1,
+                    )
                 if event.anchor is not None:
                     anchors[event.anchor] = 1
                 add(1, event.start_mark)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -413,8 +414,27 @@ class JobExecution:
         if prepared.timeout_seconds is not None:
             step_deadline = time.monotonic() + prepared.timeout_seconds
         self.step_timed_out = False
-        exit_code = await self._run_step(script, prepared.cwd, env, deadline, step_deadline)
         name = prepared.name
+        problem = _unstartable_environment(env)
+        exit_code: int | None = None
+        if problem is None:
+            try:
+                exit_code = await self._run_step(script, prepared.cwd, env, deadline, step_deadline)
+            except OSError as exc:
+                if exc.errno != errno.E2BIG:
+                    raise
+                problem = _oversized_environment(env)
+        if problem is not None:
+            # The step's process never started, so the step fails as a script
+            # does and the job goes on to its `if: always()` steps.
+            message = f"step {name!r} could not start: {problem}"
+            state.record(prepared.id, "failure", continue_on_error=prepared.continue_on_error)
+            if prepared.continue_on_error:
+                await self.system(f"{message}; the job goes on (continue-on-error)")
+                return StepEnd()
+            await self.system(message)
+            return StepEnd(failure=Outcome("failed", None, message))
+        assert exit_code is not None
         if self.stop_reason is not None:
             await self.system(f"step {name!r} stopped: {self.stop_reason.replace('_', ' ')}")
             return StepEnd(outcome=self._stopped_outcome(), stop=True)
@@ -552,6 +572,26 @@ class JobExecution:
 # background by an earlier step of the job survives a worker that dies
 # between two steps, because no guard runs then.
 _STEP_GUARD = Path(__file__).with_name("step_guard.py")
+
+
+def _unstartable_environment(env: dict[str, str]) -> str | None:
+    """Name a variable that no process can receive (it contains a NUL byte), or return None."""
+    for name, value in env.items():
+        if "\0" in name or "\0" in value:
+            return f"environment variable {name.replace(chr(0), '?')!r} contains a NUL byte"
+    return None
+
+
+def _oversized_environment(env: dict[str, str]) -> str:
+    """Explain an E2BIG from exec.
+
+    Linux limits each NAME=value string to 32 pages (MAX_ARG_STRLEN, 128 KiB
+    with 4 KiB pages), and all of them together to a share of the stack limit.
+    """
+    name, value = max(env.items(), key=lambda item: len(item[0]) + len(item[1].encode()))
+    size = len(name) + 1 + len(value.encode())
+    return (f"its environment is larger than the system allows (the largest variable, {name}, has "
+            f"{size} bytes); pass large values through a file in $RUNNER_TEMP instead")
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:

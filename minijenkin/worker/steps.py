@@ -328,11 +328,25 @@ class JobRun:
         Returns the step's outputs and a list of problems to show in the log.
         """
         problems: list[str] = []
+        for variable, path in (("$GITHUB_ENV", files.env), ("$GITHUB_PATH", files.path),
+                               ("$GITHUB_OUTPUT", files.output)):
+            if files.size(path) > MAX_COMMAND_FILE_BYTES:
+                problems.append(f"{variable}: the file is larger than {MAX_COMMAND_FILE_BYTES} bytes; "
+                                "only its first bytes are read, so later values are lost")
         exported, env_problems = parse_key_values(files.read(files.env))
         problems += [f"$GITHUB_ENV: {problem}" for problem in env_problems]
-        self.exported_env.update(exported)
+        for name, value in exported.items():
+            # No process can receive a NUL byte in its environment.
+            if "\0" in name or "\0" in value:
+                problems.append(f"$GITHUB_ENV: {name.replace(chr(0), '?')}: contains a NUL byte, which an "
+                                "environment variable cannot hold; it is not set")
+            else:
+                self.exported_env[name] = value
         for line in files.read(files.path).splitlines():
-            if line.strip():
+            if "\0" in line:
+                problems.append("$GITHUB_PATH: a line contains a NUL byte, which PATH cannot hold; "
+                                "it is not added")
+            elif line.strip():
                 self.path_prefix.append(line.strip())
         outputs, output_problems = parse_key_values(files.read(files.output))
         problems += [f"$GITHUB_OUTPUT: {problem}" for problem in output_problems]
@@ -360,6 +374,13 @@ class CommandFiles:
     def variables(self) -> dict[str, str]:
         return {"GITHUB_ENV": str(self.env), "GITHUB_OUTPUT": str(self.output), "GITHUB_PATH": str(self.path),
                 "GITHUB_STEP_SUMMARY": str(self.summary)}
+
+    @staticmethod
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
 
     @staticmethod
     def read(path: Path) -> str:

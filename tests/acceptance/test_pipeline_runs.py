@@ -538,6 +538,85 @@ def test_unsupported_action_fails_with_its_name_and_line(
     assert [job["key"] for job in run["jobs"]] == ["plan"]
 
 
+COMMAND_FILES = """\
+on: push
+jobs:
+  outputs:
+    steps:
+      - id: cache
+        run: |
+          echo "cache-hit=true" >> "$GITHUB_OUTPUT"
+          { echo "release-notes<<EOF"; echo "fixed=bug"; echo "EOF"; } >> "$GITHUB_OUTPUT"
+          { echo "NOTES-X<<EOF"; echo "PATH=/nowhere"; echo "EOF"; } >> "$GITHUB_ENV"
+      - if: steps.cache.outputs.cache-hit == 'true'
+        env:
+          NOTES: ${{ steps.cache.outputs.release-notes }}
+          STRAY: ${{ steps.cache.outputs.fixed }}
+        run: echo "hit notes=[$NOTES] stray=[$STRAY]"
+      - working-directory: ${{ github.workspace }}/app
+        run: cat version.txt
+  unstartable:
+    steps:
+      - id: nul
+        run: |
+          printf 'BROKEN=a\\0b\\nKEPT=yes\\n' >> "$GITHUB_ENV"
+          printf 'value=a\\0b\\n' >> "$GITHUB_OUTPUT"
+      - name: Needs NUL
+        env:
+          NUL: ${{ steps.nul.outputs.value }}
+        run: echo never
+      - name: Cleanup
+        if: always()
+        run: echo "cleanup ran, KEPT=$KEPT BROKEN=${BROKEN-unset}"
+  oversized:
+    steps:
+      - run: |
+          printf 'big=%01100000d\\n' 0 >> "$GITHUB_OUTPUT"
+          echo "after=1" >> "$GITHUB_OUTPUT"
+      - name: Huge variable
+        env:
+          HUGE: \"""" + "x" * 140_000 + """\"
+        run: echo never
+      - if: always()
+        run: echo "cleanup ran"
+"""
+
+
+def test_command_files_read_as_on_github(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    commit = git_repo.commit({".minijenkin.yml": COMMAND_FILES, "app/version.txt": "1.2.3\n"}, "Files")
+    start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        run = wait_finished(client, push(client, git_repo, commit))
+        jobs = jobs_by_key(run)
+        output_logs = logs(client, jobs["outputs"])
+        unstartable_logs = logs(client, jobs["unstartable"])
+        oversized_logs = logs(client, jobs["oversized"])
+
+    assert jobs["outputs"]["status"] == "succeeded", output_logs
+    assert ("stdout", "hit notes=[fixed=bug] stray=[]") in output_logs
+    assert ("stdout", "1.2.3") in output_logs
+    assert not [text for stream, text in output_logs if text.startswith("$GITHUB_")]
+
+    assert ("system", "$GITHUB_ENV: BROKEN: contains a NUL byte, which an environment variable cannot "
+            "hold; it is not set") in unstartable_logs
+    nul_message = "step 'Needs NUL' could not start: environment variable 'NUL' contains a NUL byte"
+    assert (jobs["unstartable"]["status"], jobs["unstartable"]["reason"]) == ("failed", nul_message)
+    assert ("system", nul_message) in unstartable_logs
+    assert ("stdout", "cleanup ran, KEPT=yes BROKEN=unset") in unstartable_logs
+
+    assert ("system", "$GITHUB_OUTPUT: the file is larger than 1048576 bytes; only its first bytes are "
+            "read, so later values are lost") in oversized_logs
+    assert jobs["oversized"]["status"] == "failed"
+    assert jobs["oversized"]["reason"].startswith(
+        "step 'Huge variable' could not start: its environment is larger than the system allows "
+        "(the largest variable, HUGE, has 140005 bytes)")
+    assert ("stdout", "cleanup ran") in oversized_logs
+
+
 def _group_pipeline(command: str, *, cancel_in_progress: bool) -> str:
     return f"""\
 concurrency:

@@ -682,6 +682,19 @@ def test_deep_nesting_rejected() -> None:
     assert str(caught.value) == ".minijenkin.yml:1:38: the document is nested deeper than 32 levels"
 
 
+@pytest.mark.parametrize(("text", "position"), [
+    ('jobs:\n  a:\n    steps:\n      - env:\n          X: "a\\0b"\n        run: echo\n', "5:14"),
+    ('jobs:\n  a:\n    steps:\n      - run: "echo \\0"\n', "4:14"),
+    ('jobs:\n  a:\n    steps:\n      - name: "\\x00"\n        run: echo\n', "4:15"),
+])
+def test_nul_character_rejected(text: str, position: str) -> None:
+    with pytest.raises(PipelineError) as caught:
+        parse_pipeline(text, file=FILE)
+    assert str(caught.value) == (
+        f".minijenkin.yml:{position}: the value contains a NUL character (\\0), which pipeline values "
+        "cannot hold")
+
+
 def test_invalid_utf8_rejected() -> None:
     with pytest.raises(PipelineError) as caught:
         parse_pipeline(b"jobs:\n  a: \xff\n", file=FILE)
