@@ -12,7 +12,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install install-browser lint clean bench-queue bench-queue-cpu bench-claim-history bench-scale dist
+.PHONY: run test install install-browser lint clean bench-queue bench-queue-cpu bench-queue-layout bench-claim-history bench-scale dist
 
 # `make run` needs only the runtime dependencies; `make test` adds the test
 # tools (pytest, Playwright, schemathesis, ruff). Both share .venv.
@@ -60,6 +60,9 @@ bench-queue: $(STAMP) $(BENCH_STAMP)
 
 bench-queue-cpu: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.queue_cpu $(BENCH_ARGS)
+
+bench-queue-layout: $(STAMP)
+	$(BIN)/python -m bench.queue_layout $(BENCH_ARGS)
 
 # Fails (exit status 1) when claiming on a large history is more than 1.2x
 # slower than on an empty jobs table.
