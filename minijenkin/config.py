@@ -206,7 +206,9 @@ class Settings(BaseSettings):
     )
     notify_concurrency: int = Field(
         default=NOTIFY_CONCURRENCY_DEFAULT, ge=1, le=256,
-        description="Notifications one dispatcher sends at once.",
+        description="Notifications one dispatcher sends at once. One target gets at most a "
+                    "quarter of them (at least 1), so a receiver that hangs does not hold up "
+                    "the others.",
     )
     github_api_url: str = Field(
         default="https://api.github.com",

@@ -117,6 +117,9 @@ class Dispatcher:
         self._keyring = keyring
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = settings.notify_concurrency
+        # Slots one target may hold, so that a receiver that hangs until the
+        # timeout leaves three quarters of them to the other targets.
+        self.per_target = max(1, self.concurrency // 4)
         self.timeout = settings.notify_timeout_seconds
         self.lease_seconds = 2 * self.timeout + LEASE_MARGIN_SECONDS
         self.endpoints = Endpoints(settings.base_url, settings.github_api_url,
@@ -207,6 +210,7 @@ class Dispatcher:
             cursor = await conn.execute(QUERIES["outbox_claim"], {
                 "dispatcher": self.name, "limit": limit, "lease_seconds": self.lease_seconds,
                 "horizon_seconds": self.settings.notify_dead_letter_seconds,
+                "per_target": self.per_target,
             })
             return await cursor.fetchall()
 

@@ -177,6 +177,40 @@ def test_claim_skips_rows_locked_by_another_claim(db: psycopg.Connection, databa
     assert claim_deliveries(db) == []
 
 
+def test_claim_limits_deliveries_per_target(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    slow = add_target(db, repo_id)
+    for _ in range(5):
+        close_run(db, repo_id, worker_id)
+    other_repo = create_repo(db, name="acme/api")
+    fast = add_target(db, other_repo)
+    close_run(db, other_repo, register_worker(db))
+
+    first = claim_deliveries(db, limit=8, per_target=2)
+    second = claim_deliveries(db, limit=8, per_target=2)
+    db.execute("UPDATE outbox SET state = 'delivered', lease_token = NULL WHERE id = %s",
+               (first[0]["id"],))
+    third = claim_deliveries(db, limit=8, per_target=2)
+
+    assert sorted(row["target_id"] for row in first) == [slow, slow, fast]
+    assert second == []
+    assert [row["target_id"] for row in third] == [slow]
+    assert len(outbox_rows(db)) == 6
+
+
+def test_claim_v1_has_no_limit_per_target(db: psycopg.Connection) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    add_target(db, repo_id)
+    for _ in range(3):
+        close_run(db, repo_id, worker_id)
+
+    claimed = db.execute("SELECT id FROM mj_outbox_claim_v1('old', 10, 30, 3600)").fetchall()
+
+    assert len(claimed) == 3
+
+
 def test_claim_sets_lease_and_counts_attempt(db: psycopg.Connection) -> None:
     repo_id = create_repo(db)
     target_id = add_target(db, repo_id, kind="github-status")

@@ -41,9 +41,9 @@ def outbox_rows(db: psycopg.Connection, run_id: int | None = None) -> list[dict[
 
 
 def claim_deliveries(db: psycopg.Connection, limit: int = 10, *, lease: float = 30,
-                     horizon: float = 3600) -> list[dict[str, Any]]:
-    return db.execute("SELECT * FROM mj_outbox_claim_v1('test', %s, %s, %s)",
-                      (limit, lease, horizon)).fetchall()
+                     horizon: float = 3600, per_target: int = 10) -> list[dict[str, Any]]:
+    return db.execute("SELECT * FROM mj_outbox_claim_v2('test', %s, %s, %s, %s)",
+                      (limit, lease, horizon, per_target)).fetchall()
 
 
 def report(db: psycopg.Connection, row: dict[str, Any], outcome: str, *, status_code: int | None = None,

@@ -202,9 +202,109 @@ $$;
 -- (it died or lost the database mid-delivery). Each claimed row gets a new
 -- lease token and is due again when the lease ends.
 --
+-- A claim takes no more rows of a target than p_per_target minus the
+-- target's deliveries in flight (under a lease that has not ended, on any
+-- dispatcher). A receiver that hangs until the request times out therefore
+-- occupies about that many sending slots, and the other targets'
+-- notifications go out meanwhile. NOTE: two dispatchers claiming at the
+-- same moment may each take up to the limit. Within the limit the oldest
+-- due rows go first.
+--
 -- A row whose lease ran out after its dead-letter horizon passed goes to
 -- the dead letter instead, so a delivery that kills every dispatcher that
 -- tries it cannot loop forever.
+CREATE OR REPLACE FUNCTION mj_outbox_claim_v2(
+    p_dispatcher text,
+    p_limit integer,
+    p_lease_seconds double precision,
+    p_horizon_seconds double precision,
+    p_per_target integer
+) RETURNS TABLE (
+    id bigint,
+    target_id bigint,
+    run_id bigint,
+    event text,
+    payload jsonb,
+    idempotency_key uuid,
+    attempts integer,
+    lease_token uuid,
+    kind text,
+    url_encrypted text,
+    secret_encrypted text,
+    options jsonb,
+    repo_name text
+)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF p_limit < 1 OR p_per_target < 1 THEN
+        RETURN;
+    END IF;
+
+    UPDATE outbox o
+    SET state = 'dead', dead_at = now(), lease_token = NULL,
+        last_error = 'the dispatcher stopped during the last attempt, and the retry schedule has ended'
+    WHERE o.id IN (
+        SELECT c.id
+        FROM outbox c
+        WHERE c.state = 'delivering'
+          AND c.next_attempt_at <= now()
+          AND c.scheduled_at + make_interval(secs => p_horizon_seconds) <= now()
+        FOR UPDATE SKIP LOCKED
+    );
+
+    RETURN QUERY
+    WITH due AS (
+        SELECT picked.id, picked.next_attempt_at
+        FROM notification_targets t
+        CROSS JOIN LATERAL (
+            SELECT c.id, c.next_attempt_at
+            FROM outbox c
+            WHERE c.target_id = t.id
+              AND c.state IN ('pending', 'delivering')
+              AND c.next_attempt_at <= now()
+            ORDER BY c.next_attempt_at, c.id
+            LIMIT greatest(0, p_per_target - (
+                SELECT count(*)
+                FROM outbox f
+                WHERE f.target_id = t.id AND f.state = 'delivering' AND f.next_attempt_at > now()))
+        ) picked
+    ),
+    -- Only the rows this claim takes are locked, so a concurrent claim can
+    -- take the other due rows. The conditions are checked again on the
+    -- locked row, which another dispatcher may have claimed meanwhile.
+    chosen AS (
+        SELECT locked.id
+        FROM outbox locked
+        WHERE locked.id = ANY (ARRAY(SELECT due.id FROM due
+                                     ORDER BY due.next_attempt_at, due.id LIMIT p_limit))
+          AND locked.state IN ('pending', 'delivering')
+          AND locked.next_attempt_at <= now()
+        FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE outbox o
+        SET state = 'delivering',
+            lease_token = gen_random_uuid(),
+            dispatcher = p_dispatcher,
+            attempts = o.attempts + 1,
+            last_attempt_at = now(),
+            next_attempt_at = now() + make_interval(secs => p_lease_seconds)
+        FROM chosen
+        WHERE o.id = chosen.id
+        RETURNING o.*
+    )
+    SELECT c.id, c.target_id, c.run_id, c.event, c.payload, c.idempotency_key, c.attempts,
+           c.lease_token, t.kind, t.url_encrypted, t.secret_encrypted, t.options, r.name
+    FROM claimed c
+    JOIN notification_targets t ON t.id = c.target_id
+    JOIN repositories r ON r.id = t.repo_id
+    ORDER BY c.id;
+END;
+$$;
+
+-- The claim of dispatchers released before mj_outbox_claim_v2, which had no
+-- limit per target.
 CREATE OR REPLACE FUNCTION mj_outbox_claim_v1(
     p_dispatcher text,
     p_limit integer,
@@ -225,54 +325,11 @@ CREATE OR REPLACE FUNCTION mj_outbox_claim_v1(
     options jsonb,
     repo_name text
 )
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $$
-BEGIN
-    IF p_limit < 1 THEN
-        RETURN;
-    END IF;
-
-    UPDATE outbox o
-    SET state = 'dead', dead_at = now(), lease_token = NULL,
-        last_error = 'the dispatcher stopped during the last attempt, and the retry schedule has ended'
-    WHERE o.id IN (
-        SELECT c.id
-        FROM outbox c
-        WHERE c.state = 'delivering'
-          AND c.next_attempt_at <= now()
-          AND c.scheduled_at + make_interval(secs => p_horizon_seconds) <= now()
-        FOR UPDATE SKIP LOCKED
-    );
-
-    RETURN QUERY
-    WITH due AS (
-        SELECT c.id
-        FROM outbox c
-        WHERE c.state IN ('pending', 'delivering') AND c.next_attempt_at <= now()
-        ORDER BY c.next_attempt_at, c.id
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    ),
-    claimed AS (
-        UPDATE outbox o
-        SET state = 'delivering',
-            lease_token = gen_random_uuid(),
-            dispatcher = p_dispatcher,
-            attempts = o.attempts + 1,
-            last_attempt_at = now(),
-            next_attempt_at = now() + make_interval(secs => p_lease_seconds)
-        FROM due
-        WHERE o.id = due.id
-        RETURNING o.*
-    )
-    SELECT c.id, c.target_id, c.run_id, c.event, c.payload, c.idempotency_key, c.attempts,
-           c.lease_token, t.kind, t.url_encrypted, t.secret_encrypted, t.options, r.name
-    FROM claimed c
-    JOIN notification_targets t ON t.id = c.target_id
-    JOIN repositories r ON r.id = t.repo_id
-    ORDER BY c.id;
-END;
-$$;
+        SELECT * FROM mj_outbox_claim_v2(p_dispatcher, p_limit, p_lease_seconds, p_horizon_seconds,
+                                         2147483647)
+    $$;
 
 -- Record the outcome of one attempt, fenced by its lease token.
 --

@@ -1,9 +1,10 @@
 -- name: outbox_claim
--- Claim up to `limit` due deliveries for this dispatcher, each under a new lease.
+-- Claim up to `limit` due deliveries for this dispatcher, each under a new lease, and at
+-- most `per_target` in flight for one target.
 SELECT id, target_id, run_id, event, payload, idempotency_key, attempts, lease_token, kind,
        url_encrypted, secret_encrypted, options, repo_name
-FROM mj_outbox_claim_v1(%(dispatcher)s::text, %(limit)s::integer, %(lease_seconds)s::float8,
-                        %(horizon_seconds)s::float8);
+FROM mj_outbox_claim_v2(%(dispatcher)s::text, %(limit)s::integer, %(lease_seconds)s::float8,
+                        %(horizon_seconds)s::float8, %(per_target)s::integer);
 
 -- name: outbox_enqueue_deploy
 -- Enqueue deploy.started or deploy.finished for a deploy job's repository targets.
