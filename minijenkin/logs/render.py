@@ -15,7 +15,8 @@ from ansi2html import Ansi2HTMLConverter
 
 # SGR parameters are digits separated by ';' (or ':' in ITU T.416 colours).
 _SGR = r"\x1b\[[0-9;:]*m"
-_ESCAPE = re.compile(
+# mj_logs_search_text() in sql/functions/45_log_search.sql repeats this pattern.
+ESCAPE_SEQUENCE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"          # CSI: cursor moves, erase, SGR ...
     r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC, DCS, SOS, PM, APC strings
     r"|\x1b[ -/]*[0-~]"                 # other two- and three-byte sequences
@@ -34,7 +35,7 @@ def _strip_escapes(text: str, *, keep_sgr: bool) -> str:
         return sequence if keep_sgr and _SGR_ONLY.fullmatch(sequence) else ""
 
     if "\x1b" in text:
-        text = _ESCAPE.sub(replace, text)
+        text = ESCAPE_SEQUENCE.sub(replace, text)
     return _CONTROL.sub("", text)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import psycopg
 
 from minijenkin import repos
-from minijenkin.logs.render import plain_text
+from minijenkin.logs.render import ESCAPE_SEQUENCE, plain_text
 from minijenkin.logs.store import STREAM_NAMES
 from minijenkin.sql import QUERIES
 
@@ -26,7 +26,7 @@ from minijenkin.sql import QUERIES
 _START = "\ue000"
 _STOP = "\ue001"
 # Keep in step with mj_logs_search_text(): the part of a line the parser
-# sees, with `<` and `>` replaced by spaces.
+# sees, with `<`, `>` and escape sequences replaced by spaces.
 SEARCH_TEXT_CHARS = 2048
 _BRACKETS_TO_SPACES = str.maketrans("<>", "  ")
 # Matching chunks ranked per search: the newest ones win beyond this, which
@@ -75,10 +75,12 @@ def _restore_brackets(segments: list[str], line: str) -> list[str]:
     """Put the line's own `<` and `>` back into the headline's segments.
 
     ts_headline returns an excerpt of the text it was given, which is the
-    line with brackets turned into spaces; the same positions of the
-    original line hold the real characters.
+    line with brackets and escape sequences turned into spaces. The same
+    positions of the original line hold the real characters.
     """
     searched = line[:SEARCH_TEXT_CHARS].translate(_BRACKETS_TO_SPACES)
+    if "\x1b" in searched:
+        searched = ESCAPE_SEQUENCE.sub(lambda match: " " * len(match.group(0)), searched)
     start = searched.find("".join(segments))
     if start < 0:
         return segments

@@ -225,6 +225,38 @@ def test_search_ranks_hits_with_snippets(
     assert anonymous.status_code == 401
 
 
+def test_search_finds_coloured_words(
+    settings: Settings, database_url: str, db: psycopg.Connection,
+) -> None:
+    repo_id = factories.create_repo(db, name="acme/api")
+    worker_id = factories.register_worker(db)
+    job = _job_with_lines(db, repo_id, worker_id, [
+        "\x1b[31mFAILED\x1b[0m tests/test_api.py::test_login",
+        "\x1b[1;31merror\x1b[0m: linker exited with status 1",
+        "\x1b]0;title\x07plain words"])
+    server = _search_server(settings, database_url)
+    try:
+        with server.client() as client:
+            def search(query: str) -> list[dict]:
+                response = client.get("/api/search", params={"q": query})
+                assert response.status_code == 200, response.text
+                return response.json()["hits"]
+
+            failed = wait_for(lambda: search("FAILED"), timeout=30,
+                              message="the indexer to index the job")
+            error = search("error")
+            title = search("title")
+    finally:
+        server.stop()
+
+    assert [(hit["job_id"], hit["seq"]) for hit in failed] == [(job, 1)]
+    assert failed[0]["snippet"] == "FAILED tests/test_api.py::test_login"
+    assert failed[0]["snippet_html"] == "<mark>FAILED</mark> tests/test_api.py::test_login"
+    assert [(hit["job_id"], hit["seq"]) for hit in error] == [(job, 2)]
+    assert error[0]["snippet_html"] == "<mark>error</mark>: linker exited with status 1"
+    assert title == []
+
+
 def _cli(api_server: ApiServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**scrubbed_environment(), "MINIJENKIN_API_URL": api_server.url,
            "MINIJENKIN_API_TOKEN": api_server.admin_token}

@@ -1,4 +1,4 @@
-"""Log search work bounds: the index-only prefilter, the scan and candidate limits."""
+"""Log search: the text that is indexed, the index-only prefilter, the scan and candidate limits."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from minijenkin.logs.render import ESCAPE_SEQUENCE
 from minijenkin.sql import QUERIES
 from tests.support import factories
 from tests.support.logs import store_lines
@@ -107,3 +108,21 @@ def test_search_without_positive_word_matches_nothing(db: psycopg.Connection) ->
 
     assert hits == []
     assert truncated is False
+
+
+def test_search_text_blanks_escape_sequences(db: psycopg.Connection) -> None:
+    line = "\x1b[1;31merror\x1b[0m: <b> \x1b]0;title\x07done \x1b[31"
+    row = db.execute("SELECT mj_logs_search_text(%s) AS text, "
+                     "mj_logs_search_vector(%s)::text AS vector", (line, line)).fetchone()
+
+    # Each sequence becomes as many spaces as it has characters; the
+    # unfinished one at the end loses only its ESC and '['.
+    assert row["text"] == "       error    :  b            done   31"
+    assert row["text"] == _python_search_text(line)
+    assert row["vector"] == "'31':4 'b':2 'done':3 'error':1"
+
+
+def _python_search_text(line: str) -> str:
+    """The search text as logs/search.py maps snippets back onto lines."""
+    text = line.translate(str.maketrans("<>", "  "))
+    return ESCAPE_SEQUENCE.sub(lambda match: " " * len(match.group(0)), text)

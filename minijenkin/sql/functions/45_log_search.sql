@@ -19,9 +19,41 @@ CREATE OR REPLACE FUNCTION mj_logs_chunk_lines() RETURNS integer
 -- counts every non-ASCII character as a letter, which would glue a stand-in
 -- character to the word next to it. logs/search.py restores the brackets in
 -- snippets from the original line (the mapping keeps every position).
+-- Escape sequences (colours) become spaces as well, as many as they have
+-- characters: `ESC[31mFAILED` would otherwise be indexed as the word
+-- `31mfailed`, and a search for FAILED would miss every coloured line.
+-- Replace each escape sequence in p_text with one space per character. The
+-- pattern is ESCAPE_SEQUENCE of logs/render.py: CSI sequences, OSC, DCS, SOS, PM and
+-- APC strings, other two- and three-byte sequences, and a lone ESC. Every
+-- match contains an ESC that becomes a space, so the loop ends.
+CREATE OR REPLACE FUNCTION mj_logs_blank_escapes(p_text text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+    v_text text := p_text;
+    v_pattern constant text :=
+        $re$\u001b\[[0-?]*[ -/]*[@-~]|\u001b[]PX^_][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[ -/]*[0-~]|\u001b$re$;
+    v_start integer;
+    v_length integer;
+BEGIN
+    LOOP
+        v_start := regexp_instr(v_text, v_pattern);
+        EXIT WHEN v_start = 0;
+        v_length := length(regexp_substr(v_text, v_pattern, v_start));
+        v_text := overlay(v_text PLACING repeat(' ', v_length) FROM v_start FOR v_length);
+    END LOOP;
+    RETURN v_text;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION mj_logs_search_text(p_line text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT translate(left(p_line, 2048), '<>', '  ') $$;
+    AS $$
+    SELECT CASE WHEN strpos(left(p_line, 2048), chr(27)) = 0
+                THEN translate(left(p_line, 2048), '<>', '  ')
+                ELSE mj_logs_blank_escapes(translate(left(p_line, 2048), '<>', '  '))
+           END
+$$;
 
 CREATE OR REPLACE FUNCTION mj_logs_search_vector(p_line text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
