@@ -301,6 +301,13 @@ API_FAULTS = [
         422,
         f"run_id: Input should be less than or equal to {2**63 - 1}",
     ),
+    HttpFault(
+        "approve job id beyond bigint",
+        "POST",
+        f"/api/jobs/{2**64}/approve",
+        422,
+        f"job_id: Input should be less than or equal to {2**63 - 1}",
+    ),
     HttpFault("run not found", "GET", "/api/runs/987654321", 404, "run 987654321 does not exist"),
     HttpFault("job not found", "GET", "/api/jobs/987654321", 404, "job 987654321 does not exist"),
     HttpFault(

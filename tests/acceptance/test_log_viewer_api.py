@@ -49,6 +49,41 @@ def test_tail_returns_last_lines_before_a_seq(api_server: ApiServer, db: psycopg
     assert misuse.json()["field"] == "before"
 
 
+SEQ_MAX = 2**31 - 1
+
+
+def test_seq_beyond_integer_is_422(api_server: ApiServer, db: psycopg.Connection) -> None:
+    # Log line seq numbers are PostgreSQL integers. A larger value that reached
+    # a query became a 422 without a field, or an SSE stream that broke off.
+    plan = job_with_lines(db, ["one", "two"])
+    logs = f"/api/jobs/{plan['job_id']}/logs"
+    cases = [
+        (logs, {"after": SEQ_MAX + 1}, {}, "after"),
+        (logs, {"after": SEQ_MAX + 1}, {"Accept": "text/event-stream"}, "after"),
+        (logs, {"tail": 5, "before": SEQ_MAX + 2}, {}, "before"),
+        (f"{logs}/find", {"q": "one", "start": SEQ_MAX + 1}, {}, "start"),
+        (logs, {}, {"Accept": "text/event-stream", "Last-Event-ID": str(SEQ_MAX + 1)},
+         "Last-Event-ID"),
+        (logs, {}, {"Accept": "text/event-stream", "Last-Event-ID": "9" * 5000}, "Last-Event-ID"),
+    ]
+
+    with api_server.client() as client:
+        for path, params, headers, field in cases:
+            response = client.get(path, params=params, headers=headers)
+            assert response.status_code == 422, (params, headers, response.text)
+            assert response.json()["field"] == field, response.text
+        # Latin-1 superscript two: str.isdigit() accepts it, int() does not.
+        superscript = client.get(logs, headers={"Accept": "text/event-stream",
+                                                "Last-Event-ID": b"\xb2"})
+        at_max = client.get(logs, params={"after": SEQ_MAX}).json()
+        tail_all = client.get(logs, params={"tail": 5, "before": SEQ_MAX + 1}).json()
+
+    assert superscript.status_code == 422, superscript.text
+    assert superscript.json()["field"] == "Last-Event-ID"
+    assert at_max["lines"] == []
+    assert [line["text"] for line in tail_all["lines"]] == ["one", "two"]
+
+
 def test_html_lines_are_escaped_with_colours(api_server: ApiServer, db: psycopg.Connection) -> None:
     plan = job_with_lines(db, ["<b>plain</b>", "\x1b[32mgreen & <i>\x1b[0m", "\x1b]0;title\x07x"])
 

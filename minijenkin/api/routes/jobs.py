@@ -49,7 +49,7 @@ async def cancel_job(job_id: RowId, conn: Conn, _: TriggerAccess) -> schemas.Can
 @router.post("/{job_id}/approve", response_model=schemas.DecisionResult,
              responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}})
 async def approve_job(
-    job_id: int,
+    job_id: RowId,
     conn: Conn,
     principal: AdminAccess,
     reject: Annotated[bool, Query(
@@ -82,7 +82,8 @@ async def get_logs(
     _: StreamReadAccess,
     attempt: Annotated[int | None, Query(
         ge=1, le=INTEGER_MAX, description="Default: the latest attempt.")] = None,
-    after: Annotated[int, Query(ge=0, description="Return lines with a larger seq.")] = 0,
+    after: Annotated[int, Query(
+        ge=0, le=store.SEQ_MAX, description="Return lines with a larger seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=LOG_PAGE_MAX,
                                 description="Lines per page (JSON only).")] = 1000,
     tail: Annotated[int | None, Query(
@@ -90,7 +91,8 @@ async def get_logs(
         description="Return the last `tail` lines (before `before` when given) instead of the "
                     "lines after `after` (JSON only).")] = None,
     before: Annotated[int | None, Query(
-        ge=1, description="With `tail`: only lines with a smaller seq.")] = None,
+        ge=1, le=store.SEQ_MAX + 1,
+        description="With `tail`: only lines with a smaller seq.")] = None,
     html: Annotated[bool, Query(
         description="Add each line rendered as escaped HTML with its ANSI colours (`html`).")] = False,
     last_event_id: Annotated[str | None, Header(
@@ -191,7 +193,8 @@ async def find_in_logs(
                             description="Text to find, ignoring case.")],
     attempt: Annotated[int | None, Query(
         ge=1, le=INTEGER_MAX, description="Default: the latest attempt.")] = None,
-    start: Annotated[int, Query(ge=0, description="Search from this seq, excluded.")] = 0,
+    start: Annotated[int, Query(
+        ge=0, le=store.SEQ_MAX, description="Search from this seq, excluded.")] = 0,
     direction: Annotated[Literal["next", "previous"], Query(
         description="`next`: the first match after `start`; `previous`: the last one before it "
                     "(start=0 searches from the end).")] = "next",
@@ -214,7 +217,10 @@ async def find_in_logs(
 
 def _parse_last_event_id(value: str) -> int:
     text = value.strip()
-    if not text.isdigit() or len(text) > 10:
+    # isascii: str.isdigit() also accepts digits such as '²' that int() rejects.
+    # The length check keeps int() off strings longer than any seq.
+    if (not (text.isascii() and text.isdigit()) or len(text) > len(str(store.SEQ_MAX))
+            or int(text) > store.SEQ_MAX):
         raise InvalidInputError(
             f"invalid Last-Event-ID {value!r}: expected the seq number of a log line",
             field="Last-Event-ID")
