@@ -54,7 +54,28 @@ def _validation_message(error: dict) -> tuple[str, str | None]:
     location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
     field = ".".join(location) or None
     message = error.get("msg", "invalid value")
+    if field is None and tuple(error.get("loc", ())) == ("body",):
+        # An error about the body as a whole: missing, or not a JSON object.
+        message = f"request body: {message}"
     return (f"{field}: {message}" if field else message), field
+
+
+def _unparsable_body(request: Request, errors: list[dict]) -> str | None:
+    """Describe a body that is not JSON, or return None when the body parsed."""
+    for error in errors:
+        location = tuple(error.get("loc", ()))
+        if error.get("type") != "json_invalid" or location[:1] != ("body",):
+            continue
+        # FastAPI puts the character offset of the syntax error after "body".
+        position = f" at character {location[1]}" if len(location) > 1 else ""
+        reason = (error.get("ctx") or {}).get("error") or error.get("msg", "invalid JSON")
+        return f"the request body is not valid JSON{position}: {reason}"
+    content_type = request.headers.get("content-type", "")
+    if content_type and "json" not in content_type.lower() and any(
+            tuple(error.get("loc", ())) == ("body",) for error in errors):
+        return (f"the request body must be JSON with Content-Type: application/json, "
+                f"not {content_type}")
+    return None
 
 
 # Responses any operation may send before its route runs (RequestLimits,
@@ -120,6 +141,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [dict(error) for error in exc.errors()]
+        unparsable = _unparsable_body(request, errors)
+        if unparsable is not None:
+            return JSONResponse({"detail": unparsable}, status_code=400)
         messages = [_validation_message(error) for error in errors]
         detail = "; ".join(message for message, _ in messages) or "invalid request"
         body: dict[str, object] = {
