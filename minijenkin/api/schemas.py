@@ -12,6 +12,8 @@ from minijenkin.logs.search import CANDIDATE_CHUNKS, SCAN_CHUNKS
 
 RunStatus = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled", "skipped",
                     "timed_out", "waiting", "awaiting_approval", "superseded"]
+# The values of pipeline_runs.event (its CHECK constraint), as in runs.EVENTS.
+RunEvent = Literal["push", "tag", "pull_request", "manual", "schedule", "api"]
 Stream = Literal["stdout", "stderr", "system"]
 
 _URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import psycopg
 import pytest
 
+from minijenkin import runs
+from minijenkin.api import schemas
 from minijenkin.crypto import load_keyring
 from tests.support.api import ApiServer
 from tests.support.factories import create_repo, create_run
@@ -98,6 +101,25 @@ def test_run_list_paginates_newest_first(api_server: ApiServer, db: psycopg.Conn
     assert [run["id"] for run in second["runs"]] == run_ids[::-1][2:4]
     assert [run["id"] for run in last["runs"]] == run_ids[::-1][4:]
     assert last["next_before"] is None
+
+
+def test_run_list_event_filter(api_server: ApiServer, db: psycopg.Connection) -> None:
+    run_id = create_run(db, create_repo(db))
+
+    with api_server.client() as client:
+        pushes = client.get("/api/runs", params={"event": "push"}).json()
+        manual = client.get("/api/runs", params={"event": "manual"}).json()
+        unknown = client.get("/api/runs", params={"event": "pushh"})
+
+    assert [run["id"] for run in pushes["runs"]] == [run_id]
+    assert manual["runs"] == []
+    assert unknown.status_code == 422
+    assert unknown.json()["field"] == "event"
+    assert unknown.json()["detail"].startswith("event: Input should be 'push', 'tag'")
+
+
+def test_run_event_choices_match_database() -> None:
+    assert get_args(schemas.RunEvent) == runs.EVENTS
 
 
 def test_unknown_run_is_404(api_server: ApiServer) -> None:

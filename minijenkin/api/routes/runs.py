@@ -25,7 +25,7 @@ async def list_runs(
     _: ReadAccess,
     repo: Annotated[str | None, Query(max_length=200, description="Repository name.")] = None,
     status: Annotated[schemas.RunStatus | None, Query()] = None,
-    event: Annotated[str | None, Query(max_length=32)] = None,
+    event: Annotated[schemas.RunEvent | None, Query()] = None,
     branch: Annotated[str | None, Query(max_length=255)] = None,
     before: Annotated[int | None, Query(
         ge=1, le=BIGINT_MAX, description="Return runs with a smaller id.")] = None,
