@@ -59,6 +59,13 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
+def _waiting_reason(labels: list[str]) -> str:
+    # A job without labels lacks a capable worker only when no worker is live at all.
+    if not labels:
+        return "waiting for a worker: no worker is live"
+    return f"waiting for a worker with the labels {', '.join(labels)}"
+
+
 def show(
     run_id: Annotated[int, typer.Argument(min=1, help="Run id, as printed by `minijenkin "
                                           "trigger` and shown by the dashboard.",
@@ -75,7 +82,7 @@ def show(
     for job in run.jobs:
         reason = job.reason or ""
         if job.status == "queued" and not job.has_capable_worker:
-            reason = f"waiting for a worker with the labels {', '.join(job.labels)}"
+            reason = _waiting_reason(job.labels)
         table.add_row(str(job.id), job.name, job.status, str(job.attempt),
                       "-" if job.exit_code is None else str(job.exit_code),
                       _seconds(job.duration_seconds), reason)

@@ -7,9 +7,11 @@ import sys
 
 import psycopg
 
+from tests.support.api import ApiServer
 from tests.support.factories import (
     claim,
     create_repo,
+    create_run,
     finish,
     job_entry,
     register_worker,
@@ -100,3 +102,19 @@ def test_rerun_active_run_fails(db: psycopg.Connection, database_url: str) -> No
 
     assert result.returncode == 1
     assert f"run {run_id} is still active; cancel it or wait for it to finish" in result.stderr
+
+
+def test_show_queued_job_without_workers(api_server: ApiServer, db: psycopg.Connection,
+                                         database_url: str) -> None:
+    # The plan job has no labels, so it waits only because no worker is live.
+    run_id = create_run(db, create_repo(db))
+
+    result = _cli(database_url, "show", str(run_id))
+    with api_server.client() as client:
+        page = client.get(f"/runs/{run_id}").text
+
+    assert result.returncode == 0, result.stderr
+    assert "waiting for a worker: no worker is live" in result.stdout
+    assert "with the labels" not in result.stdout
+    assert "waiting for a worker: no worker is live" in page
+    assert "with the labels" not in page
