@@ -6,6 +6,7 @@ the environment after start-up.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,9 @@ POLL_SECONDS_MIN = 0.05
 LISTEN_CHECK_SECONDS_DEFAULT = 5.0
 LISTEN_CHECK_SECONDS_MIN = 0.1
 LOG_RETENTION_DAYS_DEFAULT = 90
+# PostgreSQL dates start in 4713 BC, so the retention cutoff (today minus
+# this many days) must stay above it. 100 years is far from that limit.
+LOG_RETENTION_DAYS_MAX = 36500
 GIT_REMOTE_TIMEOUT_SECONDS_DEFAULT = 60.0
 NOTIFY_POLL_SECONDS_DEFAULT = 5.0
 NOTIFY_TIMEOUT_SECONDS_DEFAULT = 10.0
@@ -170,7 +174,7 @@ class Settings(BaseSettings):
         description="Seconds between runs of the reaper and the other maintenance loops.",
     )
     log_retention_days: int = Field(
-        default=LOG_RETENTION_DAYS_DEFAULT, ge=1,
+        default=LOG_RETENTION_DAYS_DEFAULT, ge=1, le=LOG_RETENTION_DAYS_MAX,
         description="Days of job logs kept; older daily partitions are dropped.",
     )
     log_index_interval_seconds: float = Field(
@@ -225,6 +229,15 @@ class Settings(BaseSettings):
         description="Seconds between refreshes of the metrics views (0: at every maintenance "
                     "tick); however many API processes run, one refreshes at a time.",
     )
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError(
+                f"unknown logging level {value!r}. Use DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+        return level
 
     @field_validator("worker_labels", mode="before")
     @classmethod

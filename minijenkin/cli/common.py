@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import psycopg
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from rich.console import Console
 
 from minijenkin.config import Settings, load_settings
@@ -50,11 +51,25 @@ def load_cli_settings(**overrides: object) -> Settings:
     try:
         return load_settings(**explicit)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(_describe_setting_error(error) for error in exc.errors())
         raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
+# Settings whose value an error message must not show.
+_SECRET_SETTINGS = frozenset({"database_url", "worker_database_url", "secret_key", "admin_token"})
+
+
+def _describe_setting_error(error: ErrorDetails) -> str:
+    """Describe a rejected setting by its environment variable and, unless secret, its value."""
+    field = ".".join(str(part) for part in error["loc"])
+    if not field:
+        # A check across settings, whose message names the variables itself.
+        return error["msg"].removeprefix("Value error, ")
+    variable = "MINIJENKIN_DATABASE_URL" if field == "database_url" else f"MINIJENKIN_{field.upper()}"
+    message = error["msg"].removeprefix("Value error, ")
+    if field in _SECRET_SETTINGS:
+        return f"{variable}: {message}"
+    return f"{variable}={error.get('input')!r}: {message}"
 
 
 # A quoted value in a message, as repr() writes it.
