@@ -10,6 +10,7 @@ use, as the wheel itself does).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from typing import TextIO
 
 import psycopg
 from psycopg import sql as pg_sql
@@ -38,6 +40,10 @@ SERVER_USER = "embedded_postgres"
 # Unix socket paths are limited to 107 bytes on Linux.
 _SOCKET_PATH_MAX = 100
 START_TIMEOUT_SECONDS = 60
+# Held with flock() by the process that runs the cluster, for as long as it
+# runs it. The kernel releases the lock when that process dies, even by
+# SIGKILL. So a running server whose lock is free was left by a crash.
+LOCK_FILE = "postgres.lock"
 
 
 class EmbeddedPostgres:
@@ -49,6 +55,7 @@ class EmbeddedPostgres:
         self.log_file = data_dir / "postgres.log"
         self.max_connections = max_connections
         self._started_here = False
+        self._lock: TextIO | None = None
         self._run_as = SERVER_USER if os.geteuid() == 0 else None
 
     @property
@@ -64,20 +71,74 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@/{database}?host={self.socket_dir}"
 
     def start(self) -> str:
-        """Initialise the cluster if needed, start it unless it runs, return its URL."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare_permissions()
-        if not (self.pgdata / "PG_VERSION").exists():
-            self._initdb()
-        if not self.is_running():
-            self._start_server()
+        """Initialise the cluster if needed, start it, return its URL.
+
+        Raises ConfigurationError when the data directory cannot be used or
+        another live process runs this cluster. A server left running by a
+        process that died is taken over, so that stop() stops it.
+        """
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the data directory {self.data_dir}: {exc.strerror}; set "
+                "MINIJENKIN_DATA_DIR (or --data-dir) to a directory this user can write"
+            ) from exc
+        self._lock_cluster()
+        try:
+            self._prepare_permissions()
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._initdb()
+            if self.is_running():
+                logger.warning(
+                    "embedded PostgreSQL was left running by a process that stopped; taking it over",
+                    extra={"action": "embedded_adopt", "pgdata": str(self.pgdata)})
+            else:
+                self._start_server()
             self._started_here = True
-        self._ensure_database()
+            self._ensure_database()
+        except BaseException:
+            self.stop()
+            raise
         return self.conninfo()
 
+    def _lock_cluster(self) -> None:
+        if self._lock is not None:
+            return
+        path = self.data_dir / LOCK_FILE
+        try:
+            handle = path.open("a+")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot write {path}: {exc.strerror}; set MINIJENKIN_DATA_DIR (or --data-dir) "
+                "to a directory this user can write"
+            ) from exc
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise ConfigurationError(
+                f"another process (pid {owner}) runs the embedded PostgreSQL in {self.data_dir}; "
+                "stop that `minijenkin up` first, or set MINIJENKIN_DATA_DIR (or --data-dir) "
+                "to another directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def _unlock_cluster(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def stop(self) -> None:
-        """Stop the server if this object started it."""
+        """Stop the server if this object started or took it over, and release the cluster."""
         if not self._started_here:
+            self._unlock_cluster()
             return
         logger.info("stopping embedded PostgreSQL", extra={"action": "embedded_stop"})
         try:
@@ -87,6 +148,7 @@ class EmbeddedPostgres:
         else:
             logger.info("embedded PostgreSQL stopped", extra={"action": "embedded_stopped"})
         self._started_here = False
+        self._unlock_cluster()
 
     def _user_kwargs(self) -> dict[str, object]:
         return {"user": self._run_as} if self._run_as else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -66,3 +67,99 @@ def test_up_stops_workers_and_database(tmp_path: Path, stop_signal: signal.Signa
     assert "stopping embedded PostgreSQL" in output
     assert EmbeddedPostgres(data_dir).is_running() is False
     assert output.count("worker stopped") == 2
+
+
+def _start_up(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir)}
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "minijenkin", "up", "--port", str(port), "--workers", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    wait_for(lambda: _healthy(url) or process.poll() is not None, timeout=120,
+             message="minijenkin up to answer /healthz")
+    assert process.poll() is None, log_path.read_text()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def test_second_up_on_same_data_dir_is_rejected(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = _start_up(data_dir, port, tmp_path / "first.log")
+    try:
+        _wait_healthy(first, url, tmp_path / "first.log")
+
+        second = subprocess.run(
+            [sys.executable, "-m", "minijenkin", "up", "--port", str(_free_port()), "--workers", "1"],
+            env={**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir)},
+            capture_output=True, text=True, timeout=60, check=False)
+
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert f"another process (pid {first.pid}) runs the embedded PostgreSQL" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert _healthy(url)
+    finally:
+        code = _stop(first)
+
+    assert code == 0, (tmp_path / "first.log").read_text()
+    assert EmbeddedPostgres(data_dir).is_running() is False
+
+
+def test_up_after_crash_takes_over_database(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    crashed = _start_up(data_dir, port, tmp_path / "crashed.log")
+    try:
+        _wait_healthy(crashed, url, tmp_path / "crashed.log")
+    finally:
+        # SIGKILL to the whole process group, as an OOM killer or `kill -9` does.
+        # The server survives because pg_ctl starts it in a session of its own.
+        os.killpg(crashed.pid, signal.SIGKILL)
+        crashed.wait(timeout=30)
+    try:
+        assert EmbeddedPostgres(data_dir).is_running() is True
+
+        restarted = _start_up(data_dir, port, tmp_path / "restarted.log")
+        try:
+            _wait_healthy(restarted, url, tmp_path / "restarted.log")
+        finally:
+            code = _stop(restarted)
+    finally:
+        left = EmbeddedPostgres(data_dir)
+        if left.is_running():
+            left.start()
+            left.stop()
+
+    output = (tmp_path / "restarted.log").read_text()
+    assert code == 0, output
+    assert "action=embedded_adopt" in output
+    assert "embedded PostgreSQL stopped" in output
+    assert EmbeddedPostgres(data_dir).is_running() is False
+
+
+def test_up_with_unusable_data_dir_names_it(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "minijenkin", "up", "--port", str(_free_port()), "--workers", "0"],
+        env={**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(not_a_directory / "data")},
+        capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 1
+    assert f"cannot create the data directory {not_a_directory / 'data'}" in result.stderr
+    assert "MINIJENKIN_DATA_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
