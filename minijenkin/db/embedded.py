@@ -237,7 +237,20 @@ class EmbeddedPostgres:
                             pg_sql.SQL("CREATE DATABASE {}").format(pg_sql.Identifier(DATABASE_NAME))
                         )
                 return
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
+                # psycopg sets no SQLSTATE on a failed connection, but the
+                # cluster runs with lc_messages C, so the message is stable.
+                # initdb creates the database "postgres" last, so an initdb
+                # killed before that leaves a cluster without it.
+                if 'database "postgres" does not exist' in str(exc):
+                    raise ConfigurationError(
+                        f"the embedded PostgreSQL cluster in {self.pgdata} is incomplete (it has no "
+                        "database 'postgres'), probably because its first start was interrupted; "
+                        f"if it holds nothing you need, delete {self.pgdata} and start again"
+                    ) from exc
                 if time.monotonic() > deadline:
-                    raise
+                    raise ConfigurationError(
+                        f"the embedded PostgreSQL server in {self.pgdata} did not accept connections "
+                        f"within {START_TIMEOUT_SECONDS} s: {exc}; its log is {self.log_file}"
+                    ) from exc
                 time.sleep(0.2)

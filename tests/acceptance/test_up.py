@@ -163,3 +163,26 @@ def test_up_with_unusable_data_dir_names_it(tmp_path: Path) -> None:
     assert f"cannot create the data directory {not_a_directory / 'data'}" in result.stderr
     assert "MINIJENKIN_DATA_DIR" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_with_incomplete_cluster_fails_fast(tmp_path: Path) -> None:
+    # An initdb killed before its last step leaves a cluster without the
+    # database "postgres"; dropping it reproduces that state.
+    data_dir = tmp_path / "data"
+    server = EmbeddedPostgres(data_dir)
+    server.start()
+    try:
+        with psycopg.connect(server.conninfo("template1"), autocommit=True) as conn:
+            conn.execute("DROP DATABASE postgres")
+    finally:
+        server.stop()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "minijenkin", "up", "--port", str(_free_port()), "--workers", "0"],
+        env={**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir)},
+        capture_output=True, text=True, timeout=45, check=False)
+
+    assert result.returncode == 1, result.stderr
+    assert "is incomplete (it has no database 'postgres')" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert EmbeddedPostgres(data_dir).is_running() is False
