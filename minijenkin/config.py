@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         frozen=True,
         extra="ignore",
         populate_by_name=True,
+        # An infinite lease or interval would disable the reaper or a loop
+        # without any message.
+        allow_inf_nan=False,
     )
 
     database_url: str | None = Field(
@@ -238,6 +241,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown logging level {value!r}. Use DEBUG, INFO, WARNING, ERROR or CRITICAL.")
         return level
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _reject_empty_data_dir(cls, value: object) -> object:
+        # Path("") is the current directory, which would put the database
+        # wherever the command happens to run.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty. Unset it for the default, or give a directory.")
+        return value
 
     @field_validator("worker_labels", mode="before")
     @classmethod

@@ -18,6 +18,9 @@ from minijenkin.errors import ConfigurationError
     ("MINIJENKIN_LOG_RETENTION_DAYS", "0"),
     ("MINIJENKIN_LOG_RETENTION_DAYS", "9999999"),
     ("MINIJENKIN_ANONYMOUS_READ", "maybe"),
+    ("MINIJENKIN_WORKER_LEASE_SECONDS", "inf"),
+    ("MINIJENKIN_METRICS_REFRESH_SECONDS", "nan"),
+    ("MINIJENKIN_DATA_DIR", ""),
 ])
 def test_invalid_setting_names_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
                                         value: str) -> None:
