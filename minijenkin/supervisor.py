@@ -4,6 +4,11 @@ The API (with the maintenance loops) runs in this process; each worker is a
 child process (`python -m minijenkin worker`) restarted if it dies. Ctrl-C
 stops the API, then the workers (SIGTERM, so they finish or hand back their
 jobs), then the embedded database if this process started it.
+
+Workers run in process groups of their own, so a terminal's Ctrl-C reaches
+only this process, and the workers get a single stop signal, from it. A
+second signal would make them hand their jobs back at once. A worker whose
+`up` dies (kill -9) gets SIGTERM from the kernel and stops the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from minijenkin.db import connect
 from minijenkin.db.embedded import EmbeddedPostgres
 from minijenkin.db.migrate import migrate
 from minijenkin.sql import QUERIES
+from minijenkin.worker.isolation import SUPERVISOR_PID_VARIABLE
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +97,8 @@ class WorkerProcesses:
     async def _keep_running(self, index: int) -> None:
         while not self.stopping:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "minijenkin", "worker", env=self.env)
+                sys.executable, "-m", "minijenkin", "worker",
+                env={**self.env, SUPERVISOR_PID_VARIABLE: str(os.getpid())}, process_group=0)
             self.processes.append(process)
             code = await process.wait()
             self.processes.remove(process)

@@ -18,6 +18,7 @@ Two mechanisms, both used by the executor:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import pwd
@@ -30,6 +31,9 @@ from minijenkin.errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 PROCESS_TAG_VARIABLE = "MINIJENKIN_PROCESS_TAG"
+# Set by `minijenkin up` for the workers it starts: its process id.
+SUPERVISOR_PID_VARIABLE = "MINIJENKIN_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
 # A daemon may fork again while the sweep runs, so the sweep repeats until a
 # pass finds nothing, at most this many times.
 SWEEP_PASSES_MAX = 10
@@ -111,3 +115,21 @@ def kill_tagged_processes(tag: str) -> int:
         if not found:
             break
     return killed
+
+
+def supervisor_gone(sig: signal.Signals) -> bool:
+    """Have the kernel send `sig` when the `minijenkin up` that started this process dies.
+
+    Returns True when it has died already, before the request took effect.
+    Processes not started by `minijenkin up` are left alone (False).
+    """
+    value = os.environ.get(SUPERVISOR_PID_VARIABLE, "")
+    if not value.isdigit():
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        logger.warning("cannot ask for a signal when minijenkin up dies; this worker outlives it",
+                       extra={"action": "worker_supervisor_unwatched"})
+    return os.getppid() != int(value)

@@ -42,7 +42,7 @@ from minijenkin.worker.executor import (
     JobExecution,
     Outcome,
 )
-from minijenkin.worker.isolation import resolve_run_as
+from minijenkin.worker.isolation import resolve_run_as, supervisor_gone
 from minijenkin.worker.schedules import sync_schedules
 from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
 from minijenkin.worker.shipper import LogShipper
@@ -146,6 +146,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        if supervisor_gone(signal.SIGTERM):
+            logger.warning("minijenkin up that started this worker has stopped; stopping too",
+                           extra={**self.log_extra, "action": "worker_supervisor_gone"})
+            self.request_stop()
 
     def request_stop(self) -> None:
         """First call: stop claiming and let jobs finish. Second call: hand them back now."""

@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 import pytest
 
 from minijenkin.db.embedded import EmbeddedPostgres
+from tests.support.gitrepo import GitRepo
 from tests.support.waiting import wait_for
 from tests.support.workers import scrubbed_environment
 
@@ -67,6 +69,79 @@ def test_up_stops_workers_and_database(tmp_path: Path, stop_signal: signal.Signa
     assert "stopping embedded PostgreSQL" in output
     assert EmbeddedPostgres(data_dir).is_running() is False
     assert output.count("worker stopped") == 2
+
+
+def test_up_ctrl_c_lets_running_job_finish(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals up's whole process group; the job still ends on its own."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit({".minijenkin.yml": "jobs:\n  slow:\n    steps:\n"
+                                    "      - run: sleep 4 && echo slow-job-done\n"}, "Slow job")
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir),
+           "MINIJENKIN_WORKER_SHUTDOWN_GRACE_SECONDS": "60"}
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "minijenkin", "up", "--port", str(port), "--workers", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(process, url, log_path)
+        token = (data_dir / "admin-token").read_text().strip()
+        with httpx.Client(base_url=url, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            created = client.post("/api/repos", json={"name": "acme/slow", "url": repo.url})
+            assert created.status_code == 201, created.text
+            run = client.post("/api/runs", json={"repo": "acme/slow", "ref": "main"})
+            assert run.status_code == 201, run.text
+        with psycopg.connect(EmbeddedPostgres(data_dir).conninfo(), autocommit=True) as conn:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM jobs WHERE key = 'slow' AND "
+                                          "status = 'running'").fetchone()[0] == 1,
+                     timeout=60, message="the slow job to start")
+
+        os.killpg(process.pid, signal.SIGINT)
+        code = process.wait(timeout=90)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    output = log_path.read_text()
+    assert code == 0, output
+    assert "second stop signal" not in output
+    assert "action=job_finish" in output
+    assert "status=succeeded" in output
+    assert "handed back" not in output
+
+
+def test_worker_stops_when_up_is_killed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    log_path = tmp_path / "up.log"
+    process = _start_up(data_dir, port, log_path)
+    try:
+        _wait_healthy(process, f"http://127.0.0.1:{port}", log_path)
+        with psycopg.connect(EmbeddedPostgres(data_dir).conninfo(), autocommit=True) as conn:
+            worker_pid = wait_for(lambda: conn.execute(
+                "SELECT pid FROM workers WHERE status = 'active'").fetchone(), timeout=60,
+                message="the worker to register")[0]
+
+        process.kill()
+        process.wait()
+        wait_for(lambda: not psutil.pid_exists(worker_pid)
+                 or psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE,
+                 timeout=30, interval=0.2, message="the worker to stop after up died")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        # The server outlives a killed up; taking it over stops it.
+        leftover = EmbeddedPostgres(data_dir)
+        leftover.start()
+        leftover.stop()
+
+    assert "worker stopped" in log_path.read_text()
 
 
 def _start_up(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
