@@ -36,7 +36,11 @@ Unit = Literal["jobs", "runs", "slots", "seconds", "ratio", "lines/s", "jobs/h",
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure: query `metrics_<name>` and Prometheus gauge `metric`."""
+    """One figure: query `metrics_<name>` and Prometheus metric `metric`.
+
+    A figure is a gauge unless `counter` is set. A counter's `metric` is its
+    name without `_total`, which the exposition format appends.
+    """
 
     name: str
     metric: str
@@ -46,10 +50,16 @@ class Figure:
     # True for figures read from the tables and statistics at request time;
     # False for the ones read from the 30-day materialized views.
     live: bool
+    counter: bool = False
 
     @property
     def query(self) -> str:
         return f"metrics_{self.name}"
+
+    @property
+    def exposed_name(self) -> str:
+        """The name scrapers see: a counter's gets `_total`."""
+        return f"{self.metric}_total" if self.counter else self.metric
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("deploy_lock_failures", "minijenkin_deploy_lock_failures",
            "Failed attempts to take a deploy lock (deploy:<environment> or "
            "concurrency:<group>), a running total since the name was first contended.",
-           ("lock",), "failures", live=True),
+           ("lock",), "failures", live=True, counter=True),
     Figure("deploys", "minijenkin_deploys",
            "Deployments that ended in the last 30 days, by environment and status.",
            ("environment", "status"), "deploys", live=True),

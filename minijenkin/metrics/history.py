@@ -258,7 +258,7 @@ async def read_summary(
             for row in refreshes
         ],
         "live": [
-            {"figure": reading.figure.name, "metric": reading.figure.metric,
+            {"figure": reading.figure.name, "metric": reading.figure.exposed_name,
              "unit": reading.figure.unit, "labels": dict(reading.labels), "value": reading.value}
             for reading in live
         ],

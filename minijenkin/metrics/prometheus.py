@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import psycopg
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from minijenkin.metrics.figures import FIGURES, Figure, Reading, read_figures
@@ -29,7 +29,8 @@ class FigureCollector(Collector):
         for reading in self.readings:
             by_figure.setdefault(reading.figure.name, []).append(reading)
         for figure in self.figures:
-            family = GaugeMetricFamily(figure.metric, figure.help, labels=list(figure.labels))
+            family_type = CounterMetricFamily if figure.counter else GaugeMetricFamily
+            family = family_type(figure.metric, figure.help, labels=list(figure.labels))
             for reading in by_figure.get(figure.name, ()):
                 family.add_metric([reading.labels[label] for label in figure.labels],
                                   reading.value)

@@ -156,7 +156,8 @@ def test_environment_list_shows_holder_and_waiting(
     assert 'minijenkin_deploys_waiting{environment="production",state="waiting"} 1.0' in scraped
     assert ('minijenkin_deploys_waiting{environment="production",state="awaiting_approval"} 0.0'
             in scraped)
-    assert 'minijenkin_deploy_lock_failures{lock="deploy:production"} 1.0' in scraped
+    assert 'minijenkin_deploy_lock_failures_total{lock="deploy:production"} 1.0' in scraped
+    assert "# TYPE minijenkin_deploy_lock_failures_total counter" in scraped
 
 
 def test_cli_approve_command(db: psycopg.Connection, database_url: str) -> None:
