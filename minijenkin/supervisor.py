@@ -28,7 +28,7 @@ from minijenkin.api.app import create_app
 from minijenkin.auth import hash_token, new_token_value
 from minijenkin.config import Settings
 from minijenkin.db import connect
-from minijenkin.db.embedded import EmbeddedPostgres
+from minijenkin.db.embedded import EmbeddedPostgres, create_data_dir
 from minijenkin.db.migrate import migrate
 from minijenkin.sql import QUERIES
 from minijenkin.worker.isolation import SUPERVISOR_PID_VARIABLE
@@ -148,6 +148,10 @@ async def serve(
 ) -> None:
     """Run everything until interrupted; `after_start(api_url)` runs once the API listens."""
     embedded: EmbeddedPostgres | None = None
+    # Also with an external database: the admin token file goes there, and a
+    # missing directory found only after the token was stored would leave
+    # that token behind unused.
+    create_data_dir(settings.data_dir)
     if settings.database_url:
         conninfo = settings.database_url
     else:

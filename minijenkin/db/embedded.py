@@ -46,6 +46,17 @@ START_TIMEOUT_SECONDS = 60
 LOCK_FILE = "postgres.lock"
 
 
+def create_data_dir(path: Path) -> None:
+    """Create the data directory if needed; raise ConfigurationError when it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the data directory {path}: {exc.strerror}; set "
+            "MINIJENKIN_DATA_DIR (or --data-dir) to a directory this user can write"
+        ) from exc
+
+
 class EmbeddedPostgres:
     """One PostgreSQL cluster under `data_dir/postgres`."""
 
@@ -77,13 +88,7 @@ class EmbeddedPostgres:
         another live process runs this cluster. A server left running by a
         process that died is taken over, so that stop() stops it.
         """
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot create the data directory {self.data_dir}: {exc.strerror}; set "
-                "MINIJENKIN_DATA_DIR (or --data-dir) to a directory this user can write"
-            ) from exc
+        create_data_dir(self.data_dir)
         self._lock_cluster()
         try:
             self._prepare_permissions()

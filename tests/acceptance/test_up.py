@@ -240,6 +240,28 @@ def test_up_with_unusable_data_dir_names_it(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_up_with_external_database_creates_data_dir(tmp_path: Path, database_url: str) -> None:
+    data_dir = tmp_path / "new" / "data"
+    port = _free_port()
+    log_path = tmp_path / "up.log"
+    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir),
+           "MINIJENKIN_DATABASE_URL": database_url}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "minijenkin", "up", "--port", str(port), "--workers", "0"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(process, f"http://127.0.0.1:{port}", log_path)
+    finally:
+        code = _stop(process)
+
+    with psycopg.connect(database_url) as conn:
+        tokens = conn.execute("SELECT count(*) FROM api_tokens").fetchone()[0]
+    assert code == 0, log_path.read_text()
+    assert (data_dir / "admin-token").stat().st_mode & 0o777 == 0o600
+    assert tokens == 1
+
+
 def test_up_with_incomplete_cluster_fails_fast(tmp_path: Path) -> None:
     # An initdb killed before its last step leaves a cluster without the
     # database "postgres"; dropping it reproduces that state.
