@@ -15,6 +15,10 @@ RunStatus = Literal["pending", "queued", "running", "succeeded", "failed", "canc
 # The values of pipeline_runs.event (its CHECK constraint), as in runs.EVENTS.
 RunEvent = Literal["push", "tag", "pull_request", "manual", "schedule", "api"]
 Stream = Literal["stdout", "stderr", "system"]
+# The path names of minijenkin.forges.registry.FORGES.
+ForgeName = Literal["github", "gitlab", "gitea", "forgejo", "bitbucket"]
+# What became of a webhook delivery (minijenkin.webhooks).
+DeliveryOutcome = Literal["created", "duplicate", "ignored", "ping", "rejected"]
 
 _URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
 # scp-like syntax: [user@]host:path, as in git@github.com:team/project.git

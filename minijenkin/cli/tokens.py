@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Annotated
 
 import typer
@@ -12,24 +13,33 @@ from rich.table import Table
 from minijenkin import auth
 from minijenkin.cli.common import DATABASE_EPILOG, output_console, run_with_connection
 
+
+class ScopeChoice(enum.StrEnum):
+    """The values of --scope, so that an unknown one is a usage error (exit status 2)."""
+
+    READ = "read"
+    TRIGGER = "trigger"
+    ADMIN = "admin"
+
+
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
 
 @app.command("create", epilog=DATABASE_EPILOG)
 def create(
     name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. 'deploy bot'.")],
-    scope: Annotated[str, typer.Option(
+    scope: Annotated[ScopeChoice, typer.Option(
         "--scope", help="read (view), trigger (also start, cancel, re-run) or admin (everything).")],
     expires_days: Annotated[int | None, typer.Option(
         "--expires-days", min=1, help="Days until the token stops working; default: never.")] = None,
 ) -> None:
     """Create a token and print it once; only its hash is stored."""
-    auth.validate_scope(scope)
+    auth.validate_scope(scope.value)
     expires_at = None
     if expires_days is not None:
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_days)
     value, row = run_with_connection(
-        lambda conn: auth.create_token(conn, name=name, scope=scope, expires_at=expires_at))
+        lambda conn: auth.create_token(conn, name=name, scope=scope.value, expires_at=expires_at))
     Console(stderr=True).print(
         f"created token {row['id']} ({row['name']}, scope {row['scope']}); "
         "it is shown only once:")

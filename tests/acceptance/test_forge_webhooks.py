@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import get_args
 from urllib.parse import urlencode
 
 import httpx
 import psycopg
 
+from minijenkin.api import schemas
+from minijenkin.forges.registry import FORGES
 from tests.support import forges
 from tests.support.api import ApiServer
 from tests.support.github import push_payload
@@ -448,6 +451,8 @@ def test_deliveries_are_listed_with_outcomes(api_server: ApiServer, db: psycopg.
         rejected = client.get("/api/webhooks/deliveries", params={"outcome": "rejected"})
         detail = client.get(f"/api/webhooks/deliveries/{listing.json()['deliveries'][-1]['id']}")
         missing = client.get("/api/webhooks/deliveries/999999")
+        bad_outcome = client.get("/api/webhooks/deliveries", params={"outcome": "rejectd"})
+        bad_forge = client.get("/api/webhooks/deliveries", params={"forge": "sourcehut"})
 
     assert listing.status_code == 200
     deliveries = listing.json()["deliveries"]
@@ -463,6 +468,14 @@ def test_deliveries_are_listed_with_outcomes(api_server: ApiServer, db: psycopg.
     assert headers["x-gitlab-event"] == "Push Hook"
     assert "x-gitlab-token" not in headers
     assert missing.status_code == 404
+    assert bad_outcome.status_code == 422
+    assert bad_outcome.json()["field"] == "outcome"
+    assert bad_forge.status_code == 422
+    assert bad_forge.json()["field"] == "forge"
+
+
+def test_delivery_filter_choices_match_code() -> None:
+    assert set(get_args(schemas.ForgeName)) == set(FORGES)
 
 
 def test_unknown_forge_is_404(api_server: ApiServer) -> None:

@@ -51,6 +51,18 @@ def test_token_api_rejects_unknown_scope(api_server: ApiServer) -> None:
     assert response.json()["field"] == "scope"
 
 
+def test_cli_token_create_rejects_unknown_scope(database_url: str, db: psycopg.Connection) -> None:
+    env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url, "COLUMNS": "200"}
+
+    result = subprocess.run([sys.executable, "-m", "minijenkin", "token", "create", "--name",
+                             "x", "--scope", "root"], env=env, capture_output=True, text=True,
+                            timeout=60)
+
+    assert result.returncode == 2
+    assert "'root' is not one of 'read', 'trigger', 'admin'" in result.stderr
+    assert db.execute("SELECT count(*) AS n FROM api_tokens").fetchone()["n"] == 0
+
+
 def test_cli_token_create_prints_value_once(database_url: str, db: psycopg.Connection) -> None:
     env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url}
 

@@ -24,10 +24,9 @@ DELIVERY_PAGE_MAX = 200
 async def list_deliveries(
     conn: Conn,
     _: ReadAccess,
-    forge: Annotated[str | None, Query(max_length=32)] = None,
+    forge: Annotated[schemas.ForgeName | None, Query()] = None,
     repo: Annotated[str | None, Query(max_length=200, description="Repository name.")] = None,
-    outcome: Annotated[str | None, Query(
-        max_length=32, description="created, duplicate, ignored, ping or rejected.")] = None,
+    outcome: Annotated[schemas.DeliveryOutcome | None, Query()] = None,
     before: Annotated[int | None, Query(
         ge=1, le=BIGINT_MAX, description="Return deliveries with a smaller id.")] = None,
     limit: Annotated[int, Query(ge=1, le=DELIVERY_PAGE_MAX)] = 50,
