@@ -118,6 +118,19 @@ def test_run_list_event_filter(api_server: ApiServer, db: psycopg.Connection) ->
     assert unknown.json()["detail"].startswith("event: Input should be 'push', 'tag'")
 
 
+def test_run_list_of_unknown_repo_is_404(api_server: ApiServer, db: psycopg.Connection) -> None:
+    create_repo(db, name="acme/quiet")
+
+    with api_server.client() as client:
+        quiet = client.get("/api/runs", params={"repo": "acme/quiet"})
+        unknown = client.get("/api/runs", params={"repo": "acme/nope"})
+
+    assert quiet.status_code == 200
+    assert quiet.json()["runs"] == []
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "repository 'acme/nope' does not exist"
+
+
 def test_run_event_choices_match_database() -> None:
     assert get_args(schemas.RunEvent) == runs.EVENTS
 

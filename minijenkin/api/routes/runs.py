@@ -7,7 +7,7 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 
-from minijenkin import runs, triggers
+from minijenkin import repos, runs, triggers
 from minijenkin.api import convert, schemas
 from minijenkin.api.auth import ReadAccess, TriggerAccess
 from minijenkin.api.deps import db_connection
@@ -19,7 +19,7 @@ Conn = Annotated[psycopg.AsyncConnection, Depends(db_connection)]
 RUN_PAGE_MAX = 200
 
 
-@router.get("", response_model=schemas.RunList)
+@router.get("", response_model=schemas.RunList, responses={404: {"model": schemas.ErrorBody}})
 async def list_runs(
     conn: Conn,
     _: ReadAccess,
@@ -31,10 +31,13 @@ async def list_runs(
         ge=1, le=BIGINT_MAX, description="Return runs with a smaller id.")] = None,
     limit: Annotated[int, Query(ge=1, le=RUN_PAGE_MAX)] = 50,
 ) -> schemas.RunList:
-    """List runs, newest first."""
+    """List runs, newest first; 404 when `repo` names no repository."""
     ref = f"refs/heads/{branch}" if branch else None
     rows = await runs.list_runs(conn, repo=repo, status=status, event=event, ref=ref,
                                 before_id=before, limit=limit)
+    if not rows and repo is not None:
+        # An empty page for a misspelt name would read as "no runs yet".
+        await repos.get_repo_by_name(conn, repo)
     next_before = rows[-1]["id"] if len(rows) == limit else None
     return schemas.RunList(runs=[convert.run_summary(row) for row in rows], next_before=next_before)
 
