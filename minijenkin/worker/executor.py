@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import shutil
@@ -418,12 +417,7 @@ class JobExecution:
         problem = _unstartable_environment(env)
         exit_code: int | None = None
         if problem is None:
-            try:
-                exit_code = await self._run_step(script, prepared.cwd, env, deadline, step_deadline)
-            except OSError as exc:
-                if exc.errno != errno.E2BIG:
-                    raise
-                problem = _oversized_environment(env)
+            exit_code = await self._run_step(script, prepared.cwd, env, deadline, step_deadline)
         if problem is not None:
             # The step's process never started, so the step fails as a script
             # does and the job goes on to its `if: always()` steps.
@@ -461,12 +455,19 @@ class JobExecution:
                         deadline: float | None, step_deadline: float | None = None) -> int:
         run_as = self.worker.run_as
         uid, gid = (run_as.uid, run_as.gid) if run_as is not None else (-1, -1)
+        # The step's environment reaches the shell through a file in the
+        # worker's own folder of scripts, never the guard's environment.
+        env_file = script.with_suffix(".env")
+        descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(b"\0".join(f"{name}={value}".encode("utf-8", "surrogateescape")
+                                    for name, value in env.items()))
         # The guard leads the step's process group and runs the shell as its
         # child; process.pid is therefore the group the worker signals.
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", str(_STEP_GUARD), str(os.getpid()), str(uid), str(gid), "--",
-            "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script),
-            cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+            sys.executable, "-I", "-S", str(_STEP_GUARD), str(os.getpid()), str(uid), str(gid),
+            str(env_file), "--", "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script),
+            cwd=cwd, env=_GUARD_ENVIRONMENT, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
@@ -572,26 +573,37 @@ class JobExecution:
 # background by an earlier step of the job survives a worker that dies
 # between two steps, because no guard runs then.
 _STEP_GUARD = Path(__file__).with_name("step_guard.py")
+# The guard's whole environment: nothing a step can set (LD_PRELOAD through
+# $GITHUB_ENV, say) reaches a process that may run as root.
+_GUARD_ENVIRONMENT = {"PATH": os.defpath, "LANG": "C.UTF-8"}
+
+
+# Linux limits each NAME=value string that exec passes to 32 pages
+# (MAX_ARG_STRLEN, 128 KiB with 4 KiB pages), and the arguments and the
+# environment together to ARG_MAX, a share of the stack limit.
+_MAX_ARG_STRLEN = 32 * os.sysconf("SC_PAGE_SIZE")
+_ARG_MAX = os.sysconf("SC_ARG_MAX")
+# Room for the shell's own arguments and the pointers to every string.
+_ARGUMENTS_RESERVE = 64 * 1024
 
 
 def _unstartable_environment(env: dict[str, str]) -> str | None:
-    """Name a variable that no process can receive (it contains a NUL byte), or return None."""
+    """Explain why no process can receive `env` (a NUL byte, or its size), or return None.
+
+    Checked before the step starts, because exec's own error would reach
+    the worker only as the exit status of the step guard.
+    """
     for name, value in env.items():
         if "\0" in name or "\0" in value:
             return f"environment variable {name.replace(chr(0), '?')!r} contains a NUL byte"
+    sizes = {name: len(name.encode()) + 1 + len(value.encode()) + 1 for name, value in env.items()}
+    largest = max(sizes, key=sizes.__getitem__, default=None)
+    if largest is not None and (sizes[largest] > _MAX_ARG_STRLEN
+                                or sum(sizes.values()) + _ARGUMENTS_RESERVE > _ARG_MAX):
+        return (f"its environment is larger than the system allows (the largest variable, "
+                f"{largest}, has {sizes[largest] - 1} bytes); pass large values through a file in "
+                "$RUNNER_TEMP instead")
     return None
-
-
-def _oversized_environment(env: dict[str, str]) -> str:
-    """Explain an E2BIG from exec.
-
-    Linux limits each NAME=value string to 32 pages (MAX_ARG_STRLEN, 128 KiB
-    with 4 KiB pages), and all of them together to a share of the stack limit.
-    """
-    name, value = max(env.items(), key=lambda item: len(item[0]) + len(item[1].encode()))
-    size = len(name) + 1 + len(value.encode())
-    return (f"its environment is larger than the system allows (the largest variable, {name}, has "
-            f"{size} bytes); pass large values through a file in $RUNNER_TEMP instead")
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:

@@ -1,12 +1,20 @@
 """Run a step's shell, and kill every process of the step if the worker dies.
 
-Usage: python -I -S step_guard.py WORKER_PID UID GID -- COMMAND [ARG ...]
+Usage: python -I -S step_guard.py WORKER_PID UID GID ENV_FILE -- COMMAND [ARG ...]
 
 The worker starts this script as the leader of the step's new process
 group, instead of starting the shell directly. The script has the kernel
 send it SIGTERM when the worker dies (PR_SET_PDEATHSIG). It runs COMMAND as
 its child in the same process group (as user UID and group GID unless they
 are -1), waits for it and exits with its status, or dies of the same signal.
+
+The guard runs as the worker's user, which is root when steps run as
+another user. It therefore starts with a fixed environment of the worker's
+choosing, never the step's: a step could otherwise set LD_PRELOAD for the
+next step through $GITHUB_ENV, and the dynamic loader would load that
+library into a root process. The step's environment comes in ENV_FILE
+(NUL-separated NAME=value entries), which the guard reads, deletes, and
+hands to COMMAND only.
 
 When the worker dies (kill -9, the OOM killer), a step must not run on
 beside the job's next attempt, or beside the next deploy to the same
@@ -64,52 +72,70 @@ def _kill_tagged(tag: bytes) -> None:
             return
 
 
-def _kill_step() -> None:
-    tag = os.environ.get(TAG_VARIABLE)
+def _kill_step(tag: str | None) -> None:
     if tag:
         _kill_tagged(f"{TAG_VARIABLE}={tag}".encode())
     # Last, because the group includes this process.
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
-def _find_program(name: str) -> str:
-    """Return the path of `name` as execvp would find it on PATH, or `name` itself."""
+def _read_environment(path: str) -> dict[str, str]:
+    """Read and delete the worker's file of the step's environment."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    os.unlink(path)
+    environment: dict[str, str] = {}
+    for entry in data.split(b"\0"):
+        name, separator, value = entry.partition(b"=")
+        if separator:
+            environment[name.decode("utf-8", "surrogateescape")] = value.decode(
+                "utf-8", "surrogateescape")
+    return environment
+
+
+def _find_program(name: str, path: str) -> str:
+    """Return the path of `name` as execvp would find it on `path`, or `name` itself."""
     if "/" in name:
         return name
-    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+    for directory in path.split(os.pathsep):
         candidate = os.path.join(directory or ".", name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return name
 
 
-def _exec_shell(command: list[str], uid: int, gid: int) -> None:
+def _exec_shell(command: list[str], uid: int, gid: int, environment: dict[str, str]) -> None:
     """In the forked child: take the step's user and signal dispositions, then execute."""
     try:
         for guarded in GUARDED_SIGNALS:
             signal.signal(guarded, signal.SIG_DFL)
-        # Python ignores SIGPIPE; the shell must not inherit that.
+        # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
+        # ignored across exec; the shell must start with the defaults.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         if uid >= 0:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
-        os.execv(command[0], command)  # noqa: S606 - the worker gives the whole argument list
+        os.execve(command[0], command, environment)  # noqa: S606 - the worker gives the arguments
     except OSError as exc:
         os.write(2, f"step_guard: cannot start {command[0]}: {exc}\n".encode())
     os._exit(127)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 5 or argv[3] != "--":
-        print("usage: step_guard.py WORKER_PID UID GID -- COMMAND [ARG ...]", file=sys.stderr)
+    if len(argv) < 6 or argv[4] != "--":
+        print("usage: step_guard.py WORKER_PID UID GID ENV_FILE -- COMMAND [ARG ...]",
+              file=sys.stderr)
         return 2
     worker_pid, uid, gid = int(argv[0]), int(argv[1]), int(argv[2])
-    command = argv[4:]
+    environment = _read_environment(argv[3])
+    tag = environment.get(TAG_VARIABLE)
+    command = argv[5:]
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if os.getppid() != worker_pid:
-            _kill_step()
+            _kill_step(tag)
 
     for guarded in GUARDED_SIGNALS:
         signal.signal(guarded, on_signal)
@@ -123,10 +149,10 @@ def main(argv: list[str]) -> int:
 
     # Found before the fork: after it the child may run as a user who cannot
     # read Python's standard library, so it must not import anything.
-    command = [_find_program(command[0]), *command[1:]]
+    command = [_find_program(command[0], environment.get("PATH", os.defpath)), *command[1:]]
     shell = os.fork()
     if shell == 0:
-        _exec_shell(command, uid, gid)
+        _exec_shell(command, uid, gid, environment)
     _pid, status = os.waitpid(shell, 0)
     if not os.WIFSIGNALED(status):
         return os.waitstatus_to_exitcode(status)

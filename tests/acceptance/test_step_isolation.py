@@ -187,6 +187,24 @@ def test_killed_worker_takes_step_processes_along(
     assert (child_ticks.stat().st_size, daemon_ticks.stat().st_size) == sizes
 
 
+def test_step_environment_stays_out_of_guard(db: psycopg.Connection, git_repo: GitRepo,
+                                            start_worker: Callable[..., WorkerProcess]) -> None:
+    """The process above the step's shell, which may run as root, never gets the step's variables."""
+    worker = start_worker()
+    job = script_job(
+        "guarded",
+        'echo "LD_PRELOAD=/nonexistent/guard-test.so" >> "$GITHUB_ENV"; '
+        'echo "MARKER=from-step" >> "$GITHUB_ENV"',
+        'tr "\\0" "\\n" < /proc/$PPID/cmdline | grep -c step_guard.py; '
+        'tr "\\0" "\\n" < /proc/$PPID/environ | grep -c -E "^(LD_PRELOAD|MARKER|GITHUB_SHA)=" || true; '
+        'echo "$MARKER"')
+    run_id = _run(db, git_repo, worker, [job])
+
+    assert run_finished(db, run_id) == "succeeded", worker.output()
+    texts = _log_texts(db, job_id(db, run_id, "guarded"))
+    assert [text for text in texts if "LD_PRELOAD" not in text] == ["1", "0", "from-step"]
+
+
 def test_cancel_kills_detached_writer(db: psycopg.Connection, git_repo: GitRepo,
                                       start_worker: Callable[..., WorkerProcess]) -> None:
     """A cancel ends the step although a setsid writer keeps its output open."""
