@@ -10,6 +10,33 @@ CREATE OR REPLACE FUNCTION mj_logs_chunk_lines() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT 64 $$;
 
+-- The escape sequences blanked out of log lines before indexing.
+CREATE OR REPLACE FUNCTION mj_logs_escape_pattern() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT $re$\u001b\[[0-?]*[ -/]*[@-~]|\u001b[]PX^_][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[ -/]*[0-~]|\u001b$re$
+$$;
+
+-- Replace each escape sequence in p_text with one space per character. The
+-- pattern is ESCAPE_SEQUENCE of logs/render.py: CSI sequences, OSC, DCS, SOS,
+-- PM and APC strings, other two- and three-byte sequences, and a lone ESC.
+-- The text between the sequences and the sequences themselves come from one
+-- pass each (regexp_split_to_array and regexp_matches scan alike), so the
+-- cost grows with the line's length, not with the number of sequences
+-- times the length. Every match holds an ESC, so neither finds an empty
+-- match.
+CREATE OR REPLACE FUNCTION mj_logs_blank_escapes(p_text text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT string_agg(part.piece || repeat(' ', coalesce(length(sequence.match[1]), 0)), ''
+                      ORDER BY part.position)
+    FROM unnest(regexp_split_to_array(p_text, mj_logs_escape_pattern()))
+         WITH ORDINALITY AS part (piece, position)
+    LEFT JOIN regexp_matches(p_text, mj_logs_escape_pattern(), 'g')
+         WITH ORDINALITY AS sequence (match, position)
+         ON sequence.position = part.position
+$$;
+
 -- The part of a line that is indexed and highlighted. Bounding it keeps a
 -- chunk's tsvector far below PostgreSQL's 1 MB limit whatever a step prints
 -- (64 lines of at most 2,048 characters each). The default text-search
@@ -22,30 +49,6 @@ CREATE OR REPLACE FUNCTION mj_logs_chunk_lines() RETURNS integer
 -- Escape sequences (colours) become spaces as well, as many as they have
 -- characters: `ESC[31mFAILED` would otherwise be indexed as the word
 -- `31mfailed`, and a search for FAILED would miss every coloured line.
--- Replace each escape sequence in p_text with one space per character. The
--- pattern is ESCAPE_SEQUENCE of logs/render.py: CSI sequences, OSC, DCS, SOS, PM and
--- APC strings, other two- and three-byte sequences, and a lone ESC. Every
--- match contains an ESC that becomes a space, so the loop ends.
-CREATE OR REPLACE FUNCTION mj_logs_blank_escapes(p_text text) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-    AS $$
-DECLARE
-    v_text text := p_text;
-    v_pattern constant text :=
-        $re$\u001b\[[0-?]*[ -/]*[@-~]|\u001b[]PX^_][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[ -/]*[0-~]|\u001b$re$;
-    v_start integer;
-    v_length integer;
-BEGIN
-    LOOP
-        v_start := regexp_instr(v_text, v_pattern);
-        EXIT WHEN v_start = 0;
-        v_length := length(regexp_substr(v_text, v_pattern, v_start));
-        v_text := overlay(v_text PLACING repeat(' ', v_length) FROM v_start FOR v_length);
-    END LOOP;
-    RETURN v_text;
-END;
-$$;
-
 CREATE OR REPLACE FUNCTION mj_logs_search_text(p_line text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
