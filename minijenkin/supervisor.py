@@ -108,11 +108,15 @@ class WorkerProcesses:
                 "action": "worker_restart", "index": index, "exit_code": code})
             await asyncio.sleep(WORKER_RESTART_DELAY_SECONDS)
 
-    async def stop(self, grace_seconds: float) -> None:
-        self.stopping = True
+    def signal_all(self) -> None:
+        """Send SIGTERM to every worker: the first lets jobs finish, a second hands them back."""
         for process in list(self.processes):
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
+
+    async def stop(self, grace_seconds: float) -> None:
+        self.stopping = True
+        self.signal_all()
         deadline = grace_seconds + WORKER_STOP_EXTRA_SECONDS
         for process in list(self.processes):
             try:
@@ -125,13 +129,20 @@ class WorkerProcesses:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _install_stop_handlers(server: uvicorn.Server) -> None:
-    """First SIGINT or SIGTERM: shut down gracefully. A second SIGINT: do not wait for requests."""
+def _install_stop_handlers(server: uvicorn.Server, workers: WorkerProcesses) -> None:
+    """First SIGINT or SIGTERM: shut down gracefully.
+
+    A second SIGINT: do not wait for requests. A second signal of either
+    kind also reaches the workers, which then hand their jobs back at once,
+    as a second signal to `minijenkin worker` does.
+    """
     loop = asyncio.get_running_loop()
 
     def request_stop(sig: signal.Signals) -> None:
-        if server.should_exit and sig == signal.SIGINT:
-            server.force_exit = True
+        if server.should_exit:
+            if sig == signal.SIGINT:
+                server.force_exit = True
+            workers.signal_all()
         logger.info("stop signal received; shutting down", extra={
             "action": "up_stop", "signal": sig.name})
         server.should_exit = True
@@ -173,7 +184,7 @@ async def serve(
         app = create_app(settings, conninfo)
         server = _Server(uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False))
-        _install_stop_handlers(server)
+        _install_stop_handlers(server, worker_processes)
         api_url = f"http://{settings.host}:{settings.port}"
 
         async def announce() -> None:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -71,8 +72,11 @@ def test_up_stops_workers_and_database(tmp_path: Path, stop_signal: signal.Signa
     assert output.count("worker stopped") == 2
 
 
-def test_up_ctrl_c_lets_running_job_finish(tmp_path: Path) -> None:
-    """Ctrl-C in a terminal signals up's whole process group; the job still ends on its own."""
+@pytest.mark.parametrize(("presses", "attempts"), [(1, ["succeeded"]), (2, ["handed_back"])])
+def test_up_ctrl_c_lets_running_job_finish(tmp_path: Path, presses: int,
+                                           attempts: list[str]) -> None:
+    """Ctrl-C in a terminal signals up's whole process group: once lets the job finish,
+    twice hands it back at once."""
     repo = GitRepo(tmp_path / "repo")
     repo.commit({".minijenkin.yml": "jobs:\n  slow:\n    steps:\n"
                                     "      - run: sleep 4 && echo slow-job-done\n"}, "Slow job")
@@ -100,19 +104,31 @@ def test_up_ctrl_c_lets_running_job_finish(tmp_path: Path) -> None:
                                           "status = 'running'").fetchone()[0] == 1,
                      timeout=60, message="the slow job to start")
 
-        os.killpg(process.pid, signal.SIGINT)
+        for _ in range(presses):
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(0.3)
         code = process.wait(timeout=90)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    output = log_path.read_text()
-    assert code == 0, output
-    assert "second stop signal" not in output
-    assert "action=job_finish" in output
-    assert "status=succeeded" in output
-    assert "handed back" not in output
+    # up stopped its database on the way out; start it again to read the outcome.
+    server = EmbeddedPostgres(data_dir)
+    server.start()
+    try:
+        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+            recorded = [row[0] for row in conn.execute(
+                "SELECT a.status FROM job_attempts a JOIN jobs j ON j.id = a.job_id "
+                "WHERE j.key = 'slow' ORDER BY a.attempt")]
+            logged = [row[0] for row in conn.execute(
+                "SELECT l.line FROM job_logs l JOIN jobs j ON j.id = l.job_id "
+                "WHERE j.key = 'slow' AND l.line = 'slow-job-done'")]
+    finally:
+        server.stop()
+    assert code == 0, log_path.read_text()
+    assert recorded == attempts
+    assert logged == (["slow-job-done"] if presses == 1 else [])
 
 
 def test_worker_stops_when_up_is_killed(tmp_path: Path) -> None:
