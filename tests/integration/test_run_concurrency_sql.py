@@ -471,6 +471,31 @@ def test_rerun_after_failed_plan_goes_ahead(
     assert _jobs(db, older) == {"build": "queued"}
 
 
+def test_rerun_of_unplanned_cancelled_run_goes_ahead(
+    db: psycopg.Connection, repo_id: int, builder: uuid.UUID,
+) -> None:
+    # Cancelled while its plan job was still queued, so no attempt was ever made.
+    older = create_run(db, repo_id)
+    assert db.execute("SELECT mj_run_cancel_v1(%s, 'cancelled by a user') AS n",
+                      (older,)).fetchone()["n"] == 1
+    newer = create_run(db, repo_id)
+    planner = register_worker(db)
+    [plan] = claim(db, planner)
+    assert plan["run_id"] == newer
+    graph = _graph("build", cancel_in_progress=True)
+    assert submit_plan(db, plan, graph) == "finished"
+    _finish_all(db, builder, newer)
+
+    assert db.execute("SELECT mj_run_rerun_v1(%s, false) AS n", (older,)).fetchone()["n"] == 1
+    [plan] = claim(db, planner)
+    assert plan["run_id"] == older
+    assert submit_plan(db, plan, graph) == "finished"
+
+    # A user re-ran it, so the newer run of the group does not supersede it.
+    assert _run(db, older) == {"status": "running", "reason": None, "concurrency_group": GROUP}
+    assert _jobs(db, older) == {"build": "queued"}
+
+
 def test_worker_role_cycle_starts_next_run(
     db: psycopg.Connection, database_url: str, repo_id: int, builder: uuid.UUID,
 ) -> None:

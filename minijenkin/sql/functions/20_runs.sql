@@ -332,7 +332,7 @@ BEGIN
         SET status = CASE WHEN v_group IS NOT NULL THEN 'pending' ELSE 'running' END,
             concurrency_entered_at = CASE WHEN v_group IS NOT NULL THEN clock_timestamp()
                                           ELSE concurrency_entered_at END,
-            reason = NULL, finished_at = NULL
+            reason = NULL, finished_at = NULL, rerun_at = now()
         WHERE id = p_run_id;
         PERFORM pg_notify('mj_runs_v1', p_run_id::text);
         IF v_group IS NOT NULL THEN

@@ -486,8 +486,11 @@ BEGIN
     JOIN jobs j ON j.run_id = v_job.run_id AND j.key = e ->> 'key'
     JOIN jobs n ON n.run_id = v_job.run_id AND n.key = need.key;
 
-    -- The run may have to wait for another run of its group.
-    PERFORM mj_run_group_enter_v1(v_job.run_id, v_concurrency, v_job.attempt_base > 0);
+    -- The run may have to wait for another run of its group. A plan job
+    -- cancelled before any claim has attempt_base 0 after a re-run too, so
+    -- the run's rerun_at records whether a user re-ran it.
+    PERFORM mj_run_group_enter_v1(v_job.run_id, v_concurrency,
+        (SELECT pr.rerun_at IS NOT NULL FROM pipeline_runs pr WHERE pr.id = v_job.run_id));
 
     PERFORM mj_job_close_v1(p_job_id, 'succeeded', 0,
         CASE WHEN jsonb_array_length(p_jobs) = 0 THEN 'no workflow matches this event' END);
