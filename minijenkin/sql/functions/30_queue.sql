@@ -488,9 +488,11 @@ BEGIN
 
     -- The run may have to wait for another run of its group. A plan job
     -- cancelled before any claim has attempt_base 0 after a re-run too, so
-    -- the run's rerun_at records whether a user re-ran it.
+    -- the run's rerun_at records whether a user re-ran it. attempt_base
+    -- still counts for runs re-run before rerun_at existed.
     PERFORM mj_run_group_enter_v1(v_job.run_id, v_concurrency,
-        (SELECT pr.rerun_at IS NOT NULL FROM pipeline_runs pr WHERE pr.id = v_job.run_id));
+        v_job.attempt_base > 0
+        OR (SELECT pr.rerun_at IS NOT NULL FROM pipeline_runs pr WHERE pr.id = v_job.run_id));
 
     PERFORM mj_job_close_v1(p_job_id, 'succeeded', 0,
         CASE WHEN jsonb_array_length(p_jobs) = 0 THEN 'no workflow matches this event' END);
