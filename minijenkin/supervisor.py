@@ -110,6 +110,8 @@ class WorkerProcesses:
 
     def signal_all(self) -> None:
         """Send SIGTERM to every worker: the first lets jobs finish, a second hands them back."""
+        # Workers that exit now are not restarted.
+        self.stopping = True
         for process in list(self.processes):
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)

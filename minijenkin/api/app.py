@@ -44,6 +44,21 @@ logger = logging.getLogger(__name__)
 API_POOL_MIN = 2
 API_POOL_MAX = 20
 LEGACY_ENCRYPT_WAIT_SECONDS = 5.0
+# Longest wait for each part of the API to stop. A part still running then
+# is left behind, so that a stuck part cannot keep the process from exiting
+# (and `minijenkin up` from stopping its workers and database).
+SHUTDOWN_STEP_SECONDS = 10.0
+
+
+async def _wait_stopped(name: str, task: asyncio.Future[None]) -> None:
+    """Wait up to SHUTDOWN_STEP_SECONDS for a stopping part of the API; log if it does not end."""
+    done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_STEP_SECONDS)
+    if not done:
+        logger.warning("part of the API did not stop in time; leaving it", extra={
+            "action": "api_stop_timeout", "part": name, "timeout_seconds": SHUTDOWN_STEP_SECONDS})
+    elif not task.cancelled() and task.exception() is not None:
+        logger.error("part of the API failed while stopping", extra={
+            "action": "api_stop_error", "part": name, "error": repr(task.exception())})
 
 
 def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -> FastAPI:
@@ -78,13 +93,13 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
         finally:
             if dispatcher is not None and dispatching is not None:
                 dispatcher.stop()
-                await dispatching
+                await _wait_stopped("outbox dispatcher", dispatching)
             if background is not None:
                 background.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await background
-            await app.state.log_hub.close()
-            await pool.close()
+                await _wait_stopped("maintenance loops", background)
+            await _wait_stopped("log LISTEN connection",
+                                asyncio.ensure_future(app.state.log_hub.close()))
+            await pool.close(timeout=SHUTDOWN_STEP_SECONDS)
             logger.info("API stopped", extra={"action": "api_stop"})
 
     app = FastAPI(

@@ -278,6 +278,28 @@ def test_up_with_external_database_creates_data_dir(tmp_path: Path, database_url
     assert tokens == 1
 
 
+def test_up_with_port_in_use_exits(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        log_path = tmp_path / "up.log"
+        process = _start_up(data_dir, port, log_path)
+        try:
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    output = log_path.read_text()
+    assert code == 3, output
+    assert "address already in use" in output
+    assert "worker stopped" in output
+    assert EmbeddedPostgres(data_dir).is_running() is False
+
+
 def test_up_with_incomplete_cluster_fails_fast(tmp_path: Path) -> None:
     # An initdb killed before its last step leaves a cluster without the
     # database "postgres"; dropping it reproduces that state.
