@@ -46,7 +46,9 @@ API_POOL_MAX = 20
 LEGACY_ENCRYPT_WAIT_SECONDS = 5.0
 # Longest wait for each part of the API to stop. A part still running then
 # is left behind, so that a stuck part cannot keep the process from exiting
-# (and `minijenkin up` from stopping its workers and database).
+# (and `minijenkin up` from stopping its workers and database). NOTE: the
+# maintenance loops have been seen to ignore their cancel when it came
+# during start-up on a busy machine; why is not known.
 SHUTDOWN_STEP_SECONDS = 10.0
 
 
