@@ -17,7 +17,7 @@ RunEvent = Literal["push", "tag", "pull_request", "manual", "schedule", "api"]
 Stream = Literal["stdout", "stderr", "system"]
 # The path names of minijenkin.forges.registry.FORGES.
 ForgeName = Literal["github", "gitlab", "gitea", "forgejo", "bitbucket"]
-# What became of a webhook delivery (minijenkin.webhooks).
+# The outcome of a webhook delivery (minijenkin.webhooks).
 DeliveryOutcome = Literal["created", "duplicate", "ignored", "ping", "rejected"]
 
 _URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")

@@ -26,7 +26,7 @@ from minijenkin.sql import QUERIES
 _START = "\ue000"
 _STOP = "\ue001"
 # Keep in step with mj_logs_search_text(): the part of a line the parser
-# sees, with `<`, `>` and escape sequences replaced by spaces.
+# reads, with `<`, `>` and escape sequences replaced by spaces.
 SEARCH_TEXT_CHARS = 2048
 _BRACKETS_TO_SPACES = str.maketrans("<>", "  ")
 # Matching chunks ranked per search: the newest ones win beyond this, which

@@ -347,7 +347,7 @@ def match(triggers: Triggers, event: Event, changed_files: tuple[str, ...] | Non
 
 
 def _has_schedule(triggers: Triggers, event: Event) -> bool:
-    """Whether the schedule that fired `event` is one of the pipeline's.
+    """Return whether the schedule that fired `event` is one of the pipeline's.
 
     The scheduler stores a schedule without a time zone as UTC, and a fired
     schedule without a recorded time zone matches on its cron alone.

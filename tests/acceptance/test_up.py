@@ -83,13 +83,9 @@ def test_up_ctrl_c_lets_running_job_finish(tmp_path: Path, presses: int,
     data_dir = tmp_path / "data"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir),
-           "MINIJENKIN_WORKER_SHUTDOWN_GRACE_SECONDS": "60"}
     log_path = tmp_path / "up.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "minijenkin", "up", "--port", str(port), "--workers", "1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = _start_up(data_dir, port, log_path,
+                        MINIJENKIN_WORKER_SHUTDOWN_GRACE_SECONDS="60")
     try:
         _wait_healthy(process, url, log_path)
         token = (data_dir / "admin-token").read_text().strip()
@@ -160,11 +156,14 @@ def test_worker_stops_when_up_is_killed(tmp_path: Path) -> None:
     assert "worker stopped" in log_path.read_text()
 
 
-def _start_up(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir)}
+def _start_up(data_dir: Path, port: int, log_path: Path, *, workers: int = 1,
+              **env: str) -> subprocess.Popen[bytes]:
+    """Start `minijenkin up` in a session of its own, with extra variables in `env`."""
+    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir), **env}
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "minijenkin", "up", "--port", str(port), "--workers", "1"],
+            [sys.executable, "-m", "minijenkin", "up", "--port", str(port),
+             "--workers", str(workers)],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -260,12 +259,8 @@ def test_up_with_external_database_creates_data_dir(tmp_path: Path, database_url
     data_dir = tmp_path / "new" / "data"
     port = _free_port()
     log_path = tmp_path / "up.log"
-    env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir),
-           "MINIJENKIN_DATABASE_URL": database_url}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "minijenkin", "up", "--port", str(port), "--workers", "0"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = _start_up(data_dir, port, log_path, workers=0,
+                        MINIJENKIN_DATABASE_URL=database_url)
     try:
         _wait_healthy(process, f"http://127.0.0.1:{port}", log_path)
     finally:

@@ -23,7 +23,7 @@ $$;
 -- The text between the sequences and the sequences themselves come from one
 -- pass each (regexp_split_to_array and regexp_matches scan alike), so the
 -- cost grows with the line's length, not with the number of sequences
--- times the length. Every match holds an ESC, so neither finds an empty
+-- times the length. Every match contains an ESC, so neither finds an empty
 -- match.
 CREATE OR REPLACE FUNCTION mj_logs_blank_escapes(p_text text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
