@@ -33,6 +33,9 @@ class Step:
     continue_on_error: bool | str = False
     # Minutes, or a `${{ }}` template evaluated by the worker.
     timeout_minutes: float | str | None = None
+    # The `shell` keyword or template (minijenkin.pipeline.shells), defaults
+    # applied; None runs the script with bash and pipefail.
+    shell: str | None = None
 
     @property
     def display_name(self) -> str:

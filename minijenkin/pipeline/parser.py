@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minijenkin.errors import PipelineError
-from minijenkin.pipeline import checks
+from minijenkin.pipeline import checks, shells
 from minijenkin.pipeline.checks import Scope
 from minijenkin.pipeline.diagnostics import (
     Collector,
@@ -87,7 +87,6 @@ UNSUPPORTED_JOB_KEYS = {
 # GitHub-hosted runner names: they pick a virtual machine image on GitHub and
 # impose no label here, so a workflow written for GitHub runs on any worker.
 HOSTED_RUNNER = re.compile(r"^(ubuntu|linux)-(latest|\d+\.\d+)(-arm)?$|^self-hosted$")
-SHELLS = ("bash",)
 
 JOB_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -119,6 +118,14 @@ def accepted_keys() -> list[str]:
 
 
 @dataclass(frozen=True)
+class RunDefaults:
+    """`defaults.run` as it applies to a job's `run:` steps."""
+
+    shell: str | None = None
+    working_directory: str | None = None
+
+
+@dataclass(frozen=True)
 class ParseResult:
     """A parsed file: the pipeline when valid, its triggers when `on` was valid, and every error."""
 
@@ -136,7 +143,7 @@ class _FileParser:
         self.triggers = Triggers()
         self.inputs: dict[str, Any] | None = None
         self.workflow_env_taint: dict[str, bool] = {}
-        self.default_directory: str | None = None
+        self.run_defaults = RunDefaults()
 
     def add(self, message: str, position: Position | None, path: str | None = None) -> None:
         self.errors.add(message, position, path)
@@ -165,7 +172,7 @@ class _FileParser:
         scope = self._scope(checks.WORKFLOW_ENV_CONTEXTS)
         self.workflow_env_taint = {key: checks.template_is_tainted(value, scope)
                                    for key, value in env.items()}
-        self.default_directory = self._defaults(document, "")
+        self.run_defaults = self._defaults(document, "", RunDefaults())
         concurrency = self._concurrency(document, "", checks.WORKFLOW_CONTEXTS)
 
         jobs: dict[str, JobDefinition] = {}
@@ -265,35 +272,43 @@ class _FileParser:
         checks.check_condition(self.errors, value, scope, f"{path}.if", self.at(node, "if"))
         return value.strip()
 
-    def _defaults(self, node: Mapping[Any, Any], path: str) -> str | None:
+    def _defaults(self, node: Mapping[Any, Any], path: str, outer: RunDefaults) -> RunDefaults:
+        """Read `defaults.run` of the workflow or a job; what it leaves unset comes from `outer`."""
         raw = node.get("defaults")
         if raw is None:
-            return None
+            return outer
         defaults_path = f"{path}.defaults" if path else "defaults"
         if not isinstance(raw, Mapping):
             self.add("'defaults' must be a mapping with 'run'", value_position(node, "defaults"),
                      path or None)
-            return None
+            return outer
         check_keys(self.errors, raw, DEFAULTS_KEYS, defaults_path)
         run = raw.get("run")
         if run is None:
-            return None
+            return outer
         if not isinstance(run, Mapping):
             self.add("'run' must be a mapping with 'shell' or 'working-directory'",
                      value_position(raw, "run"), defaults_path)
-            return None
+            return outer
         check_keys(self.errors, run, DEFAULTS_RUN_KEYS, f"{defaults_path}.run")
-        self._shell(run, f"{defaults_path}.run")
+        shell = self._shell(run, f"{defaults_path}.run")
         directory = self._string(run, "working-directory", f"{defaults_path}.run")
         if directory is not None:
             self._check_directory(run, directory, f"{defaults_path}.run")
-        return directory
+        return RunDefaults(shell=shell if shell is not None else outer.shell,
+                           working_directory=directory if directory is not None else outer.working_directory)
 
-    def _shell(self, node: Mapping[Any, Any], path: str) -> None:
-        shell = node.get("shell")
-        if shell is not None and shell not in SHELLS:
-            self.add(f"shell {shell!r} is not supported; steps run with bash (bash --noprofile --norc "
-                     "-eo pipefail)", value_position(node, "shell"), path)
+    def _shell(self, node: Mapping[Any, Any], path: str) -> str | None:
+        """Check `shell`; return it stripped, or None when absent or invalid."""
+        if "shell" not in node:
+            return None
+        value = node.get("shell")
+        problem = shells.check(value)
+        if problem is not None:
+            self.add(problem, value_position(node, "shell"), path)
+            return None
+        assert isinstance(value, str)
+        return value.strip()
 
     def _check_directory(self, node: Mapping[Any, Any], directory: str, path: str) -> None:
         if "${{" in directory:
@@ -365,14 +380,14 @@ class _FileParser:
         continue_on_error = self._bool_or_expression(raw, "continue-on-error", path, plan_scope)
         environment = self._environment(raw, path, plan_scope)
         concurrency = self._concurrency(raw, path, checks.PLAN_CONTEXTS, plan_scope)
-        directory = self._defaults(raw, path) or self.default_directory
+        run_defaults = self._defaults(raw, path, self.run_defaults)
 
         # Environment variables whose values event text can reach, layer by layer.
         env_scope = scope(checks.JOB_ENV_CONTEXTS)
         env_taint = dict(self.workflow_env_taint)
         env_taint.update({key: checks.template_is_tainted(value, env_scope) for key, value in env.items()})
 
-        steps = self._steps(raw, path, scope, env_taint)
+        steps = self._steps(raw, path, scope, env_taint, run_defaults)
         # Workflow-level env values are evaluated with each job; their secrets count too.
         workflow_scope = scope(checks.WORKFLOW_ENV_CONTEXTS)
         for value in workflow_env.values():
@@ -396,7 +411,7 @@ class _FileParser:
             environment=environment,
             concurrency=concurrency,
             strategy=strategy,
-            working_directory=directory,
+            working_directory=run_defaults.working_directory,
             secrets=tuple(sorted(secrets)),
         )
 
@@ -449,7 +464,7 @@ class _FileParser:
     # -- steps ----------------------------------------------------------------
 
     def _steps(self, job: Mapping[Any, Any], path: str, scope: Any,
-               env_taint: dict[str, bool]) -> tuple[Step, ...]:
+               env_taint: dict[str, bool], run_defaults: RunDefaults) -> tuple[Step, ...]:
         raw = job.get("steps")
         if raw is None:
             if not misspelled(job, "steps", JOB_KEYS):
@@ -473,7 +488,8 @@ class _FileParser:
             # A rejected step keeps its id, so later references to it get no follow-on error.
             if step_id is not None:
                 step_ids.append(step_id)
-            step = self._step(item, step_path, position, scope, env_taint, step_id, earlier_ids)
+            step = self._step(item, step_path, position, scope, env_taint, step_id, earlier_ids,
+                              run_defaults)
             if step is not None:
                 steps.append(step)
         return tuple(steps)
@@ -493,9 +509,10 @@ class _FileParser:
         return step_id
 
     def _step(self, item: Mapping[Any, Any], path: str, position: Position | None, scope: Any,
-              env_taint: dict[str, bool], step_id: str | None, earlier_ids: tuple[str, ...]) -> Step | None:
+              env_taint: dict[str, bool], step_id: str | None, earlier_ids: tuple[str, ...],
+              run_defaults: RunDefaults) -> Step | None:
         check_keys(self.errors, item, STEP_KEYS, path)
-        self._shell(item, path)
+        shell = self._shell(item, path)
         run = item.get("run")
         uses = item.get("uses")
         if run is None and uses is None:
@@ -546,7 +563,15 @@ class _FileParser:
             continue_on_error=self._bool_or_expression(item, "continue-on-error", path, step_scope),
             timeout_minutes=self._timeout(item, path, step_scope),
             line=position.line if position else None,
+            shell=self._step_shell(shell, run_defaults) if uses is None else None,
         )
+
+    def _step_shell(self, shell: str | None, run_defaults: RunDefaults) -> str | None:
+        """Return the shell a `run:` step gets, or None for Mini-Jenkin's default (bash with pipefail)."""
+        chosen = shell if shell is not None else run_defaults.shell
+        if chosen is None:
+            return shells.WORKFLOW_DEFAULT if self.workflow else None
+        return None if shells.template(chosen) == shells.BASH else chosen
 
     def _checkout(self, item: Mapping[Any, Any], uses: Any, path: str) -> str | bool:
         """Check an actions/checkout step; return False when invalid, else the script it runs.

@@ -205,7 +205,7 @@ def _step_entry(step: Step) -> dict[str, Any]:
     if step.uses is not None:
         entry["uses"] = step.uses
     optional = {"id": step.id, "if": step.condition, "working_directory": step.working_directory,
-                "timeout_minutes": step.timeout_minutes, "line": step.line}
+                "timeout_minutes": step.timeout_minutes, "line": step.line, "shell": step.shell}
     entry.update({key: value for key, value in optional.items() if value is not None})
     if step.continue_on_error is not False:
         entry["continue_on_error"] = step.continue_on_error

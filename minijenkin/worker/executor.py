@@ -1,6 +1,7 @@
 """Running one claimed job attempt: the plan job, or a job's steps.
 
-Each step runs as `bash --noprofile --norc -eo pipefail <script>` in its own
+Each step's script runs in its shell (`bash --noprofile --norc -eo pipefail
+<script>` unless the step sets `shell`, see minijenkin.pipeline.shells) in its own
 process group (a new session), so cancel and timeout can signal everything
 the step started: SIGTERM first, SIGKILL after the grace period. At the end
 of the job every process group it created is killed.
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from minijenkin.logs.lines import LineSplitter
 from minijenkin.logs.masking import SecretMasker
 from minijenkin.logs.store import STREAM_CODES
-from minijenkin.pipeline import sources
+from minijenkin.pipeline import shells, sources
 from minijenkin.pipeline.events import Event
 from minijenkin.pipeline.expressions import ExpressionError
 from minijenkin.queue.client import ClaimedJob
@@ -407,8 +408,9 @@ class JobExecution:
         env = step_environment(base_env, prepared.env, files.variables())
         env["PATH"] = state.path_variable(prepared.env.get("PATH", base_env["PATH"]))
         env[PROCESS_TAG_VARIABLE] = self.process_tag
-        script = steps_dir / f"{prepared.index + 1}.sh"
-        script.write_text(prepared.script or "", encoding="utf-8")
+        script = steps_dir / f"{prepared.index + 1}{shells.script_suffix(prepared.shell)}"
+        script.write_text(shells.script_text(prepared.shell, prepared.script or ""), encoding="utf-8")
+        command = _shell_command(prepared.shell, script, env["PATH"])
         step_deadline = None
         if prepared.timeout_seconds is not None:
             step_deadline = time.monotonic() + prepared.timeout_seconds
@@ -417,7 +419,7 @@ class JobExecution:
         problem = _unstartable_environment(env)
         exit_code: int | None = None
         if problem is None:
-            exit_code = await self._run_step(script, prepared.cwd, env, deadline, step_deadline)
+            exit_code = await self._run_step(script, command, prepared.cwd, env, deadline, step_deadline)
         if problem is not None:
             # The step's process never started, so the step fails as a script
             # does and the job goes on to its `if: always()` steps.
@@ -451,7 +453,7 @@ class JobExecution:
         await self.system(message)
         return StepEnd(failure=Outcome("failed", exit_code, message))
 
-    async def _run_step(self, script: Path, cwd: Path, env: dict[str, str],
+    async def _run_step(self, script: Path, command: list[str], cwd: Path, env: dict[str, str],
                         deadline: float | None, step_deadline: float | None = None) -> int:
         run_as = self.worker.run_as
         uid, gid = (run_as.uid, run_as.gid) if run_as is not None else (-1, -1)
@@ -466,7 +468,7 @@ class JobExecution:
         # child; process.pid is therefore the group the worker signals.
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", str(_STEP_GUARD), str(os.getpid()), str(uid), str(gid),
-            str(env_file), "--", "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script),
+            str(env_file), "--", *command,
             cwd=cwd, env=_GUARD_ENVIRONMENT, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
@@ -604,6 +606,19 @@ def _unstartable_environment(env: dict[str, str]) -> str | None:
                 f"{largest}, has {sizes[largest] - 1} bytes); pass large values through a file in "
                 "$RUNNER_TEMP instead")
     return None
+
+
+def _shell_command(shell_template: str, script: Path, path: str) -> list[str]:
+    """Return the command line that runs `script` in its shell.
+
+    The `python` keyword runs `python`, as on GitHub's runners; on a worker
+    where only `python3` is on the step's PATH, that runs instead.
+    """
+    command = shells.command_line(shell_template, str(script))
+    if (command[0] == "python" and shutil.which("python", path=path) is None
+            and shutil.which("python3", path=path) is not None):
+        command[0] = "python3"
+    return command
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:

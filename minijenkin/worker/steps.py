@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from minijenkin.pipeline import shells
 from minijenkin.pipeline.events import Event, github_context, minijenkin_context
 from minijenkin.pipeline.expressions import (
     ExpressionError,
@@ -127,6 +128,8 @@ class PreparedStep:
     continue_on_error: bool
     timeout_seconds: float | None
     id: str | None
+    # The shell's command template, with {0} for the script's path.
+    shell: str = shells.BASH
 
     @property
     def run_it(self) -> bool:
@@ -278,7 +281,7 @@ class JobRun:
         return PreparedStep(index=index, name=name, skip_reason=skip_reason, script=script,
                             uses=step.get("uses"), env={**env, **step_env}, cwd=cwd,
                             continue_on_error=bool(continue_on_error), timeout_seconds=timeout_seconds,
-                            id=step.get("id"))
+                            id=step.get("id"), shell=shells.template(step.get("shell")))
 
     def _text(self, text: str, scope: Scope, label: str) -> str:
         try:

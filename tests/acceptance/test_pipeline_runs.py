@@ -617,6 +617,77 @@ def test_command_files_read_as_on_github(
     assert ("stdout", "cleanup ran") in oversized_logs
 
 
+SHELLS_WORKFLOW = """\
+on: push
+jobs:
+  shells:
+    runs-on: ubuntu-latest
+    steps:
+      - name: Default shell
+        run: |
+          seq 1 100000 | head -n 1
+          false | true
+          echo "no pipefail"
+      - name: Bash keyword
+        shell: bash
+        continue-on-error: true
+        run: |
+          false | true
+          echo "not reached"
+      - name: Python keyword
+        shell: python
+        run: |
+          import os
+          print("python", os.environ["GITHUB_EVENT_NAME"])
+      - name: Template
+        shell: bash --noprofile --norc {0}
+        run: |
+          false
+          echo "no errexit"
+  posix:
+    runs-on: ubuntu-latest
+    defaults:
+      run:
+        shell: sh
+    steps:
+      - name: Which shell
+        run: if [ -n "$BASH_VERSION" ]; then echo bash; else echo "posix sh"; fi
+"""
+
+
+def test_step_shells_run_as_on_github(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    commit = git_repo.commit({".github/workflows/shells.yml": SHELLS_WORKFLOW}, "Shells")
+    worker = start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        run = wait_finished(client, push(client, git_repo, commit))
+        jobs = jobs_by_key(run)
+        shell_logs = logs(client, jobs["shells"])
+        posix_logs = logs(client, jobs["posix"])
+
+    assert run["status"] == "succeeded", (worker.output(), shell_logs, posix_logs)
+    assert shell_logs[1:] == [
+        ("system", "▶ Default shell"),
+        ("stdout", "1"),
+        ("stdout", "no pipefail"),
+        ("system", "▶ Bash keyword"),
+        ("system", "step 'Bash keyword' failed with exit code 1; the job goes on (continue-on-error)"),
+        ("system", "▶ Python keyword"),
+        ("stdout", "python push"),
+        ("system", "▶ Template"),
+        ("stdout", "no errexit"),
+        ("system", "Job succeeded"),
+    ]
+    assert posix_logs[1:] == [
+        ("system", "▶ Which shell"),
+        ("stdout", "posix sh"),
+        ("system", "Job succeeded"),
+    ]
+
+
 def _group_pipeline(command: str, *, cancel_in_progress: bool) -> str:
     return f"""\
 concurrency:

@@ -462,12 +462,24 @@ INVALID_FILES = [
         ],
         id='steps-unknown'),
     pytest.param(
-        'jobs:\n  a:\n    steps:\n      - run: a\n        shell: pwsh\n',
+        'jobs:\n  a:\n    steps:\n      - run: a\n        shell: cmd\n',
         [
-            ".minijenkin.yml:5:16: jobs.a.steps[0]: shell 'pwsh' is not supported; steps run with "
-            'bash (bash --noprofile --norc -eo pipefail)',
+            ".minijenkin.yml:5:16: jobs.a.steps[0]: shell 'cmd' exists only on Windows runners; use "
+            'bash, sh, python, pwsh or a command with {0}',
         ],
-        id='shell'),
+        id='shell-windows'),
+    pytest.param(
+        'jobs:\n  a:\n    steps:\n      - run: a\n        shell: bash -l\n',
+        [
+            ".minijenkin.yml:5:16: jobs.a.steps[0]: shell 'bash -l' is neither a keyword (bash, sh, "
+            "python, pwsh) nor a command with {0} where the script's path goes, such as 'bash -el {0}'",
+        ],
+        id='shell-no-placeholder'),
+    pytest.param(
+        'jobs:\n  a:\n    defaults:\n      run:\n        shell: ${{ matrix.shell }}\n    steps:\n'
+        '      - run: a\n',
+        [".minijenkin.yml:5:16: jobs.a.defaults.run: 'shell' cannot contain expressions"],
+        id='shell-expression'),
     pytest.param(
         'jobs:\n  a:\n    steps:\n      - run: a\n        working-directory: ../outside\n',
         [
