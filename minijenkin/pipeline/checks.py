@@ -48,7 +48,7 @@ STEP_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "needs", "secrets",
                  "runner")
 STEP_IF_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "needs", "env", "steps", "job", "runner")
 
-NEEDS_KEYS = ("result",)
+NEEDS_KEYS = ("result", "outputs")
 STEP_RESULT_KEYS = ("outcome", "conclusion", "outputs")
 JOB_KEYS = ("status",)
 RUNNER_KEYS = ("os", "arch", "name", "temp")
@@ -80,6 +80,8 @@ def _describe_untrusted(path: tuple[str | None, ...], scope: Scope) -> str:
         return f"environment variable {key}, whose value comes from event text"
     if path[0] == "steps":
         return "a step's output, which a script computed"
+    if path[0] == "needs":
+        return "a needed job's output, which a script computed"
     if key in ("ref", "ref_name", "head_ref", "base_ref", "branch", "tag"):
         return "a branch or tag name, which whoever pushes chooses"
     if key in ("actor", "triggering_actor", "author", "sender"):
@@ -149,8 +151,8 @@ def _check_reference(errors: Collector, reference: Reference, scope: Scope, wher
             errors.add(f"needs.{key} refers to a job this job does not list in 'needs' (it needs: {listed})",
                        position, where)
         elif len(path) > 2 and path[2] is not None and path[2] not in NEEDS_KEYS:
-            errors.add(f"needs.{key}.{path[2]} is not available; only needs.{key}.result is (job outputs "
-                       "are not supported)", position, where)
+            errors.add(f"needs.{key}.{path[2]} is not available; use needs.{key}.result or "
+                       f"needs.{key}.outputs.<name>", position, where)
     elif context == "steps":
         if key not in scope.step_ids:
             listed = ", ".join(scope.step_ids) or "none"

@@ -59,7 +59,7 @@ __all__ = ["PipelineValidationError", "ParseResult", "accepted_keys", "parse_pip
 
 PIPELINE_KEYS = ("name", "run-name", "on", "env", "defaults", "concurrency", "permissions", "jobs")
 JOB_KEYS = ("name", "needs", "runs-on", "if", "env", "timeout-minutes", "retry", "continue-on-error",
-            "environment", "concurrency", "strategy", "defaults", "permissions", "steps")
+            "environment", "concurrency", "strategy", "defaults", "permissions", "outputs", "steps")
 STEP_KEYS = ("name", "id", "if", "run", "uses", "with", "env", "working-directory", "shell",
              "continue-on-error", "timeout-minutes")
 DEFAULTS_KEYS = ("run",)
@@ -79,7 +79,6 @@ CHECKOUT_LFS = "git lfs pull"
 UNSUPPORTED_JOB_KEYS = {
     "services": "service containers need a container engine; start what the job needs in a step",
     "container": "jobs run on the worker's machine; there is no container engine",
-    "outputs": "job outputs are not available; write files or use a single job",
     "uses": "reusable workflows cannot be called; copy the jobs into this file",
     "secrets": "secrets are configured on the repository, not passed per job",
     "with": "reusable workflows cannot be called; copy the jobs into this file",
@@ -90,6 +89,7 @@ HOSTED_RUNNER = re.compile(r"^(ubuntu|linux)-(latest|\d+\.\d+)(-arm)?$|^self-hos
 
 JOB_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CHECKOUT = re.compile(r"^actions/checkout@[A-Za-z0-9._/-]+$", re.IGNORECASE)
 MAX_JOBS = 256
@@ -388,6 +388,8 @@ class _FileParser:
         env_taint.update({key: checks.template_is_tainted(value, env_scope) for key, value in env.items()})
 
         steps = self._steps(raw, path, scope, env_taint, run_defaults)
+        outputs = self._outputs(raw, path, scope(checks.STEP_CONTEXTS, step_ids=tuple(
+            step.id for step in steps if step.id is not None)))
         # Workflow-level env values are evaluated with each job; their secrets count too.
         workflow_scope = scope(checks.WORKFLOW_ENV_CONTEXTS)
         for value in workflow_env.values():
@@ -413,7 +415,32 @@ class _FileParser:
             strategy=strategy,
             working_directory=run_defaults.working_directory,
             secrets=tuple(sorted(secrets)),
+            outputs=outputs,
         )
+
+    def _outputs(self, raw: Mapping[Any, Any], path: str, scope: Scope) -> dict[str, str]:
+        """Check `outputs`, a mapping of names to templates evaluated when the job's steps end."""
+        node = raw.get("outputs")
+        if node is None:
+            return {}
+        where = f"{path}.outputs"
+        if not isinstance(node, Mapping):
+            self.add("'outputs' must be a mapping of output names to values", value_position(raw, "outputs"),
+                     path)
+            return {}
+        outputs: dict[str, str] = {}
+        for name, value in node.items():
+            if not isinstance(name, str) or not OUTPUT_NAME.match(name):
+                self.add(f"invalid output name {name!r}: start with a letter or '_', then letters, digits, "
+                         "'-' or '_'", key_position(node, name), where)
+                continue
+            text = scalar_text(value)
+            if text is None:
+                self.add(f"output {name!r} must be a string", value_position(node, name), where)
+                continue
+            checks.check_template(self.errors, text, scope, f"{where}.{name}", self.at(node, name))
+            outputs[name] = text
+        return outputs
 
     def _string_list(self, node: Mapping[Any, Any], key: str, path: str) -> tuple[str, ...]:
         value = node.get(key)

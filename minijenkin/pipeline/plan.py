@@ -241,6 +241,11 @@ def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str,
         }
         if definition.working_directory is not None:
             spec["working_directory"] = definition.working_directory
+        if definition.outputs:
+            spec["outputs"] = definition.outputs
+        # The worker then reads the outputs of the needed jobs before the job starts.
+        if any(pipeline.jobs[need].outputs for need in definition.needs if need in pipeline.jobs):
+            spec["needs_outputs"] = True
         if job.matrix is not None:
             spec["strategy"] = {"job": definition.id, "fail_fast": definition.strategy.fail_fast,
                                 "max_parallel": definition.strategy.max_parallel}

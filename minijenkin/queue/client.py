@@ -153,6 +153,15 @@ class QueueClient:
             "backoff_base": self.retry.base_seconds, "backoff_max": self.retry.max_seconds,
         }
 
+    async def store_outputs(self, job: ClaimedJob, outputs: dict[str, str]) -> bool:
+        """Store the job's output values; return False when the lease is no longer this attempt's."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["job_outputs_set"], {
+                "job_id": job.job_id, "lease_token": job.lease_token, "outputs": Jsonb(outputs),
+            })
+            row = await cursor.fetchone()
+        return bool(row and row["stored"])
+
     async def submit_plan(self, job: ClaimedJob, graph: list[dict[str, Any]]) -> str:
         """Store the planned job graph; return 'finished', 'cancelled' or 'stale'."""
         async with self.pool.connection() as conn:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minijenkin.db import TRANSIENT_ERRORS
 from minijenkin.logs.lines import LineSplitter
 from minijenkin.logs.masking import SecretMasker
 from minijenkin.logs.store import STREAM_CODES
@@ -33,6 +34,7 @@ from minijenkin.queue.client import ClaimedJob
 from minijenkin.worker.environment import job_environment, step_environment
 from minijenkin.worker.git import GitError, Mirror, pipeline_files
 from minijenkin.worker.isolation import PROCESS_TAG_VARIABLE, give_tree, kill_tagged_processes
+from minijenkin.worker.outputs import evaluate_outputs
 from minijenkin.worker.process_exit import wait_exited
 from minijenkin.worker.shipper import utc_timestamp
 from minijenkin.worker.steps import CommandFiles, JobRun, PreparedStep, StepError
@@ -50,6 +52,7 @@ READ_CHUNK_BYTES = 64 * 1024
 DRAIN_SECONDS = 1.0
 DRAIN_MAX_SECONDS = 10.0
 LOG_CAP_BYTES_DEFAULT = 100 * 1024 * 1024
+STORE_OUTPUTS_ATTEMPTS = 3
 
 STDOUT = STREAM_CODES["stdout"]
 STDERR = STREAM_CODES["stderr"]
@@ -391,10 +394,37 @@ class JobExecution:
             if end.stop and end.outcome is not None:
                 return end.outcome
             first_failure = first_failure or end.failure
+        await self._store_outputs(state)
         if first_failure is not None:
             return first_failure
         await self.system("Job succeeded")
         return Outcome("succeeded", 0, None)
+
+    async def _store_outputs(self, state: JobRun) -> None:
+        """Evaluate the job's `outputs` and store them for the jobs that need this one."""
+        templates = self.job.spec.get("outputs") or {}
+        if not templates:
+            return
+        values, problems = evaluate_outputs(templates, state.step_scope(state.current_env()), self.masker)
+        for problem in problems:
+            await self.system(problem)
+        delay = 0.2
+        for attempt in range(1, STORE_OUTPUTS_ATTEMPTS + 1):
+            try:
+                stored = await self.worker.client.store_outputs(self.job, values)
+                break
+            except TRANSIENT_ERRORS as exc:
+                logger.warning("job outputs could not be stored", extra={
+                    **self.log_extra, "action": "job_outputs_error", "error": str(exc),
+                    "attempt": attempt})
+                if attempt == STORE_OUTPUTS_ATTEMPTS:
+                    await self.system(f"the job's outputs could not be stored: {exc}")
+                    return
+                await asyncio.sleep(delay)
+                delay *= 2
+        if not stored:
+            logger.info("job outputs not stored: the lease moved on", extra={
+                **self.log_extra, "action": "job_outputs_stale"})
 
     async def _run_prepared(self, prepared: PreparedStep, state: JobRun, base_env: dict[str, str],
                             steps_dir: Path, deadline: float | None) -> StepEnd:

@@ -43,6 +43,7 @@ from minijenkin.worker.executor import (
     Outcome,
 )
 from minijenkin.worker.isolation import resolve_run_as, supervisor_gone
+from minijenkin.worker.outputs import load_needs_outputs
 from minijenkin.worker.schedules import sync_schedules
 from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
 from minijenkin.worker.shipper import LogShipper
@@ -407,6 +408,7 @@ class Worker:
         job = execution.job
         try:
             await load_job_secrets(self.pool, self._keyring, job, self.log_extra)
+            await load_needs_outputs(self.pool, job)
             await sync_schedules(self.pool, self.data_dir, job, self.log_extra)
             outcome = await execution.run()
         except SecretsUnavailableError as exc:

@@ -30,7 +30,10 @@ FETCH_RETRY_SECONDS = 0.2
 
 
 class SecretsUnavailableError(Exception):
-    """The job cannot get its secrets: `reason` is the message, or None when the lease is gone."""
+    """The job cannot get what it reads before its steps (its secrets, its needed jobs' outputs).
+
+    `reason` is the message, or None when the lease is gone.
+    """
 
     def __init__(self, reason: str | None) -> None:
         self.reason = reason
@@ -47,7 +50,7 @@ async def load_job_secrets(pool: AsyncConnectionPool, keyring: Callable[[], Keyr
     job.context["secrets"] = {}
     if job.kind == "plan":
         return
-    rows = await _fetch(pool, job)
+    rows = await fetch_for_attempt(pool, job, "job_secrets", "the job's secrets")
     if not rows:
         return
     values: dict[str, str] = {}
@@ -62,12 +65,18 @@ async def load_job_secrets(pool: AsyncConnectionPool, keyring: Callable[[], Keyr
         "secrets": ",".join(sorted(values))})
 
 
-async def _fetch(pool: AsyncConnectionPool, job: ClaimedJob) -> list[dict[str, Any]]:
+async def fetch_for_attempt(pool: AsyncConnectionPool, job: ClaimedJob, query: str,
+                            what: str) -> list[dict[str, Any]]:
+    """Run the named query with the attempt's job id and lease token; retry transient errors.
+
+    Raises SecretsUnavailableError, naming `what` when the database stays
+    unavailable, and with no reason when the lease is gone.
+    """
     delay = FETCH_RETRY_SECONDS
     for attempt in range(1, FETCH_ATTEMPTS + 1):
         try:
             async with pool.connection() as conn:
-                cursor = await conn.execute(QUERIES["job_secrets"], {
+                cursor = await conn.execute(QUERIES[query], {
                     "job_id": job.job_id, "lease_token": job.lease_token})
                 return await cursor.fetchall()
         except psycopg.errors.ObjectNotInPrerequisiteState:
@@ -75,7 +84,7 @@ async def _fetch(pool: AsyncConnectionPool, job: ClaimedJob) -> list[dict[str, A
         except TRANSIENT_ERRORS as exc:
             if attempt == FETCH_ATTEMPTS:
                 raise SecretsUnavailableError(
-                    f"cannot load the job's secrets: the database is unavailable ({exc})") from exc
+                    f"cannot load {what}: the database is unavailable ({exc})") from exc
             await asyncio.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")

@@ -54,9 +54,9 @@ def runner_arch() -> str:
 
 @dataclass(frozen=True)
 class NeedsSummary:
-    """Results of the jobs a job needs, by job id, and what they mean for status functions."""
+    """Results and outputs of the jobs a job needs, by job id, and what they mean for status functions."""
 
-    results: dict[str, dict[str, str]]
+    results: dict[str, dict[str, Any]]
     succeeded: bool
     failed: bool
     cancelled: bool
@@ -74,8 +74,15 @@ def implies_success(condition: str) -> bool:
 
 
 def summarise_needs(job: ClaimedJob) -> NeedsSummary:
-    """Aggregate the claim context's `needs` statuses per needed job id (matrix jobs together)."""
+    """Aggregate the claim context's `needs` statuses per needed job id (matrix jobs together).
+
+    Outputs of the jobs of one id are merged in the order the jobs finished,
+    so for a matrix the last one's value of an output wins, as on GitHub.
+    """
     statuses: Mapping[str, str] = job.context.get("needs") or {}
+    outputs_by_key: dict[str, dict[str, str]] = {
+        key: dict(outputs or {}) for key, outputs in job.context.get("needs_outputs") or []}
+    finish_order = list(outputs_by_key)
     groups: Mapping[str, list[str]] = job.spec.get("needs") or {}
     tolerated = set(job.spec.get("tolerated_needs") or [])
     if not groups:
@@ -99,7 +106,10 @@ def summarise_needs(job: ClaimedJob) -> NeedsSummary:
             result = "skipped"
         else:
             result = "success"
-        results[job_id] = {"result": result}
+        outputs: dict[str, str] = {}
+        for key in sorted((key for key in keys if key in outputs_by_key), key=finish_order.index):
+            outputs.update(outputs_by_key[key])
+        results[job_id] = {"result": result, "outputs": outputs}
         succeeded = succeeded and result == "success"
         failed = failed or result == "failure"
         cancelled = cancelled or result == "cancelled"

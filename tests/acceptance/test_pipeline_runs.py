@@ -688,6 +688,66 @@ def test_step_shells_run_as_on_github(
     ]
 
 
+OUTPUTS_WORKFLOW = """\
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    strategy:
+      max-parallel: 1
+      matrix:
+        flavour: [small, large]
+    outputs:
+      version: ${{ steps.version.outputs.version }}
+      flavour: ${{ matrix.flavour }}
+      token: ${{ steps.version.outputs.token }}
+    steps:
+      - id: version
+        env:
+          TOKEN: ${{ secrets.OUTPUT_TOKEN }}
+        run: |
+          echo "version=2.0-${{ matrix.flavour }}" >> "$GITHUB_OUTPUT"
+          echo "token=$TOKEN" >> "$GITHUB_OUTPUT"
+  release:
+    needs: build
+    if: needs.build.outputs.version != ''
+    runs-on: ubuntu-latest
+    steps:
+      - name: Release
+        env:
+          VERSION: ${{ needs.build.outputs.version }}
+          FLAVOUR: ${{ needs.build.outputs.flavour }}
+          TOKEN: ${{ needs.build.outputs.token }}
+          MISSING: ${{ needs.build.outputs.missing }}
+        run: echo "release $VERSION ($FLAVOUR) token=[$TOKEN] missing=[$MISSING]"
+"""
+
+
+def test_job_outputs_reach_needing_jobs(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    commit = git_repo.commit({".github/workflows/outputs.yml": OUTPUTS_WORKFLOW}, "Outputs")
+    worker = start_worker()
+
+    with api_server.client() as client:
+        repo_id = register(client, git_repo)
+        response = client.put(f"/api/repos/{repo_id}/secrets/OUTPUT_TOKEN", json={"value": "tok-4821"})
+        assert response.status_code in (200, 201), response.text
+        run = wait_finished(client, push(client, git_repo, commit))
+        jobs = jobs_by_key(run)
+        build_logs = logs(client, jobs["build (large)"])
+        release_logs = logs(client, jobs["release"])
+
+    assert run["status"] == "succeeded", (worker.output(), build_logs, release_logs)
+    assert ("system", "output 'token' is left unset because its value contains a secret") in build_logs
+    # max-parallel 1 runs the combinations in order, so "large" finishes last and its values win.
+    assert release_logs[1:] == [
+        ("system", "▶ Release"),
+        ("stdout", "release 2.0-large (large) token=[] missing=[]"),
+        ("system", "Job succeeded"),
+    ]
+
+
 def _group_pipeline(command: str, *, cancel_in_progress: bool) -> str:
     return f"""\
 concurrency:

@@ -72,7 +72,7 @@ EXAMPLES = _examples()
 
 
 def test_docs_have_pipeline_examples() -> None:
-    assert len(EXAMPLES) == 10
+    assert len(EXAMPLES) == 11
 
 
 @pytest.mark.parametrize(("where", "text"), EXAMPLES, ids=[where for where, _ in EXAMPLES])

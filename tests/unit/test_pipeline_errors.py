@@ -378,13 +378,28 @@ INVALID_FILES = [
         ],
         id='needs-not-listed'),
     pytest.param(
-        "jobs:\n  b:\n    steps: [{run: x}]\n  a:\n    needs: b\n    if: needs.b.outputs.v == 'x'\n"
+        "jobs:\n  b:\n    steps: [{run: x}]\n  a:\n    needs: b\n    if: needs.b.status == 'x'\n"
         '    steps: [{run: x}]\n',
         [
-            '.minijenkin.yml:6:9: jobs.a.if: needs.b.outputs is not available; only needs.b.result '
-            'is (job outputs are not supported)',
+            '.minijenkin.yml:6:9: jobs.a.if: needs.b.status is not available; use needs.b.result or '
+            'needs.b.outputs.<name>',
         ],
-        id='needs-outputs'),
+        id='needs-unknown-key'),
+    pytest.param(
+        "jobs:\n  b:\n    outputs: [v]\n    steps: [{run: x}]\n",
+        [".minijenkin.yml:3:14: jobs.b: 'outputs' must be a mapping of output names to values"],
+        id='outputs-not-mapping'),
+    pytest.param(
+        "jobs:\n  b:\n    outputs:\n      2v: x\n      w: {a: 1}\n      u: ${{ steps.nope.outputs.x }}\n"
+        "    steps: [{run: x}]\n",
+        [
+            ".minijenkin.yml:4:7: jobs.b.outputs: invalid output name '2v': start with a letter or '_', "
+            "then letters, digits, '-' or '_'",
+            ".minijenkin.yml:5:10: jobs.b.outputs: output 'w' must be a string",
+            ".minijenkin.yml:6:14: jobs.b.outputs.u: steps.nope refers to no earlier step with that 'id' "
+            "(earlier ids: none)",
+        ],
+        id='outputs-invalid'),
     pytest.param(
         'jobs:\n  a:\n    steps:\n      - run: echo ${{ success() }}\n',
         [

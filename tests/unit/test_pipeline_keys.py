@@ -68,6 +68,8 @@ jobs:
         shell: bash
         working-directory: app
     permissions: read-all
+    outputs:
+      binary: ${{ steps.compile.outcome }}
     steps:
       - uses: actions/checkout@v4
         with:
@@ -180,11 +182,13 @@ def test_every_key_reaches_the_graph() -> None:
     assert linux["spec"]["workflow_concurrency"] == {"group": "ci-refs/heads/main",
                                                      "cancel_in_progress": True, "queue": "latest"}
     assert linux["spec"]["steps"] == [
-        {"name": "Run actions/checkout@v4", "env": {}, "uses": "actions/checkout@v4", "line": 60},
+        {"name": "Run actions/checkout@v4", "env": {}, "uses": "actions/checkout@v4", "line": 62},
         {"name": "Compile", "env": {"CC": "gcc"}, "run": "make build", "id": "compile",
          "if": "github.event_name == 'push'", "working_directory": "app/src", "timeout_minutes": 5.0,
-         "line": 63, "continue_on_error": True},
+         "line": 65, "continue_on_error": True},
     ]
+    assert linux["spec"]["outputs"] == {"binary": "${{ steps.compile.outcome }}"}
+    assert "needs_outputs" not in linux["spec"]
     assert deploy["needs"] == ["build (linux, true)", "build (arm)"]
     assert deploy["condition"] == "always()"
     assert deploy["environment"] == "production"
@@ -192,6 +196,7 @@ def test_every_key_reaches_the_graph() -> None:
     assert deploy["concurrency"] == {"group": "deploy", "cancel_in_progress": False, "queue": "all"}
     assert deploy["spec"]["needs"] == {"build": ["build (linux, true)", "build (arm)"]}
     assert deploy["spec"]["tolerated_needs"] == ["build (arm)"]
+    assert deploy["spec"]["needs_outputs"] is True
     assert pipeline.triggers.dispatch_inputs[0].default == "2"
     assert pipeline.triggers.pull_request.types == ("opened",)
 

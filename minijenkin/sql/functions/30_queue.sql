@@ -270,7 +270,9 @@ BEGIN
             started_at = now(),
             finished_at = NULL,
             exit_code = NULL,
-            reason = NULL
+            reason = NULL,
+            -- A new attempt's outputs replace the last one's, even when it sets none.
+            outputs = NULL
         WHERE j.id = ANY (v_ids)
         RETURNING j.id, j.run_id, j.attempt, j.lease_token, j.kind, j.key, j.name, j.spec,
                   j.condition, j.timeout_seconds
@@ -344,6 +346,51 @@ CREATE OR REPLACE FUNCTION mj_retry_allows_v1(
                 OR jsonb_typeof(p_retry -> 'exit_codes') IS DISTINCT FROM 'array'
                 OR (p_retry -> 'exit_codes') @> to_jsonb(p_exit_code))
     $$;
+
+-- Store the values of a job's `outputs` (a JSON object of strings) for the
+-- jobs that need it. The worker calls this after the job's last step and
+-- before it reports the end. Returns false when the lease is no longer
+-- valid (nothing is stored).
+CREATE OR REPLACE FUNCTION mj_job_outputs_set_v1(p_job_id bigint, p_lease_token uuid, p_outputs jsonb)
+RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF jsonb_typeof(p_outputs) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'job outputs must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(p_outputs::text) > 1048576 THEN
+        RAISE EXCEPTION 'job outputs of job % exceed 1 MiB', p_job_id
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    UPDATE jobs
+    SET outputs = p_outputs
+    WHERE id = p_job_id AND status = 'running' AND lease_token = p_lease_token;
+    RETURN FOUND;
+END;
+$$;
+
+-- The outputs of the jobs that a running job needs, by job key, those that
+-- finished last coming last (for a matrix, the last one's values win).
+-- Raises unless the caller holds the job's lease.
+CREATE OR REPLACE FUNCTION mj_job_needs_outputs_v1(p_job_id bigint, p_lease_token uuid)
+RETURNS TABLE (key text, outputs jsonb)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM 1 FROM jobs j WHERE j.id = p_job_id AND j.status = 'running' AND j.lease_token = p_lease_token;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % is not running under this lease', p_job_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN QUERY
+        SELECT n.key, n.outputs
+        FROM job_dependencies d
+        JOIN jobs n ON n.id = d.needs_job_id
+        WHERE d.job_id = p_job_id AND n.outputs IS NOT NULL
+        ORDER BY n.finished_at NULLS FIRST, n.id;
+END;
+$$;
 
 -- Report the end of an attempt. p_status is the attempt's outcome:
 -- succeeded, failed, timed_out, cancelled or skipped (condition false).

@@ -28,6 +28,8 @@ CREATE OR REPLACE FUNCTION mj_worker_function_names() RETURNS text[]
             'mj_job_finish_and_claim_v1',
             'mj_job_finish_many_v1',
             'mj_job_finish_v1',
+            'mj_job_needs_outputs_v1',
+            'mj_job_outputs_set_v1',
             'mj_job_secrets_v1',
             'mj_logs_flush_v1',
             'mj_plan_submit_v1',

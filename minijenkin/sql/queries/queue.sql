@@ -10,6 +10,14 @@ SELECT mj_job_finish_v1(%(job_id)s::bigint, %(lease_token)s::uuid, %(status)s::t
                         %(exit_code)s::integer, %(reason)s::text,
                         %(backoff_base)s::float8, %(backoff_max)s::float8) AS outcome;
 
+-- name: job_outputs_set
+-- Store a job's output values, fenced by its lease token.
+SELECT mj_job_outputs_set_v1(%(job_id)s::bigint, %(lease_token)s::uuid, %(outputs)s::jsonb) AS stored;
+
+-- name: job_needs_outputs
+-- The output values of the jobs a running job needs, latest finished last.
+SELECT key, outputs FROM mj_job_needs_outputs_v1(%(job_id)s::bigint, %(lease_token)s::uuid);
+
 -- name: log_batch_create
 -- Create this session's staging table for COPY-ed log lines (emptied at every commit).
 CREATE TEMP TABLE IF NOT EXISTS mj_log_batch (
