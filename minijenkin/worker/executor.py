@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -224,6 +224,10 @@ class JobExecution:
             return None
         if self.stop_reason == HANDED_BACK:
             return None
+        if outcome is not None and outcome.reason:
+            # The reason is stored with the job and shown by the API, the
+            # dashboard and notifications, so it is masked like the log.
+            outcome = replace(outcome, reason=self.masker.mask(outcome.reason))
         return outcome
 
     async def _kill_leftovers(self) -> None:
@@ -359,7 +363,7 @@ class JobExecution:
             state.evaluate_job_env()
         except StepError as exc:
             logger.warning("job environment cannot be evaluated", extra={
-                **self.log_extra, "action": "job_env_error", "error": str(exc)})
+                **self.log_extra, "action": "job_env_error", "error": self.masker.mask(str(exc))})
             await self.system(str(exc))
             return Outcome("failed", None, str(exc))
         first_failure: Outcome | None = None
@@ -372,7 +376,7 @@ class JobExecution:
             except StepError as exc:
                 logger.warning("step fields cannot be evaluated", extra={
                     **self.log_extra, "action": "step_expression_error", "step": index + 1,
-                    "error": str(exc)})
+                    "error": self.masker.mask(str(exc))})
                 await self.system(f"step {index + 1} failed: {exc}")
                 state.record(step.get("id"), "failure")
                 first_failure = first_failure or Outcome("failed", None, f"step {index + 1} failed: {exc}")
@@ -445,7 +449,10 @@ class JobExecution:
         if prepared.timeout_seconds is not None:
             step_deadline = time.monotonic() + prepared.timeout_seconds
         self.step_timed_out = False
-        name = prepared.name
+        # Masked here, before the messages below quote it with repr(),
+        # because repr() escapes backslashes and quotes, and the masker cannot
+        # find a secret in the escaped text.
+        name = self.masker.mask(prepared.name)
         problem = _unstartable_environment(env)
         exit_code: int | None = None
         if problem is None:

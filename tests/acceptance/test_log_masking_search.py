@@ -136,6 +136,33 @@ def test_secret_across_long_line_cut_is_masked(
         assert not any(fragment in text for text in lines), fragment
 
 
+def test_secret_in_failed_step_name_is_masked(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # A default step name is the script's first line with its expressions
+    # rendered. The failure message quotes the name with repr(), which
+    # doubles the backslash, and becomes the job's reason in the API.
+    secrets = {"DEPLOY_TOKEN": "tok\\back-5678"}
+    pipeline = ("jobs:\n  deploy:\n    steps:\n"
+                '      - run: test "${{ secrets.DEPLOY_TOKEN }}" = wrong\n')
+    worker = start_worker()
+    with api_server.client() as client:
+        run = wait_finished(client, start_run_with_secrets(client, git_repo, pipeline, secrets))
+        job = [job for job in run["jobs"] if job["key"] == "deploy"][0]
+
+    assert run["status"] == "failed", worker.output()
+    message = """step 'Run test "***" = wrong' failed with exit code 1"""
+    assert job["reason"] == message
+    rows = db.execute("SELECT line FROM job_logs WHERE job_id = %s ORDER BY seq", (job["id"],)).fetchall()
+    lines = [row["line"] for row in rows]
+    assert lines[1:] == ['▶ Run test "***" = wrong', message]
+    stored_reason = db.execute("SELECT reason FROM jobs WHERE id = %s", (job["id"],)).fetchone()["reason"]
+    assert stored_reason == message
+    for text in (*lines, job["reason"], worker.output()):
+        assert "back-5678" not in text
+
+
 def _search_server(settings: Settings, database_url: str) -> ApiServer:
     fast = settings.model_copy(update={"log_index_interval_seconds": 0.2})
     return ApiServer(fast, database_url).start()
