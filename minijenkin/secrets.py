@@ -81,7 +81,8 @@ async def set_secret(
     assert row is not None
     logger.info("secret stored", extra={
         "action": "secret_set", "repo_id": repo_id, "secret": name,
-        "environment": environment or "-", "created": row["created"]})
+        # "created" is an attribute of every LogRecord, which `extra` may not replace.
+        "environment": environment or "-", "new_secret": row["created"]})
     return row
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from minijenkin.config import Settings
 from minijenkin.crypto import Keyring, generate_key, load_keyring
@@ -56,6 +58,27 @@ def test_secret_values_are_never_returned(api_server: ApiServer, db: psycopg.Con
     assert openapi.status_code == 200
     stored = db.execute("SELECT value_encrypted FROM secrets ORDER BY id").fetchall()
     assert all(row["value_encrypted"].startswith("mj1:") for row in stored)
+
+
+def test_secret_set_logs_at_info_level(api_server: ApiServer,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    # `minijenkin up` and `minijenkin api` log at INFO, where each stored
+    # secret gets a log record.
+    repo_id = _repo_id(api_server)
+    caplog.set_level(logging.INFO, logger="minijenkin.secrets")
+
+    with api_server.client() as client:
+        created = client.put(f"/api/repos/{repo_id}/secrets/DEPLOY_TOKEN",
+                             json={"value": DEPLOY_TOKEN})
+        updated = client.put(f"/api/repos/{repo_id}/secrets/DEPLOY_TOKEN",
+                             json={"value": DEPLOY_TOKEN + "-2"})
+
+    assert created.status_code == 201, created.text
+    assert updated.status_code == 200, updated.text
+    records = [record for record in caplog.records if getattr(record, "action", None) == "secret_set"]
+    assert [(record.secret, record.new_secret) for record in records] == [
+        ("DEPLOY_TOKEN", True), ("DEPLOY_TOKEN", False)]
+    assert DEPLOY_TOKEN not in caplog.text
 
 
 def test_invalid_secrets_are_rejected(api_server: ApiServer) -> None:
