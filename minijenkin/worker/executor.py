@@ -166,7 +166,8 @@ class JobExecution:
             if self.log_truncated:
                 break
             text = masker.mask(original) if masker else original
-            size = len(text) + 1
+            # The cap is in bytes as stored (UTF-8), plus one for the line end.
+            size = (len(text) if text.isascii() else len(text.encode("utf-8"))) + 1
             code = stream
             if self.log_bytes + size > self.worker.log_cap_bytes and stream != SYSTEM:
                 self.log_truncated = True

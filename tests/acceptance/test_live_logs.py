@@ -263,6 +263,32 @@ def test_log_cap_truncates_while_job_runs(
     assert len(printed) > 500
 
 
+def test_log_cap_counts_utf8_bytes(
+    api_server: ApiServer, db: psycopg.Connection, git_repo: GitRepo,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # Each line has 8 characters and 33 bytes in UTF-8 (4 bytes per key, and the newline).
+    line = "\U0001f511" * 8
+    pipeline = ("jobs:\n  keys:\n    steps:\n"
+                f"      - run: for i in $(seq 1 3000); do echo '{line}'; done\n")
+    worker = start_worker(MINIJENKIN_LOG_MAX_BYTES_PER_JOB="4096")
+    with api_server.client() as client:
+        run = wait_finished(client, start_run(client, git_repo, pipeline))
+        job = [job for job in run["jobs"] if job["key"] == "keys"][0]
+
+    assert run["status"] == "succeeded", worker.output()
+    lines = [text for _, text in stored_lines(db, job["id"])]
+    notice = ("log truncated: this job's output exceeded 4096 bytes; the job keeps running, "
+              "further output is discarded")
+    assert lines.count(notice) == 1
+    before_notice = lines[:lines.index(notice)]
+    keys = [text for text in before_notice if text == line]
+    stored_bytes = sum(len(text.encode("utf-8")) + 1 for text in before_notice)
+    assert stored_bytes <= 4096
+    assert stored_bytes > 4096 - 33
+    assert len(keys) == len(before_notice) - 2
+
+
 def test_sse_delivers_lines_while_job_runs(
     api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
     tmp_path: Path,
