@@ -224,7 +224,9 @@ class _FileParser:
                 self.add(f"invalid environment variable name {name!r}: use letters, digits and '_'",
                          key_position(value, name), env_path)
                 continue
-            text = scalar_text(item)
+            # GitHub Actions sets a variable declared with no value (`NAME:`) to
+            # the empty string, and workflows such as ripgrep's rely on that.
+            text = "" if item is None else scalar_text(item)
             if text is None:
                 self.add(f"the value of {name!r} must be a string, number or boolean",
                          value_position(value, name), env_path)

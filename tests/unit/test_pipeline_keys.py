@@ -236,3 +236,22 @@ jobs:
     assert [step.run for step in steps] == [
         None, "git submodule update --init\ngit lfs pull", "git submodule update --init --recursive"]
     assert [step.uses for step in steps] == ["actions/checkout@v4"] * 3
+
+
+def test_env_without_value_is_empty_string() -> None:
+    pipeline = parse_pipeline("""\
+env:
+  TOP:
+jobs:
+  a:
+    env:
+      TARGET_FLAGS:
+    steps:
+      - env:
+          STEP: ~
+        run: echo "$TARGET_FLAGS" ${{ env.TARGET_FLAGS }}
+""", file="ci.yml")
+
+    assert pipeline.env == {"TOP": ""}
+    assert pipeline.jobs["a"].env == {"TARGET_FLAGS": ""}
+    assert pipeline.jobs["a"].steps[0].env == {"STEP": ""}
