@@ -133,7 +133,9 @@ class _Planner:
             return None
         name = self.text(job, "environment", job.environment.name, scope).strip()
         if not name:
-            raise self.fail(job, "environment", "the environment name is empty")
+            # As in GitHub Actions, a name that evaluates to '' means no environment,
+            # e.g. `${{ github.ref == 'refs/heads/main' && 'production' || '' }}`.
+            return None
         if len(name) > MAX_LOCK_NAME_CHARS:
             raise self.fail(job, "environment", f"the environment name is longer than "
                                                 f"{MAX_LOCK_NAME_CHARS} characters")

@@ -255,3 +255,29 @@ jobs:
     assert pipeline.env == {"TOP": ""}
     assert pipeline.jobs["a"].env == {"TARGET_FLAGS": ""}
     assert pipeline.jobs["a"].steps[0].env == {"STEP": ""}
+
+
+def test_empty_environment_name_means_none() -> None:
+    pipeline = parse_pipeline("""\
+jobs:
+  publish:
+    environment:
+      name: ${{ github.ref == 'refs/heads/main' && 'release' || '' }}
+    steps:
+      - run: echo
+  deploy:
+    environment: ${{ github.ref == 'refs/heads/dev' && 'staging' || '' }}
+    steps:
+      - run: echo
+""", file="ci.yml")
+    on_main = {entry["key"]: entry for entry in build_graph(pipeline, EVENT)}
+    on_dev = {entry["key"]: entry for entry in build_graph(
+        pipeline, Event(kind="push", ref="refs/heads/dev", commit="c" * 40, branch="dev"))}
+
+    assert on_main["publish"]["environment"] == "release"
+    assert on_main["publish"]["spec"]["environment"] == {"name": "release", "url": None}
+    assert on_main["deploy"]["environment"] is None
+    assert "environment" not in on_main["deploy"]["spec"]
+    assert on_dev["publish"]["environment"] is None
+    assert "environment" not in on_dev["publish"]["spec"]
+    assert on_dev["deploy"]["environment"] == "staging"
