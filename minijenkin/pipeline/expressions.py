@@ -786,12 +786,26 @@ def _call(node: Call, scope: Scope) -> Any:
             return separator.join(to_text(item) for item in arguments[0])
         return to_text(arguments[0])
     if name == "tojson":
-        return json.dumps(arguments[0], indent=2, default=str)
+        # GitHub's runner (actions/runner, Expressions2/Sdk/Functions/ToJson.cs) writes
+        # strings with Newtonsoft's default escaping, which keeps non-ASCII characters,
+        # and numbers as they are interpolated, so 2.0 becomes 2.
+        return json.dumps(_whole_floats_as_int(arguments[0]), indent=2, ensure_ascii=False, default=str)
     # fromjson
     try:
         return json.loads(to_text(arguments[0]))
     except ValueError as exc:
         raise ExpressionError(f"fromJSON(): the argument is not valid JSON: {exc}", node.offset) from exc
+
+
+def _whole_floats_as_int(value: Any) -> Any:
+    """Copy `value` with whole floats as ints, which json.dumps then writes as format_number does."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _whole_floats_as_int(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_whole_floats_as_int(item) for item in value]
+    return value
 
 
 def render(template: Template, scope: Scope) -> str:

@@ -157,6 +157,9 @@ def test_logical_operators_and_parentheses(text: str, expected: Any) -> None:
     ("join(matrix.flags)", "a,b"),
     ("join('plain')", "plain"),
     ("toJSON(matrix.flags)", '[\n  "a",\n  "b"\n]'),
+    ("toJSON('Café ✓')", '"Café ✓"'),
+    ("toJSON(fromJSON('{\"name\": \"Zoë\"}'))", '{\n  "name": "Zoë"\n}'),
+    ("toJSON(fromJSON('[2.0, 2.5, true, null]'))", '[\n  2,\n  2.5,\n  true,\n  null\n]'),
     ("fromJSON('{\"a\": [1, true]}').a[1]", True),
     ("fromJSON('3') == 3", True),
 ])
