@@ -16,6 +16,10 @@ GITHUB_EVENT_NAMES = {"push": "push", "tag": "push", "pull_request": "pull_reque
                       "manual": "workflow_dispatch", "api": "workflow_dispatch",
                       "schedule": "schedule"}
 
+# The refs that pull request runs build: GitHub's, Gitea's and Forgejo's
+# refs/pull/N/head, and GitLab's refs/merge-requests/N/head.
+PULL_REQUEST_REF_PREFIXES = ("refs/pull/", "refs/merge-requests/")
+
 
 def ref_parts(ref: str) -> tuple[str, str]:
     """(ref name, ref type) of a full ref, as GitHub Actions names them."""
@@ -23,7 +27,7 @@ def ref_parts(ref: str) -> tuple[str, str]:
         return ref.removeprefix("refs/heads/"), "branch"
     if ref.startswith("refs/tags/"):
         return ref.removeprefix("refs/tags/"), "tag"
-    if ref.startswith("refs/pull/"):
+    if ref.startswith(PULL_REQUEST_REF_PREFIXES):
         return ref.removeprefix("refs/"), "branch"
     return ref, "branch"
 

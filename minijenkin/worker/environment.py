@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from minijenkin.pipeline.events import GITHUB_EVENT_NAMES, ref_parts
+from minijenkin.pipeline.events import GITHUB_EVENT_NAMES, PULL_REQUEST_REF_PREFIXES, ref_parts
 from minijenkin.queue.client import ClaimedJob
 from minijenkin.worker.steps import runner_arch
 
@@ -73,7 +73,7 @@ def job_environment(
         "MINIJENKIN_COMMIT_MESSAGE": run.get("message") or "",
         "MINIJENKIN_COMMIT_AUTHOR": run.get("author") or "",
     }
-    if ref_type == "branch" and not run["ref"].startswith("refs/pull/"):
+    if ref_type == "branch" and not run["ref"].startswith(PULL_REQUEST_REF_PREFIXES):
         env["MINIJENKIN_BRANCH"] = ref_name
     if ref_type == "tag":
         env["MINIJENKIN_TAG"] = ref_name

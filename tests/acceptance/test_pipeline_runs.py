@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from tests.support import forges
 from tests.support.api import ApiServer
 from tests.support.github import encode, push_payload, signed_headers
 from tests.support.gitrepo import GitRepo
@@ -435,6 +436,48 @@ def test_trigger_paths_prefer_git_to_listed_commits(
     assert [job["key"] for job in from_git["jobs"]] == ["plan", "build"]
     assert (unknown_before["status"], unknown_before["reason"]) == (
         "skipped", "no workflow matches this event")
+
+
+def test_merge_request_run_has_no_branch(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """A GitLab merge request run, like a GitHub pull request run, has no pushed branch."""
+    pipeline = """\
+jobs:
+  show:
+    steps:
+      - run: |
+          printf 'branch=%s\\n' "${MINIJENKIN_BRANCH-unset}"
+          printf 'ref_name=%s\\n' "$GITHUB_REF_NAME"
+          printf 'number=%s\\n' "$MINIJENKIN_PULL_REQUEST"
+"""
+    head = git_repo.commit({".minijenkin.yml": pipeline}, "Show the event")
+    start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        body = forges.encode(forges.gitlab_merge_request(path=REPO, url=git_repo.url, action="open",
+                                                         iid=7, head_sha=head))
+        gitlab = client.post("/hooks/gitlab", content=body,
+                             headers=forges.gitlab_headers(SECRET, event="Merge Request Hook"))
+        body = forges.encode(forges.github_pull_request(
+            full_name=REPO, clone_url=git_repo.url, action="opened", number=8, head_sha=head,
+            base_sha=head))
+        github = client.post("/hooks/github", content=body,
+                             headers=forges.github_headers(SECRET, body, event="pull_request"))
+        assert gitlab.status_code == 201, gitlab.text
+        assert github.status_code == 201, github.text
+        gitlab_run = wait_finished(client, gitlab.json()["run_id"])
+        github_run = wait_finished(client, github.json()["run_id"])
+        gitlab_lines = [text for stream, text in logs(client, jobs_by_key(gitlab_run)["show"])
+                        if stream == "stdout"]
+        github_lines = [text for stream, text in logs(client, jobs_by_key(github_run)["show"])
+                        if stream == "stdout"]
+
+    assert gitlab_run["status"] == "succeeded"
+    assert gitlab_lines == ["branch=unset", "ref_name=merge-requests/7/head", "number=7"]
+    assert github_run["status"] == "succeeded"
+    assert github_lines == ["branch=unset", "ref_name=pull/8/head", "number=8"]
 
 
 def test_checkout_submodules_fetches_them(
