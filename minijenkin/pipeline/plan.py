@@ -22,7 +22,15 @@ from typing import Any
 from minijenkin.errors import PipelineError
 from minijenkin.pipeline import matrix as matrix_module
 from minijenkin.pipeline.events import Event, github_context, minijenkin_context
-from minijenkin.pipeline.expressions import ExpressionError, Scope, evaluate_value, is_truthy, render_text
+from minijenkin.pipeline.expressions import (
+    ExpressionError,
+    Scope,
+    calls,
+    evaluate_value,
+    is_truthy,
+    parse_condition,
+    render_text,
+)
 from minijenkin.pipeline.model import JobDefinition, Pipeline, Step
 from minijenkin.pipeline.parser import HOSTED_RUNNER
 from minijenkin.pipeline.retry import max_attempts
@@ -214,6 +222,24 @@ def _step_entry(step: Step) -> dict[str, Any]:
     return entry
 
 
+def _calls_failure(condition: str | None) -> bool:
+    return condition is not None and any(call.name == "failure" for call in calls(parse_condition(condition)))
+
+
+def _indirect_ancestors(pipeline: Pipeline, job_id: str) -> list[str]:
+    """Return the ids of the jobs this job depends on through other jobs only, sorted."""
+    direct = set(pipeline.jobs[job_id].needs)
+    seen: set[str] = set()
+    pending = list(direct)
+    while pending:
+        definition = pipeline.jobs.get(pending.pop())
+        for parent in definition.needs if definition is not None else ():
+            if parent not in seen:
+                seen.add(parent)
+                pending.append(parent)
+    return sorted(seen - direct)
+
+
 def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str, Any],
                   workflow_concurrency: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The JSON entries mj_plan_submit_v1 stores, one per expanded job."""
@@ -245,6 +271,11 @@ def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str,
             spec["working_directory"] = definition.working_directory
         if definition.outputs:
             spec["outputs"] = definition.outputs
+        # failure() is true when any ancestor failed, as on GitHub, so the
+        # worker reads the statuses of the indirect ones too.
+        ancestors = _indirect_ancestors(pipeline, definition.id) if _calls_failure(condition) else []
+        if ancestors:
+            spec["ancestors"] = [key for ancestor in ancestors for key in by_definition.get(ancestor, [])]
         # The worker then reads the outputs of the needed jobs before the job starts.
         if any(pipeline.jobs[need].outputs for need in definition.needs if need in pipeline.jobs):
             spec["needs_outputs"] = True

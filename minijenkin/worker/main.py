@@ -33,6 +33,7 @@ from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import TRANSIENT_ERRORS, connect_async, create_pool
 from minijenkin.queue.batcher import FinishBatcher, Pending
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
+from minijenkin.worker.ancestors import load_ancestor_statuses
 from minijenkin.worker.deploy_lock import DeployLock, needs_deploy_lock
 from minijenkin.worker.executor import (
     ABANDONED,
@@ -409,6 +410,7 @@ class Worker:
         try:
             await load_job_secrets(self.pool, self._keyring, job, self.log_extra)
             await load_needs_outputs(self.pool, job)
+            await load_ancestor_statuses(self.pool, job)
             await sync_schedules(self.pool, self.data_dir, job, self.log_extra)
             outcome = await execution.run()
         except SecretsUnavailableError as exc:

@@ -65,9 +65,9 @@ async def load_job_secrets(pool: AsyncConnectionPool, keyring: Callable[[], Keyr
         "secrets": ",".join(sorted(values))})
 
 
-async def fetch_for_attempt(pool: AsyncConnectionPool, job: ClaimedJob, query: str,
-                            what: str) -> list[dict[str, Any]]:
-    """Run the named query with the attempt's job id and lease token; retry transient errors.
+async def fetch_for_attempt(pool: AsyncConnectionPool, job: ClaimedJob, query: str, what: str,
+                            params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run the named query with the attempt's job id and lease token (and `params`); retry transient errors.
 
     Raises SecretsUnavailableError, naming `what` when the database stays
     unavailable, and with no reason when the lease is gone.
@@ -77,7 +77,7 @@ async def fetch_for_attempt(pool: AsyncConnectionPool, job: ClaimedJob, query: s
         try:
             async with pool.connection() as conn:
                 cursor = await conn.execute(QUERIES[query], {
-                    "job_id": job.job_id, "lease_token": job.lease_token})
+                    **(params or {}), "job_id": job.job_id, "lease_token": job.lease_token})
                 return await cursor.fetchall()
         except psycopg.errors.ObjectNotInPrerequisiteState:
             raise SecretsUnavailableError(None) from None

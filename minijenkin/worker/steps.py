@@ -113,6 +113,10 @@ def summarise_needs(job: ClaimedJob) -> NeedsSummary:
         succeeded = succeeded and result == "success"
         failed = failed or result == "failure"
         cancelled = cancelled or result == "cancelled"
+    # Indirect ancestors, read only for conditions that call failure().
+    ancestors: Mapping[str, str] = job.context.get("ancestors") or {}
+    if any(status in ("failed", "timed_out") for status in ancestors.values()):
+        failed, succeeded = True, False
     return NeedsSummary(results, succeeded, failed, cancelled)
 
 

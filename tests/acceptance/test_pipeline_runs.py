@@ -791,6 +791,47 @@ def test_job_outputs_reach_needing_jobs(
     ]
 
 
+ANCESTORS_PIPELINE = """\
+jobs:
+  build:
+    steps:
+      - run: exit 3
+  package:
+    needs: build
+    steps:
+      - run: echo packaged
+  notify:
+    needs: package
+    if: failure()
+    steps:
+      - run: echo "the chain failed"
+  publish:
+    needs: package
+    if: ${{ !cancelled() && !failure() }}
+    steps:
+      - run: echo published
+"""
+
+
+def test_failure_sees_every_ancestor(
+    api_server: ApiServer, git_repo: GitRepo, start_worker: Callable[..., WorkerProcess],
+) -> None:
+    commit = git_repo.commit({".minijenkin.yml": ANCESTORS_PIPELINE}, "Chain")
+    worker = start_worker()
+
+    with api_server.client() as client:
+        register(client, git_repo)
+        run = wait_finished(client, push(client, git_repo, commit))
+        jobs = jobs_by_key(run)
+        notify_logs = logs(client, jobs["notify"])
+
+    assert {key: job["status"] for key, job in jobs.items()} == {
+        "plan": "succeeded", "build": "failed", "package": "skipped", "notify": "succeeded",
+        "publish": "skipped"}, worker.output()
+    assert jobs["publish"]["reason"] == "skipped: the condition '${{ !cancelled() && !failure() }}' is false"
+    assert ("stdout", "the chain failed") in notify_logs
+
+
 def _group_pipeline(command: str, *, cancel_in_progress: bool) -> str:
     return f"""\
 concurrency:

@@ -392,6 +392,32 @@ BEGIN
 END;
 $$;
 
+-- The statuses of the jobs of a running job's run named by p_keys, and
+-- whether each continues on error. failure() in a job's `if:` looks at every
+-- ancestor, while the claim returns the direct needs only. Raises unless
+-- the caller holds the job's lease.
+CREATE OR REPLACE FUNCTION mj_job_ancestor_statuses_v1(p_job_id bigint, p_lease_token uuid, p_keys text[])
+RETURNS TABLE (key text, status text, continue_on_error boolean)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_run_id bigint;
+BEGIN
+    SELECT j.run_id INTO v_run_id
+    FROM jobs j
+    WHERE j.id = p_job_id AND j.status = 'running' AND j.lease_token = p_lease_token;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % is not running under this lease', p_job_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN QUERY
+        SELECT a.key, a.status, a.continue_on_error
+        FROM jobs a
+        WHERE a.run_id = v_run_id AND a.key = ANY (p_keys)
+        ORDER BY a.id;
+END;
+$$;
+
 -- Report the end of an attempt. p_status is the attempt's outcome:
 -- succeeded, failed, timed_out, cancelled or skipped (condition false).
 -- Returns 'finished', 'retrying' (queued again after a backoff) or 'stale'

@@ -23,6 +23,7 @@ CREATE OR REPLACE FUNCTION mj_worker_function_names() RETURNS text[]
         SELECT ARRAY[
             'mj_deploy_acquire_v1',
             'mj_deploy_release_v1',
+            'mj_job_ancestor_statuses_v1',
             'mj_job_claim_v1',
             'mj_job_claim_v2',
             'mj_job_finish_and_claim_v1',

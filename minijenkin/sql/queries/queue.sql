@@ -18,6 +18,11 @@ SELECT mj_job_outputs_set_v1(%(job_id)s::bigint, %(lease_token)s::uuid, %(output
 -- The output values of the jobs a running job needs, latest finished last.
 SELECT key, outputs FROM mj_job_needs_outputs_v1(%(job_id)s::bigint, %(lease_token)s::uuid);
 
+-- name: job_ancestor_statuses
+-- The statuses of the named jobs of a running job's run, for failure().
+SELECT key, status, continue_on_error
+FROM mj_job_ancestor_statuses_v1(%(job_id)s::bigint, %(lease_token)s::uuid, %(keys)s::text[]);
+
 -- name: log_batch_create
 -- Create this session's staging table for COPY-ed log lines (emptied at every commit).
 CREATE TEMP TABLE IF NOT EXISTS mj_log_batch (
