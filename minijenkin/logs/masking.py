@@ -7,6 +7,12 @@ key) is masked on its own too. The string values inside a JSON secret (a
 service-account file) are also masked one by one, because a step may print
 just one field.
 
+A step often prints a secret in another encoding: inside a JSON string,
+URL-encoded in a query string, or base64-encoded (an HTTP Basic
+`Authorization` header, a Kubernetes manifest). Those forms of each value
+are masked too, as GitHub's runner masks them (actions/runner,
+src/Runner.Common/Util/ValueEncoders.cs).
+
 Values shorter than SECRET_MIN_LENGTH cannot be masked safely: masking "a"
 would garble every line while hiding nothing. `validate_secret_value`
 rejects them when a secret is stored; `SecretMasker` skips fragments of
@@ -15,9 +21,11 @@ that length (a lone `}` line of a JSON file, say).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from urllib.parse import quote, quote_plus
 
 from minijenkin.errors import InvalidInputError
 
@@ -52,9 +60,32 @@ def _json_strings(value: object) -> Iterator[str]:
             yield from _json_strings(item)
 
 
+def _base64_forms(value: str) -> set[str]:
+    """Return the base64 forms of `value`: alone, and inside longer encoded data.
+
+    Within a longer text (`user:secret` in a Basic credential) the encoding
+    of the value depends on its byte offset modulo 3. For each offset, the
+    characters that also carry bits of the bytes around the value are left
+    out, so the middle part matches wherever the value sits.
+    """
+    raw = value.encode("utf-8")
+    forms = {base64.b64encode(raw).decode("ascii")}
+    for offset, skipped in ((0, 0), (1, 2), (2, 3)):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode("ascii").rstrip("=")
+        partial = 1 if (offset + len(raw)) % 3 else 0
+        forms.add(encoded[skipped:len(encoded) - partial])
+    return forms
+
+
+def _encoded_forms(value: str) -> set[str]:
+    """Return `value` as a JSON string's content, URL-encoded, and in base64."""
+    return {json.dumps(value, ensure_ascii=False)[1:-1], quote(value, safe=""), quote_plus(value, safe=""),
+            *_base64_forms(value)}
+
+
 def secret_fragments(value: str) -> set[str]:
-    """Strings to mask for one secret: the value, each of its lines, and its JSON string values."""
-    fragments = {value}
+    """Strings to mask for one secret: the value, each of its lines, its JSON string values, encoded forms."""
+    fragments = {value, *_encoded_forms(value.strip())}
     # Stored log lines contain no LF or CR, so a value with one (a PEM key,
     # or a token saved with a trailing newline or CR LF) can only be
     # matched line by line.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -52,6 +53,29 @@ def test_masker_prefers_longest_fragment() -> None:
     masker = SecretMasker(["abcd", "abcdefgh"])
 
     assert masker.mask("xabcdefghx") == "x***x"
+
+
+SECRET = "tok/9f8e+7d6c=5b4a"
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    # base64 of the value alone, and inside a Basic credential at each byte offset.
+    (base64.b64encode(SECRET.encode()).decode(), "***"),
+    ("Basic " + base64.b64encode(f"u:{SECRET}".encode()).decode(), "Basic dTp***E="),
+    (base64.b64encode(f"user:{SECRET}".encode()).decode(), "dXNlcjp***E="),
+    (base64.b64encode(f"ab:{SECRET}xyz".encode()).decode(), "YWI6***eHl6"),
+    # URL-encoded, with %20 or + for spaces, and as a JSON string's content.
+    ("https://ci.example/hook?token=tok%2F9f8e%2B7d6c%3D5b4a&x=1", "https://ci.example/hook?token=***&x=1"),
+    ('{"token": "tok/9f8e+7d6c=5b4a"}', '{"token": "***"}'),
+])
+def test_masker_masks_encoded_forms(text: str, masked: str) -> None:
+    assert SecretMasker([SECRET]).mask(text) == masked
+
+
+def test_masker_masks_json_escaped_value() -> None:
+    masker = SecretMasker(['pa"ss\\word'])
+    assert masker.mask('{"password": "pa\\"ss\\\\word"}') == '{"password": "***"}'
+    assert masker.mask("spaces%20stay") == "spaces%20stay"
 
 
 def test_masker_from_context_without_secrets() -> None:
