@@ -62,6 +62,8 @@ class Scope:
 
     contexts: tuple[str, ...]
     matrix_keys: tuple[str, ...] | None = None
+    # The file sets a matrix that is invalid (and reported): matrix keys are not checked.
+    matrix_unchecked: bool = False
     inputs: Mapping[str, InputSpec] | None = None
     needs: tuple[str, ...] = ()
     step_ids: tuple[str, ...] = ()
@@ -135,7 +137,9 @@ def _check_reference(errors: Collector, reference: Reference, scope: Scope, wher
         return
 
     if context == "matrix":
-        if scope.matrix_keys is None:
+        if scope.matrix_unchecked:
+            pass
+        elif scope.matrix_keys is None:
             errors.add(f"matrix.{key} is used, but the job has no strategy.matrix", position, where)
         elif key not in scope.matrix_keys:
             errors.add(f"the matrix has no key {key!r}{suggestion(key, scope.matrix_keys)}", position, where)

@@ -56,6 +56,8 @@ class Strategy:
     matrix: Matrix | None = None
     fail_fast: bool = True
     max_parallel: int | None = None
+    # Whether the file sets strategy.matrix, even when it is invalid (matrix is then None).
+    matrix_declared: bool = False
 
 
 def _same(left: Any, right: Any) -> bool:
@@ -143,12 +145,18 @@ def parse_strategy(errors: Collector, job: Mapping[Any, Any], path: str) -> Stra
 
     matrix = _matrix(errors, raw, strategy_path) if "matrix" in raw else None
     return Strategy(matrix=matrix, fail_fast=fail_fast,
-                    max_parallel=int(max_parallel) if max_parallel is not None else None)
+                    max_parallel=int(max_parallel) if max_parallel is not None else None,
+                    matrix_declared="matrix" in raw)
 
 
 def _matrix(errors: Collector, strategy: Mapping[Any, Any], path: str) -> Matrix | None:
     raw = strategy["matrix"]
     matrix_path = f"{path}.matrix"
+    if isinstance(raw, str) and "${{" in raw:
+        errors.add("a matrix computed by an expression (such as fromJSON of a job output) is not "
+                   "supported; list its keys and values in the file",
+                   value_position(strategy, "matrix"), path)
+        return None
     if not isinstance(raw, Mapping) or not raw:
         errors.add("'matrix' must be a mapping of keys to lists of values, with optional "
                    "'include' and 'exclude'", value_position(strategy, "matrix"), path)

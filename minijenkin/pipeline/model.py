@@ -90,6 +90,9 @@ class JobDefinition:
     secrets: tuple[str, ...] = ()
     # `outputs`: names to templates, evaluated by the worker after the last step.
     outputs: dict[str, str] = field(default_factory=dict)
+    # (line, column) of the values of the keys the planner evaluates, and of
+    # the job's own key under "", for errors found when the run is planned.
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,5 @@ class Pipeline:
     concurrency: Concurrency | None = None
     # GitHub Actions workflow (.github/workflows) rather than .minijenkin.yml.
     is_workflow: bool = False
+    # (line, column) of the top-level `concurrency` value.
+    concurrency_position: tuple[int, int] | None = None

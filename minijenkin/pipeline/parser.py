@@ -62,6 +62,8 @@ JOB_KEYS = ("name", "needs", "runs-on", "if", "env", "timeout-minutes", "retry",
             "environment", "concurrency", "strategy", "defaults", "permissions", "outputs", "steps")
 STEP_KEYS = ("name", "id", "if", "run", "uses", "with", "env", "working-directory", "shell",
              "continue-on-error", "timeout-minutes")
+# Job keys whose expressions the planner evaluates when a run starts.
+PLANNED_JOB_KEYS = ("name", "runs-on", "timeout-minutes", "continue-on-error", "environment", "concurrency")
 DEFAULTS_KEYS = ("run",)
 DEFAULTS_RUN_KEYS = ("shell", "working-directory")
 ENVIRONMENT_KEYS = ("name", "url")
@@ -190,8 +192,11 @@ class _FileParser:
             self._check_job_count(jobs, jobs_node)
             self._check_needs(jobs, jobs_node)
 
+        concurrency_at = value_position(document, "concurrency")
         return Pipeline(file=self.errors.file, jobs=jobs, name=name, env=env, triggers=self.triggers,
-                        concurrency=concurrency, is_workflow=self.workflow)
+                        concurrency=concurrency, is_workflow=self.workflow,
+                        concurrency_position=(concurrency_at.line, concurrency_at.column)
+                        if concurrency_at else None)
 
     def _scope(self, contexts: tuple[str, ...], **extra: Any) -> Scope:
         return Scope(contexts=contexts, inputs=self.inputs, **extra)
@@ -368,8 +373,11 @@ class _FileParser:
         matrix_keys = strategy.matrix.keys if strategy.matrix is not None else None
         secrets: set[str] = set()
 
+        matrix_unchecked = strategy.matrix is None and strategy.matrix_declared
+
         def scope(contexts: tuple[str, ...], **extra: Any) -> Scope:
-            return self._scope(contexts, matrix_keys=matrix_keys, needs=needs, secrets=secrets, **extra)
+            return self._scope(contexts, matrix_keys=matrix_keys, matrix_unchecked=matrix_unchecked,
+                               needs=needs, secrets=secrets, **extra)
 
         plan_scope = scope(checks.PLAN_CONTEXTS)
         name = self._string(raw, "name", path)
@@ -418,7 +426,17 @@ class _FileParser:
             working_directory=run_defaults.working_directory,
             secrets=tuple(sorted(secrets)),
             outputs=outputs,
+            positions=self._plan_positions(raw, position),
         )
+
+    @staticmethod
+    def _plan_positions(raw: Mapping[Any, Any], job_position: Position | None) -> dict[str, tuple[int, int]]:
+        positions = {"": (job_position.line, job_position.column)} if job_position else {}
+        for key in PLANNED_JOB_KEYS:
+            at = value_position(raw, key)
+            if at is not None:
+                positions[key] = (at.line, at.column)
+        return positions
 
     def _outputs(self, raw: Mapping[Any, Any], path: str, scope: Scope) -> dict[str, str]:
         """Check `outputs`, a mapping of names to templates evaluated when the job's steps end."""

@@ -76,8 +76,9 @@ class _Planner:
         self.inputs = inputs
 
     def fail(self, job: JobDefinition, field_name: str, message: str) -> PipelineError:
+        line, column = job.positions.get(field_name) or job.positions.get("") or (job.line, None)
         return PipelineError(f"jobs.{job.id}.{field_name}: {message}", file=self.pipeline.file,
-                             line=job.line, column=None, path=f"jobs.{job.id}.{field_name}")
+                             line=line, column=column, path=f"jobs.{job.id}.{field_name}")
 
     def value(self, job: JobDefinition, field_name: str, text: str, scope: Scope) -> Any:
         try:
@@ -175,8 +176,9 @@ class _Planner:
             if isinstance(cancel, str):
                 cancel = is_truthy(evaluate_value(cancel, scope))
         except ExpressionError as exc:
+            line, column = self.pipeline.concurrency_position or (None, None)
             raise PipelineError(f"concurrency: {exc.message}", file=self.pipeline.file,
-                                path="concurrency") from exc
+                                line=line, column=column, path="concurrency") from exc
         if not group:
             return None
         return {"group": group, "cancel_in_progress": cancel, "queue": concurrency.queue}

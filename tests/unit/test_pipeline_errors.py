@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from minijenkin.errors import PipelineError
+from minijenkin.pipeline.events import Event
 from minijenkin.pipeline.parser import PipelineValidationError, parse_pipeline, parse_source
+from minijenkin.pipeline.plan import build_graph
 
 FILE = ".minijenkin.yml"
 
@@ -782,3 +784,32 @@ def test_job_limit_counts_plain_jobs() -> None:
         ".minijenkin.yml:3:3: the file has 257 jobs, matrix combinations included; the limit is 256",
     ]
 
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("concurrency:\n  group: ${{ fromJSON('x') }}\njobs:\n  a:\n    steps:\n      - run: echo\n",
+     ".minijenkin.yml:2:3: concurrency: fromJSON(): the argument is not valid JSON: Expecting value: "
+     "line 1 column 1 (char 0)"),
+    ("jobs:\n  a:\n    timeout-minutes: ${{ fromJSON('-') }}\n    steps:\n      - run: echo\n",
+     ".minijenkin.yml:3:22: jobs.a.timeout-minutes: fromJSON(): the argument is not valid JSON: "
+     "Expecting value: line 1 column 1 (char 0)"),
+    ("jobs:\n  a:\n    environment: ${{ github.ref == 'x' && 'prod' || fromJSON('{') }}\n"
+     "    steps:\n      - run: echo\n",
+     ".minijenkin.yml:3:18: jobs.a.environment: fromJSON(): the argument is not valid JSON: "
+     "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+])
+def test_plan_errors_name_line_and_column(text: str, expected: str) -> None:
+    pipeline = parse_pipeline(text, file=FILE)
+    with pytest.raises(PipelineError) as caught:
+        build_graph(pipeline, Event(kind="push", ref="refs/heads/main", commit="c" * 40, branch="main"))
+    assert str(caught.value) == expected
+
+
+def test_expression_matrix_reported_once() -> None:
+    text = ("jobs:\n  a:\n    strategy:\n      matrix: ${{ fromJSON(inputs.m) }}\n    runs-on: ${{ matrix.os }}\n"
+            "    steps:\n      - run: echo ${{ matrix.v }}\n")
+    result = parse_source(text, file=FILE)
+    assert [str(error) for error in result.errors] == [
+        ".minijenkin.yml:4:15: jobs.a.strategy: a matrix computed by an expression (such as fromJSON of a "
+        "job output) is not supported; list its keys and values in the file",
+    ]
