@@ -35,23 +35,25 @@ from minijenkin.pipeline.expressions import (
 from minijenkin.pipeline.inputs import InputSpec
 from minijenkin.pipeline.loader import Position
 
-CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "needs", "secrets", "env", "steps", "job",
-            "runner")
+CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs", "secrets", "env", "steps",
+            "job", "runner")
 # Contexts each kind of field can read (GitHub Actions' availability table,
 # plus `minijenkin`, and `matrix` in job conditions since jobs are expanded first).
-PLAN_CONTEXTS = ("github", "minijenkin", "inputs", "matrix")
+PLAN_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy")
 WORKFLOW_CONTEXTS = ("github", "minijenkin", "inputs")
 WORKFLOW_ENV_CONTEXTS = ("github", "minijenkin", "inputs", "secrets")
-JOB_IF_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "needs")
-JOB_ENV_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "needs", "secrets")
-STEP_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "needs", "secrets", "env", "steps", "job",
-                 "runner")
-STEP_IF_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "needs", "env", "steps", "job", "runner")
+JOB_IF_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs")
+JOB_ENV_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs", "secrets")
+STEP_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs", "secrets", "env", "steps",
+                 "job", "runner")
+STEP_IF_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs", "env", "steps", "job",
+                    "runner")
 
 NEEDS_KEYS = ("result", "outputs")
 STEP_RESULT_KEYS = ("outcome", "conclusion", "outputs")
 JOB_KEYS = ("status",)
 RUNNER_KEYS = ("os", "arch", "name", "temp")
+STRATEGY_KEYS = ("fail-fast", "job-index", "job-total", "max-parallel")
 
 PositionAt = Callable[[int], Position | None]
 
@@ -99,7 +101,7 @@ def is_trusted(path: tuple[str | None, ...], scope: Scope) -> bool:
     """Return whether the value at `path` may be spliced into a shell script."""
     context = (path[0] or "").lower()
     key = path[1] if len(path) > 1 else None
-    if context in ("matrix", "secrets", "runner"):
+    if context in ("matrix", "strategy", "secrets", "runner"):
         return True
     if context == "needs":
         return len(path) == 3 and path[2] == "result"
@@ -172,6 +174,8 @@ def _check_reference(errors: Collector, reference: Reference, scope: Scope, wher
                    position, where)
     elif context == "job" and key not in JOB_KEYS:
         errors.add(f"unknown job property {key!r}; available: status", position, where)
+    elif context == "strategy" and key not in STRATEGY_KEYS:
+        errors.add(f"unknown strategy property {key!r}{suggestion(key, STRATEGY_KEYS)}", position, where)
     elif context == "runner" and key not in RUNNER_KEYS:
         errors.add(f"unknown runner property {key!r}{suggestion(key, RUNNER_KEYS)}", position, where)
     elif context == "secrets":

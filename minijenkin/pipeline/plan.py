@@ -57,15 +57,23 @@ class ExpandedJob:
     concurrency: dict[str, Any] | None
     needs: list[str] = field(default_factory=list)
     order_after: list[str] = field(default_factory=list)
+    # The `strategy` context of this combination (STRATEGY_DEFAULT without a matrix).
+    strategy: dict[str, Any] = field(default_factory=lambda: dict(STRATEGY_DEFAULT))
+
+
+# The `strategy` context of a job without a matrix, as on GitHub.
+STRATEGY_DEFAULT = {"fail-fast": True, "job-index": 0, "job-total": 1, "max-parallel": 1}
 
 
 def plan_contexts(pipeline: Pipeline, event: Event, inputs: dict[str, Any], job_id: str,
-                  combination: dict[str, Any] | None) -> dict[str, Any]:
+                  combination: dict[str, Any] | None,
+                  strategy: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "github": github_context(event, job=job_id, workflow=pipeline.name or pipeline.file),
         "minijenkin": minijenkin_context(event),
         "inputs": dict(inputs),
         "matrix": combination or {},
+        "strategy": strategy or dict(STRATEGY_DEFAULT),
     }
 
 
@@ -96,8 +104,14 @@ class _Planner:
         combinations: list[dict[str, Any] | None] = (
             list(matrix_module.expand(job.strategy.matrix)) if job.strategy.matrix is not None else [None])
         expanded: list[ExpandedJob] = []
-        for combination in combinations:
-            scope = Scope(contexts=plan_contexts(self.pipeline, self.event, self.inputs, job.id, combination))
+        for index, combination in enumerate(combinations):
+            strategy = dict(STRATEGY_DEFAULT)
+            if combination is not None:
+                strategy = {"fail-fast": job.strategy.fail_fast, "job-index": index,
+                            "job-total": len(combinations),
+                            "max-parallel": job.strategy.max_parallel or len(combinations)}
+            scope = Scope(contexts=plan_contexts(self.pipeline, self.event, self.inputs, job.id, combination,
+                                                 strategy))
             suffix = f" ({matrix_module.label(combination)})" if combination else ""
             name = self.text(job, "name", job.name, scope)
             if combination and (not job.has_name or "matrix" not in job.name):
@@ -113,6 +127,7 @@ class _Planner:
                 continue_on_error=self._flag(job, "continue-on-error", job.continue_on_error, scope),
                 environment=self._environment(job, scope),
                 concurrency=self._concurrency(job, job.concurrency, scope),
+                strategy=strategy,
             ))
         _make_keys_unique(expanded)
         return expanded
@@ -283,7 +298,8 @@ def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str,
             spec["needs_outputs"] = True
         if job.matrix is not None:
             spec["strategy"] = {"job": definition.id, "fail_fast": definition.strategy.fail_fast,
-                                "max_parallel": definition.strategy.max_parallel}
+                                "max_parallel": definition.strategy.max_parallel,
+                                "context": job.strategy}
         if job.environment is not None:
             spec["environment"] = job.environment
         if job.concurrency is not None:

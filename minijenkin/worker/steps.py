@@ -31,6 +31,7 @@ from minijenkin.pipeline.expressions import (
     render_text,
     uses_status_function,
 )
+from minijenkin.pipeline.plan import STRATEGY_DEFAULT
 from minijenkin.queue.client import ClaimedJob
 
 # Words for a needed job's result in a skip reason, e.g. "needed job lint failed".
@@ -188,6 +189,7 @@ class JobRun:
             "minijenkin": minijenkin_context(self.event),
             "inputs": dict(spec.get("inputs") or {}),
             "matrix": dict(spec.get("matrix") or {}),
+            "strategy": dict((spec.get("strategy") or {}).get("context") or STRATEGY_DEFAULT),
             "needs": self.needs.results,
             "secrets": dict(self.secrets),
             "env": dict(env or {}),

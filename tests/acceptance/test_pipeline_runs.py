@@ -751,6 +751,8 @@ jobs:
         run: |
           echo "version=2.0-${{ matrix.flavour }}" >> "$GITHUB_OUTPUT"
           echo "token=$TOKEN" >> "$GITHUB_OUTPUT"
+      - name: Shard
+        run: echo "shard ${{ strategy.job-index }} of ${{ strategy.job-total }}"
   release:
     needs: build
     if: needs.build.outputs.version != ''
@@ -783,6 +785,7 @@ def test_job_outputs_reach_needing_jobs(
 
     assert run["status"] == "succeeded", (worker.output(), build_logs, release_logs)
     assert ("system", "output 'token' is left unset because its value contains a secret") in build_logs
+    assert ("stdout", "shard 1 of 2") in build_logs
     # max-parallel 1 runs the combinations in order, so "large" finishes last and its values win.
     assert release_logs[1:] == [
         ("system", "▶ Release"),

@@ -120,7 +120,9 @@ jobs:
     assert graph[-1]["spec"]["needs"] == {"test": ["test (3.11, linux)", "test (3.12, linux)"],
                                           "named": ["named (linux)", "named (arm)"]}
     assert graph[0]["spec"]["matrix"] == {"python": "3.11", "os": "linux"}
-    assert graph[0]["spec"]["strategy"] == {"job": "test", "fail_fast": True, "max_parallel": None}
+    assert graph[0]["spec"]["strategy"] == {
+        "job": "test", "fail_fast": True, "max_parallel": None,
+        "context": {"fail-fast": True, "job-index": 0, "job-total": 2, "max-parallel": 2}}
 
 
 def test_max_parallel_orders_combinations() -> None:
@@ -146,7 +148,9 @@ jobs:
     assert graph["build (3)"]["condition"] == "success()"
     assert graph["build (5)"]["needs"] == ["setup", "build (3)"]
     assert graph["build (5)"]["spec"]["needs"] == {"setup": ["setup"]}
-    assert graph["build (5)"]["spec"]["strategy"] == {"job": "build", "fail_fast": False, "max_parallel": 2}
+    assert graph["build (5)"]["spec"]["strategy"] == {
+        "job": "build", "fail_fast": False, "max_parallel": 2,
+        "context": {"fail-fast": False, "job-index": 4, "job-total": 5, "max-parallel": 2}}
 
 
 # -- properties -----------------------------------------------------------------------

@@ -174,7 +174,9 @@ def test_every_key_reaches_the_graph() -> None:
     assert linux["max_attempts"] == 1
     assert arm["needs"] == ["build (linux, true)"]
     assert arm["condition"] == "success()"
-    assert linux["spec"]["strategy"] == {"job": "build", "fail_fast": False, "max_parallel": 1}
+    assert linux["spec"]["strategy"] == {
+        "job": "build", "fail_fast": False, "max_parallel": 1,
+        "context": {"fail-fast": False, "job-index": 0, "job-total": 2, "max-parallel": 1}}
     assert linux["spec"]["matrix"] == {"os": "linux", "extra": True}
     assert linux["spec"]["env"] == {"APP": "shop", "MODE": "release"}
     assert linux["spec"]["working_directory"] == "app"
