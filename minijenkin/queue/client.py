@@ -7,13 +7,18 @@ is no longer current (see mj_job_finish_v1).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from minijenkin.errors import DatabaseUnavailableError
 from minijenkin.sql import QUERIES
 
 
@@ -78,14 +83,33 @@ def claimed_jobs(rows: list[dict[str, Any]]) -> list[ClaimedJob]:
 
 
 class QueueClient:
-    def __init__(self, pool: AsyncConnectionPool, worker_id: uuid.UUID, retry: RetryPolicy) -> None:
+    def __init__(self, pool: AsyncConnectionPool, worker_id: uuid.UUID, retry: RetryPolicy,
+                 *, call_timeout_seconds: float | None = None) -> None:
         self.pool = pool
         self.worker_id = worker_id
         self.retry = retry
+        # Seconds each call (pool checkout included) may take; None waits forever.
+        self.call_timeout_seconds = call_timeout_seconds
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """Check out a pooled connection for one call, bounded by call_timeout_seconds.
+
+        A call that times out raises DatabaseUnavailableError, so callers
+        retry it as they retry a lost connection. Its outcome is unknown:
+        like a claim whose result was lost, it may have been committed.
+        """
+        try:
+            async with asyncio.timeout(self.call_timeout_seconds), self.pool.connection() as conn:
+                yield conn
+        except TimeoutError as exc:
+            raise DatabaseUnavailableError(
+                "timed out: no response from the database within "
+                f"{self.call_timeout_seconds:g} s") from exc
 
     async def register(self, *, name: str, hostname: str, pid: int, labels: list[str],
                        concurrency: int, version: str) -> None:
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             await conn.execute(QUERIES["worker_register"], {
                 "worker_id": self.worker_id, "name": name, "hostname": hostname, "pid": pid,
                 "labels": labels, "concurrency": concurrency, "version": version,
@@ -93,7 +117,7 @@ class QueueClient:
 
     async def heartbeat(self, held: dict[int, uuid.UUID]) -> list[tuple[int, str]]:
         """Record liveness; return (job_id, 'cancel' | 'abandon') for held jobs to stop."""
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(QUERIES["worker_heartbeat"], {
                 "worker_id": self.worker_id, "job_ids": list(held),
                 "lease_tokens": list(held.values()),
@@ -101,7 +125,7 @@ class QueueClient:
             return [(row["job_id"], row["action"]) for row in await cursor.fetchall()]
 
     async def claim(self, labels: list[str], limit: int) -> list[ClaimedJob]:
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(QUERIES["job_claim"], {
                 "worker_id": self.worker_id, "labels": labels, "limit": limit,
             })
@@ -111,7 +135,7 @@ class QueueClient:
     async def finish(self, job: ClaimedJob, *, status: str, exit_code: int | None,
                      reason: str | None) -> str:
         """Report the attempt's end; return 'finished', 'retrying' or 'stale'."""
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(QUERIES["job_finish"], {
                 "job_id": job.job_id, "lease_token": job.lease_token, "status": status,
                 "exit_code": exit_code, "reason": reason,
@@ -123,7 +147,7 @@ class QueueClient:
 
     async def finish_many(self, items: list[FinishItem]) -> dict[int, str]:
         """Report several attempts' ends in one transaction; return job id -> outcome."""
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(QUERIES["job_finish_many"], self._results(items))
             rows = await cursor.fetchall()
         return {row["job_id"]: str(row["outcome"]) for row in rows}
@@ -134,7 +158,7 @@ class QueueClient:
 
         Return the outcomes (job id -> outcome) and the claimed jobs.
         """
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(QUERIES["job_finish_and_claim"], {
                 **self._results(items), "worker_id": self.worker_id, "labels": labels,
                 "limit": limit,
@@ -164,7 +188,7 @@ class QueueClient:
 
     async def submit_plan(self, job: ClaimedJob, graph: list[dict[str, Any]]) -> str:
         """Store the planned job graph; return 'finished', 'cancelled' or 'stale'."""
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(QUERIES["plan_submit"], {
                 "job_id": job.job_id, "lease_token": job.lease_token, "jobs": Jsonb(graph),
             })
@@ -174,6 +198,6 @@ class QueueClient:
 
     async def stop(self) -> list[int]:
         """Mark this worker stopped; return the ids of the jobs handed back to the queue."""
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(QUERIES["worker_stop"], {"worker_id": self.worker_id})
             return [row["job_id"] for row in await cursor.fetchall()]

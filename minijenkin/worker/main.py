@@ -90,8 +90,12 @@ class Worker:
         self.log_cap_bytes = settings.log_max_bytes_per_job
         self.pool = create_pool(conninfo, application_name="minijenkin-worker", min_size=1,
                                 max_size=2, check_on_checkout=False)
+        # A queue call with no response after a lease cannot help: the reaper
+        # presumes this worker lost by then. Giving up frees the claim lock
+        # and lets the next call try another connection.
         self.client = QueueClient(self.pool, self.id, RetryPolicy(
-            settings.retry_backoff_seconds, settings.retry_backoff_max_seconds))
+            settings.retry_backoff_seconds, settings.retry_backoff_max_seconds),
+            call_timeout_seconds=settings.worker_lease_seconds)
         self.finisher = FinishBatcher(self.client)
         self.shipper = LogShipper(conninfo)
         # Jobs whose steps run now; their number is bounded by `concurrency`.
@@ -108,6 +112,9 @@ class Worker:
         # Claims and heartbeats never overlap: the heartbeat must list every
         # job this worker holds (see mj_worker_heartbeat_v1).
         self.claim_lock = asyncio.Lock()
+        # When the last heartbeat that reached the database was sent
+        # (time.monotonic()). The database stamped it later, so the lease
+        # expires here no later than the reaper can declare it expired.
         self.last_heartbeat = time.monotonic()
         # Set by a cancel notice: heartbeat now rather than at the next tick.
         self.heartbeat_now = asyncio.Event()
@@ -130,6 +137,7 @@ class Worker:
             "run_as": self.run_as.name if self.run_as else "-"})
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._fence_loop(), name="fence"),
             asyncio.create_task(self._listen_loop(), name="listen"),
         ]
         try:
@@ -175,11 +183,12 @@ class Worker:
     async def _register(self) -> bool:
         delay = 0.2
         while not self.stopping.is_set():
+            sent = time.monotonic()
             try:
                 await self.client.register(
                     name=self.name, hostname=self.hostname, pid=os.getpid(), labels=self.labels,
                     concurrency=self.concurrency, version=__version__)
-                self.last_heartbeat = time.monotonic()
+                self.last_heartbeat = sent
                 return True
             except TRANSIENT_ERRORS as exc:
                 logger.warning("cannot register with the database; retrying", extra={
@@ -473,8 +482,9 @@ class Worker:
                     held = {job_id: execution.job.lease_token
                             for job_id, execution in (*self.executions.items(),
                                                       *self.reporting.items())}
+                    sent = time.monotonic()
                     actions = await self.client.heartbeat(held)
-                self.last_heartbeat = time.monotonic()
+                self.last_heartbeat = sent
                 failures = 0
             except psycopg.errors.NoDataFound:
                 logger.warning("worker row missing; registering again",
@@ -483,28 +493,44 @@ class Worker:
                 continue
             except Exception as exc:
                 # Any failure, not only a transient one, is a missed
-                # heartbeat: this loop must go on, because the self-fence
-                # below is what stops jobs the reaper is about to hand on.
+                # heartbeat: this loop must go on, so that the worker comes
+                # back once the database responds again.
                 failures += 1
-                silent_for = time.monotonic() - self.last_heartbeat
                 if failures == 1 or failures % 10 == 0:
                     logger.warning("heartbeat failed", extra={
                         **self.log_extra, "action": "heartbeat_retry", "failures": failures,
                         "error": f"{type(exc).__name__}: {exc}"})
-                if silent_for > self.settings.worker_lease_seconds and self.executions:
-                    # Presumed dead by now: the reaper hands these jobs to
-                    # other workers, so running on would run them twice.
-                    logger.error("no heartbeat for longer than the lease; stopping all jobs",
-                                 extra={**self.log_extra, "action": "worker_self_fence",
-                                        "jobs": len(self.executions)})
-                    for execution in list(self.executions.values()):
-                        execution.request_stop(ABANDONED)
                 continue
             for job_id, action in actions:
                 execution = self.executions.get(job_id)
                 if execution is None:
                     continue
                 execution.request_stop(CANCELLED if action == "cancel" else ABANDONED)
+
+    async def _fence_loop(self) -> None:
+        """Stop every running job once the lease has run out without a heartbeat.
+
+        Presumed dead by then, this worker would run its jobs beside the
+        attempts the reaper hands to other workers. The check waits for no
+        database call, because a call on a connection whose network path
+        dropped silently may not return for many minutes.
+        """
+        lease = self.settings.worker_lease_seconds
+        while True:
+            remaining = self.last_heartbeat + lease - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                continue
+            running = [execution for execution in self.executions.values()
+                       if execution.stop_reason is None]
+            if running:
+                logger.error("no heartbeat for longer than the lease; stopping all jobs",
+                             extra={**self.log_extra, "action": "worker_self_fence",
+                                    "jobs": len(running),
+                                    "silent_seconds": round(time.monotonic() - self.last_heartbeat, 1)})
+                for execution in running:
+                    execution.request_stop(ABANDONED)
+            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
 
     async def _listen_loop(self) -> None:
         delay = 0.2

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from minijenkin.config import Settings, load_settings
 from minijenkin.db.embedded import EmbeddedPostgres
 from minijenkin.db.migrate import migrate
+from tests.support import queue
 from tests.support.api import ApiServer
 from tests.support.factories import create_repo, create_run
 from tests.support.gitrepo import GitRepo
@@ -255,3 +256,51 @@ def test_chaos_kill9_loses_no_job(
     _check_no_overlap(rows)
     assert kills >= 5
     assert any(row["status"] == "lost" for row in rows)
+
+
+def test_stalled_queue_connection_fences_running_job(
+    settings: Settings, db: psycopg.Connection, database_url: str, git_repo: GitRepo,
+    proxy: PgProxy, start_worker: Start, tmp_path: Path,
+) -> None:
+    """A worker whose queue connections stop responding stops its jobs before they run elsewhere.
+
+    The proxy stops relaying the queue pool's connections of the first
+    worker without closing them, as a dropped network path does, so its
+    heartbeat waits for a response that never comes. The reaper then hands
+    the job to the second worker, and the first must have stopped it by
+    then. Each tick of the step records its shell's PID and the time.
+    """
+    ticks = tmp_path / "ticks"
+    repo_id, commit = add_repo(db, git_repo)
+    run_id = plan_run(db, repo_id, commit, [script_job(
+        "long", f"for i in $(seq 1 40); do echo \"$$ $(date +%s.%N)\" >> {ticks}; sleep 0.5; done")])
+    reaper = ApiServer(settings, database_url).start()
+    try:
+        stalled = start_worker(MINIJENKIN_DATABASE_URL=proxy.url,
+                               MINIJENKIN_WORKER_CONCURRENCY="1")
+        wait_for(ticks.exists, timeout=60, interval=0.1, message="the step to start")
+        healthy = start_worker(MINIJENKIN_WORKER_CONCURRENCY="1")
+        wait_for(lambda: "action=listen_start" in healthy.output(), timeout=30,
+                 message="the second worker to listen")
+
+        assert proxy.freeze(b"application_name\x00minijenkin-worker\x00") >= 1
+        status = wait_for(lambda: run_finished(db, run_id), timeout=90, interval=0.2,
+                          message="the run to end")
+    finally:
+        reaper.stop()
+
+    job = queue.job_id(db, run_id, "long")
+    tried = [row["status"] for row in queue.attempts(db, job)]
+    by_shell: dict[str, list[float]] = {}
+    for line in ticks.read_text().split("\n"):
+        if line:
+            shell, at = line.split()
+            by_shell.setdefault(shell, []).append(float(at))
+    first, second = sorted(by_shell.values(), key=min)
+    assert status == "succeeded", healthy.output()
+    assert tried == ["lost", "succeeded"]
+    assert len(by_shell) == 2
+    assert len(second) == 40
+    assert max(first) < min(second), (len(first), max(first) - min(second))
+    assert "action=worker_self_fence" in stalled.output()
+    assert "timed out: no response from the database within 3 s" in stalled.output()
