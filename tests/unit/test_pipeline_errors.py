@@ -806,8 +806,8 @@ def test_plan_errors_name_line_and_column(text: str, expected: str) -> None:
 
 
 def test_expression_matrix_reported_once() -> None:
-    text = ("jobs:\n  a:\n    strategy:\n      matrix: ${{ fromJSON(inputs.m) }}\n    runs-on: ${{ matrix.os }}\n"
-            "    steps:\n      - run: echo ${{ matrix.v }}\n")
+    text = ("jobs:\n  a:\n    strategy:\n      matrix: ${{ fromJSON(inputs.m) }}\n"
+            "    runs-on: ${{ matrix.os }}\n    steps:\n      - run: echo ${{ matrix.v }}\n")
     result = parse_source(text, file=FILE)
     assert [str(error) for error in result.errors] == [
         ".minijenkin.yml:4:15: jobs.a.strategy: a matrix computed by an expression (such as fromJSON of a "
