@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,8 @@ class JobExecution:
         self._masker = SecretMasker([])
         self._masked_secrets: object = None
         self.stop_reason: str | None = None
+        # Set with stop_reason, for waits that a stop must end.
+        self._stop_requested = asyncio.Event()
         self.process_groups: set[int] = set()
         # Marks the environment of every process this job's steps start; see
         # kill_tagged_processes.
@@ -121,10 +124,48 @@ class JobExecution:
         """Stop the job for `reason` (cancelled, timed_out, abandoned, handed_back)."""
         if self.stop_reason is None:
             self.stop_reason = reason
+            self._stop_requested.set()
             logger.info("stopping job", extra={**self.log_extra, "action": "job_stop",
                                                "reason": reason})
         if self._current is not None and self._killer is None:
             self._killer = asyncio.create_task(self._terminate(self._current, whole_job=True))
+
+    async def run_unless_stopped(self, operation: Awaitable[None],
+                                 deadline: float | None = None) -> bool:
+        """Await `operation` unless the job is stopped or passes `deadline` (time.monotonic()) first.
+
+        Returns True when the operation ended (its exception is raised), and
+        False when it was cancelled because of a stop or the deadline, which
+        stops the job as timed out. For work outside a step's process, such
+        as git fetching a repository from a server that does not respond.
+        """
+        task = asyncio.ensure_future(operation)
+        stopped = asyncio.ensure_future(self._stop_requested.wait())
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            await asyncio.wait({task, stopped}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if task.done():
+            task.result()
+            return True
+        if self.stop_reason is None:
+            self.request_stop(TIMED_OUT)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        except Exception as exc:  # the stop, not this late failure, decides the outcome
+            logger.debug("operation failed while the job was stopping", extra={
+                **self.log_extra, "action": "job_stop_error", "error": f"{type(exc).__name__}: {exc}"})
+        return False
 
     async def _terminate(self, process: asyncio.subprocess.Process, *, whole_job: bool) -> None:
         """Stop a step: SIGTERM to its process group, SIGKILL after the grace period.
@@ -244,10 +285,15 @@ class JobExecution:
             logger.info("killed processes the job left running", extra={
                 **self.log_extra, "action": "job_leftovers_killed", "processes": killed})
 
-    async def _mirror(self) -> Mirror:
-        mirror = Mirror(self.worker.data_dir, self.job.repo["id"], self.job.repo["url"])
-        await mirror.ensure_commit(self.job.run["commit"])
-        return mirror
+    def _mirror(self) -> Mirror:
+        return Mirror(self.worker.data_dir, self.job.repo["id"], self.job.repo["url"])
+
+    async def _fetch_stopped(self) -> Outcome:
+        """Log that the job stopped while git fetched or checked out, and return the outcome."""
+        assert self.stop_reason is not None
+        await self.system(f"stopped while fetching the repository: "
+                          f"{self.stop_reason.replace('_', ' ')}")
+        return self._stopped_outcome()
 
     async def _run_plan(self) -> Outcome | None:
         """Read and validate the pipeline files, then submit the job graph of those the event matches.
@@ -258,11 +304,14 @@ class JobExecution:
         commit = self.job.run["commit"]
         await self.system(f"Planning run {self.job.run_id} at {commit[:12]} "
                           f"({self.job.run['ref']}) on {self.worker.name}")
+        mirror = self._mirror()
         try:
-            mirror = await self._mirror()
+            fetched = await self.run_unless_stopped(mirror.ensure_commit(commit))
         except GitError as exc:
             await self.system(str(exc))
             return Outcome("failed", None, f"cannot fetch the repository: {exc}")
+        if not fetched:
+            return await self._fetch_stopped()
         files = await pipeline_files(mirror, commit)
         if not files:
             message = sources.missing_message(commit)
@@ -343,13 +392,20 @@ class JobExecution:
         deadline = None
         if self.job.timeout_seconds:
             deadline = self.started + self.job.timeout_seconds
-        try:
-            mirror = await self._mirror()
+        mirror = self._mirror()
+
+        async def check_out() -> None:
+            await mirror.ensure_commit(self.job.run["commit"])
             await mirror.checkout(self.job.run["commit"], workspace,
                                   hardlinks=self.worker.run_as is None)
+
+        try:
+            checked_out = await self.run_unless_stopped(check_out(), deadline)
         except GitError as exc:
             await self.system(str(exc))
             return Outcome("failed", None, f"checkout failed: {exc}")
+        if not checked_out:
+            return await self._fetch_stopped()
         run_as = self.worker.run_as
         if run_as is not None:
             for folder in (workspace, home, tmp):

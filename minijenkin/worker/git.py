@@ -13,14 +13,20 @@ configuration, and only the transports a repository URL may use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import re
+import signal
 from pathlib import Path
 
 from minijenkin.pipeline import PIPELINE_FILE, sources
+from minijenkin.worker.process_exit import wait_exited
 
 GIT_TIMEOUT_SECONDS = 600
+# Seconds git gets after SIGTERM to remove a partial clone and its lock
+# files before SIGKILL.
+GIT_STOP_GRACE_SECONDS = 5.0
 LOCK_POLL_SECONDS = 0.05
 SHA_PATTERN = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
@@ -53,13 +59,31 @@ async def run_git(*args: str, cwd: Path | None = None, home: Path,
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=limit_seconds)
     except TimeoutError:
-        process.kill()
-        await process.wait()
+        await _stop(process)
         raise GitError(f"git {args[0]} timed out after {limit_seconds:g} s") from None
+    except asyncio.CancelledError:
+        # The job was cancelled or timed out. git must end before the caller
+        # releases the mirror's lock, so that no other git runs beside it.
+        await _stop(process)
+        raise
     if process.returncode != 0:
         message = stderr.decode("utf-8", errors="replace").strip() or f"exit code {process.returncode}"
         raise GitError(f"git {args[0]} failed: {message}")
     return stdout
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """End git and the helpers it started (git-remote-https, ssh), which share its process group."""
+    _signal_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wait_exited(process), timeout=GIT_STOP_GRACE_SECONDS)
+    _signal_group(process.pid, signal.SIGKILL)
+    await wait_exited(process)
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
 
 
 class Mirror:

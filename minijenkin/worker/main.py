@@ -420,7 +420,9 @@ class Worker:
             await load_job_secrets(self.pool, self._keyring, job, self.log_extra)
             await load_needs_outputs(self.pool, job)
             await load_ancestor_statuses(self.pool, job)
-            await sync_schedules(self.pool, self.data_dir, job, self.log_extra)
+            # Reading the schedules fetches the commit, which a stop must end too.
+            await execution.run_unless_stopped(
+                sync_schedules(self.pool, self.data_dir, job, self.log_extra))
             outcome = await execution.run()
         except SecretsUnavailableError as exc:
             outcome = await self._secrets_failed(execution, exc)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.support.api import ApiServer
+from tests.support.factories import create_repo, create_run
 from tests.support.gitrepo import GitRepo
 from tests.support.queue import (
     add_repo,
@@ -118,6 +122,92 @@ def test_timeout_marks_job_timed_out(
     step_pid = _pid_from(pid_file)
     assert step_pid is not None
     wait_for(lambda: not _process_exists(step_pid), timeout=30, message="the step to be killed")
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte.
+
+    git fetching from it waits for a response until its own time limit.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def all_closed_by_client(self) -> bool:
+        """Whether every accepted connection was closed by its client (git has ended)."""
+        for connection in self.accepted:
+            connection.settimeout(0.1)
+            try:
+                if connection.recv(4096) != b"":
+                    return False
+            except TimeoutError:
+                return False
+            except OSError:
+                continue
+        return True
+
+    def close(self) -> None:
+        self.listener.close()
+        self._thread.join(timeout=10)
+        for connection in self.accepted:
+            connection.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_cancel_run_while_plan_fetch_hangs(
+    api_server: ApiServer, db: psycopg.Connection, silent_server: SilentServer,
+    start_worker: Start,
+) -> None:
+    repo_id = create_repo(db, "acme/silent", f"http://127.0.0.1:{silent_server.port}/silent.git")
+    run_id = create_run(db, repo_id)
+    worker = start_worker()
+    wait_for(lambda: silent_server.accepted, timeout=60, message="git to connect")
+
+    with api_server.client() as client:
+        response = client.post(f"/api/runs/{run_id}/cancel")
+        assert response.status_code == 200, response.text
+        final = wait_for(lambda: run_finished(db, run_id), timeout=30, message="the run to end")
+
+    plan = db.execute("SELECT status, reason FROM jobs WHERE run_id = %s AND kind = 'plan'",
+                      (run_id,)).fetchone()
+    assert final == "cancelled", worker.output()
+    assert plan == {"status": "cancelled", "reason": "cancelled by a user"}
+    assert wait_for(silent_server.all_closed_by_client, timeout=30, message="git to end")
+
+
+def test_timeout_while_checkout_hangs(
+    db: psycopg.Connection, silent_server: SilentServer, start_worker: Start,
+) -> None:
+    repo_id = create_repo(db, "acme/silent", f"http://127.0.0.1:{silent_server.port}/silent.git")
+    run_id = plan_run(db, repo_id, "b" * 40, [script_job("build", "echo never", timeout_seconds=2)])
+    worker = start_worker()
+
+    final = wait_for(lambda: run_finished(db, run_id), timeout=30, message="the run to end")
+
+    build = db.execute("SELECT status, reason, exit_code FROM jobs WHERE id = %s",
+                       (job_id(db, run_id, "build"),)).fetchone()
+    assert final == "failed", worker.output()
+    assert build == {"status": "timed_out", "reason": "timed out after 2 s", "exit_code": None}
+    assert silent_server.accepted
+    assert wait_for(silent_server.all_closed_by_client, timeout=30, message="git to end")
 
 
 def test_script_retry_reruns_failed_step(
