@@ -173,7 +173,10 @@ class QueueClient:
             "lease_tokens": [item.job.lease_token for item in items],
             "statuses": [item.status for item in items],
             "exit_codes": [item.exit_code for item in items],
-            "reasons": [item.reason for item in items],
+            # PostgreSQL text cannot hold NUL, and one such reason would fail
+            # the whole batch of results, so it is replaced here.
+            "reasons": [item.reason.replace("\0", "\ufffd") if item.reason else item.reason
+                        for item in items],
             "backoff_base": self.retry.base_seconds, "backoff_max": self.retry.max_seconds,
         }
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from minijenkin.db import TRANSIENT_ERRORS
 from minijenkin.logs.lines import LineSplitter
 from minijenkin.logs.masking import SecretMasker
@@ -483,6 +485,13 @@ class JobExecution:
                     return
                 await asyncio.sleep(delay)
                 delay *= 2
+            except psycopg.Error as exc:
+                # Not worth a retry (a value PostgreSQL rejects): the job's
+                # result still counts, without its outputs.
+                logger.error("job outputs rejected by the database", extra={
+                    **self.log_extra, "action": "job_outputs_error", "error": str(exc)})
+                await self.system(f"the job's outputs could not be stored: {exc}")
+                return
         if not stored:
             logger.info("job outputs not stored: the lease moved on", extra={
                 **self.log_extra, "action": "job_outputs_stale"})

@@ -113,6 +113,25 @@ def test_client_cycle_returns_outcomes_and_jobs(db: psycopg.Connection,
     assert jobs[0].repo["name"] == "acme/web"
 
 
+def test_client_reports_reason_with_nul(db: psycopg.Connection, database_url: str) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    run_id = start_run_with_graph(db, repo_id, worker_id, [job_entry("lint"), job_entry("docs")])
+    lint, docs = claim(db, worker_id)
+
+    async def body(client: QueueClient) -> dict[int, str]:
+        return await client.finish_many([
+            FinishItem(job=ClaimedJob(**lint), status="failed", exit_code=1, reason="step 'a\0b' failed"),
+            FinishItem(job=ClaimedJob(**docs), status="succeeded", exit_code=0, reason=None)])
+
+    outcomes = asyncio.run(_with_client(database_url, worker_id, body))
+
+    assert outcomes == {lint["job_id"]: "finished", docs["job_id"]: "finished"}
+    reason = db.execute("SELECT reason FROM jobs WHERE id = %s", (lint["job_id"],)).fetchone()["reason"]
+    assert reason == "step 'a\ufffdb' failed"
+    assert statuses(db, run_id) == {"plan": "succeeded", "lint": "failed", "docs": "succeeded"}
+
+
 def test_batcher_settles_results_a_claim_took(db: psycopg.Connection, database_url: str) -> None:
     repo_id = create_repo(db)
     worker_id = register_worker(db)
