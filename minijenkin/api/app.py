@@ -28,6 +28,7 @@ from minijenkin.api.routes import (
     search,
     secrets,
     tokens,
+    variables,
     webhook_deliveries,
 )
 from minijenkin.config import Settings
@@ -120,7 +121,7 @@ def create_app(settings: Settings, conninfo: str, *, maintenance: bool = True) -
                        body_timeout_seconds=settings.http_body_timeout_seconds)
     for module in (docs, health, hooks, repos, runs, jobs, notifications, metrics, search):
         app.include_router(module.router)
-    for module in (secrets, tokens, webhook_deliveries, schedules, environments):
+    for module in (secrets, variables, tokens, webhook_deliveries, schedules, environments):
         app.include_router(module.router)
     install_dashboard(app)
     describe_common_responses(app)

@@ -274,6 +274,22 @@ class SecretList(BaseModel):
     secrets: list[Secret]
 
 
+class VariableSet(Model):
+    value: str = Field(max_length=49152, description="The variable's value, stored and shown in clear.")
+
+
+class Variable(BaseModel):
+    repo_id: int
+    name: str
+    value: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class VariableList(BaseModel):
+    variables: list[Variable]
+
+
 class TokenCreate(Model):
     name: str = Field(min_length=1, max_length=200, examples=["deploy bot"])
     scope: Literal["read", "trigger", "admin"]

@@ -25,6 +25,7 @@ from minijenkin.cli import secrets as secret_commands
 from minijenkin.cli import settings as settings_command
 from minijenkin.cli import status as status_command
 from minijenkin.cli import tokens as token_commands
+from minijenkin.cli import variables as variable_commands
 from minijenkin.cli.common import DATABASE_EPILOG, SETTINGS_EPILOG, load_cli_settings
 from minijenkin.cli.trigger import trigger as trigger_command
 from minijenkin.errors import MiniJenkinError
@@ -49,6 +50,7 @@ app.command("approve", epilog=DATABASE_EPILOG)(run_commands.approve)
 app.command("validate")(pipeline_commands.validate)
 app.command("exec")(pipeline_commands.exec_command)
 app.add_typer(secret_commands.app, name="secret")
+app.add_typer(variable_commands.app, name="var")
 app.command("trigger", epilog=DATABASE_EPILOG)(trigger_command)
 app.command("status", epilog=DATABASE_EPILOG)(status_command.status)
 app.command("logs")(log_commands.logs)

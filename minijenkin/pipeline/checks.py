@@ -35,19 +35,19 @@ from minijenkin.pipeline.expressions import (
 from minijenkin.pipeline.inputs import InputSpec
 from minijenkin.pipeline.loader import Position
 
-CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs", "secrets", "env", "steps",
-            "job", "runner")
+CONTEXTS = ("github", "minijenkin", "inputs", "vars", "matrix", "strategy", "needs", "secrets", "env",
+            "steps", "job", "runner")
 # Contexts each kind of field can read (GitHub Actions' availability table,
 # plus `minijenkin`, and `matrix` in job conditions since jobs are expanded first).
-PLAN_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy")
-WORKFLOW_CONTEXTS = ("github", "minijenkin", "inputs")
-WORKFLOW_ENV_CONTEXTS = ("github", "minijenkin", "inputs", "secrets")
-JOB_IF_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs")
-JOB_ENV_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs", "secrets")
-STEP_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs", "secrets", "env", "steps",
-                 "job", "runner")
-STEP_IF_CONTEXTS = ("github", "minijenkin", "inputs", "matrix", "strategy", "needs", "env", "steps", "job",
-                    "runner")
+PLAN_CONTEXTS = ("github", "minijenkin", "inputs", "vars", "matrix", "strategy")
+WORKFLOW_CONTEXTS = ("github", "minijenkin", "inputs", "vars")
+WORKFLOW_ENV_CONTEXTS = ("github", "minijenkin", "inputs", "vars", "secrets")
+JOB_IF_CONTEXTS = ("github", "minijenkin", "inputs", "vars", "matrix", "strategy", "needs")
+JOB_ENV_CONTEXTS = ("github", "minijenkin", "inputs", "vars", "matrix", "strategy", "needs", "secrets")
+STEP_CONTEXTS = ("github", "minijenkin", "inputs", "vars", "matrix", "strategy", "needs", "secrets", "env",
+                 "steps", "job", "runner")
+STEP_IF_CONTEXTS = ("github", "minijenkin", "inputs", "vars", "matrix", "strategy", "needs", "env", "steps",
+                    "job", "runner")
 
 NEEDS_KEYS = ("result", "outputs")
 STEP_RESULT_KEYS = ("outcome", "conclusion", "outputs")
@@ -72,6 +72,8 @@ class Scope:
     # Statically defined environment variables: name -> whether event text reaches its value.
     env: Mapping[str, bool] = field(default_factory=dict)
     secrets: set[str] = field(default_factory=set)
+    # Names of the `vars` this field reads, collected like `secrets`.
+    variables: set[str] = field(default_factory=set)
 
 
 def _describe_untrusted(path: tuple[str | None, ...], scope: Scope) -> str:
@@ -101,7 +103,7 @@ def is_trusted(path: tuple[str | None, ...], scope: Scope) -> bool:
     """Return whether the value at `path` may be spliced into a shell script."""
     context = (path[0] or "").lower()
     key = path[1] if len(path) > 1 else None
-    if context in ("matrix", "strategy", "secrets", "runner"):
+    if context in ("matrix", "strategy", "secrets", "vars", "runner"):
         return True
     if context == "needs":
         return len(path) == 3 and path[2] == "result"
@@ -180,6 +182,8 @@ def _check_reference(errors: Collector, reference: Reference, scope: Scope, wher
         errors.add(f"unknown runner property {key!r}{suggestion(key, RUNNER_KEYS)}", position, where)
     elif context == "secrets":
         scope.secrets.add(key)
+    elif context == "vars":
+        scope.variables.add(key)
 
 
 def _check_node(errors: Collector, node: Node, scope: Scope, where: str, position_at: PositionAt, *,

@@ -88,6 +88,8 @@ class JobDefinition:
     working_directory: str | None = None  # defaults.run.working-directory
     # Secret names the job's expressions read, so only those need to reach it.
     secrets: tuple[str, ...] = ()
+    # Names of the `vars` the job's expressions read, likewise.
+    variables: tuple[str, ...] = ()
     # `outputs`: names to templates, evaluated by the worker after the last step.
     outputs: dict[str, str] = field(default_factory=dict)
     # (line, column) of the values of the keys the planner evaluates, and of

@@ -372,12 +372,13 @@ class _FileParser:
         strategy = parse_strategy(self.errors, raw, path)
         matrix_keys = strategy.matrix.keys if strategy.matrix is not None else None
         secrets: set[str] = set()
+        variables: set[str] = set()
 
         matrix_unchecked = strategy.matrix is None and strategy.matrix_declared
 
         def scope(contexts: tuple[str, ...], **extra: Any) -> Scope:
             return self._scope(contexts, matrix_keys=matrix_keys, matrix_unchecked=matrix_unchecked,
-                               needs=needs, secrets=secrets, **extra)
+                               needs=needs, secrets=secrets, variables=variables, **extra)
 
         plan_scope = scope(checks.PLAN_CONTEXTS)
         name = self._string(raw, "name", path)
@@ -400,7 +401,7 @@ class _FileParser:
         steps = self._steps(raw, path, scope, env_taint, run_defaults)
         outputs = self._outputs(raw, path, scope(checks.STEP_CONTEXTS, step_ids=tuple(
             step.id for step in steps if step.id is not None)))
-        # Workflow-level env values are evaluated with each job; their secrets count too.
+        # Workflow-level env values are evaluated with each job; their secrets and variables count too.
         workflow_scope = scope(checks.WORKFLOW_ENV_CONTEXTS)
         for value in workflow_env.values():
             checks.check_template(Collector(self.errors.file), value, workflow_scope, "", lambda _: None)
@@ -425,6 +426,7 @@ class _FileParser:
             strategy=strategy,
             working_directory=run_defaults.working_directory,
             secrets=tuple(sorted(secrets)),
+            variables=tuple(sorted(variables)),
             outputs=outputs,
             positions=self._plan_positions(raw, position),
         )

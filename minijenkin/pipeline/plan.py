@@ -67,21 +67,25 @@ STRATEGY_DEFAULT = {"fail-fast": True, "job-index": 0, "job-total": 1, "max-para
 
 def plan_contexts(pipeline: Pipeline, event: Event, inputs: dict[str, Any], job_id: str,
                   combination: dict[str, Any] | None,
-                  strategy: dict[str, Any] | None = None) -> dict[str, Any]:
+                  strategy: dict[str, Any] | None = None,
+                  variables: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "github": github_context(event, job=job_id, workflow=pipeline.name or pipeline.file),
         "minijenkin": minijenkin_context(event),
         "inputs": dict(inputs),
+        "vars": dict(variables or {}),
         "matrix": combination or {},
         "strategy": strategy or dict(STRATEGY_DEFAULT),
     }
 
 
 class _Planner:
-    def __init__(self, pipeline: Pipeline, event: Event, inputs: dict[str, Any]) -> None:
+    def __init__(self, pipeline: Pipeline, event: Event, inputs: dict[str, Any],
+                 variables: dict[str, str]) -> None:
         self.pipeline = pipeline
         self.event = event
         self.inputs = inputs
+        self.variables = variables
 
     def fail(self, job: JobDefinition, field_name: str, message: str) -> PipelineError:
         line, column = job.positions.get(field_name) or job.positions.get("") or (job.line, None)
@@ -111,7 +115,7 @@ class _Planner:
                             "job-total": len(combinations),
                             "max-parallel": job.strategy.max_parallel or len(combinations)}
             scope = Scope(contexts=plan_contexts(self.pipeline, self.event, self.inputs, job.id, combination,
-                                                 strategy))
+                                                 strategy, self.variables))
             suffix = f" ({matrix_module.label(combination)})" if combination else ""
             name = self.text(job, "name", job.name, scope)
             if combination and (not job.has_name or "matrix" not in job.name):
@@ -184,7 +188,8 @@ class _Planner:
         concurrency = self.pipeline.concurrency
         if concurrency is None:
             return None
-        scope = Scope(contexts=plan_contexts(self.pipeline, self.event, self.inputs, "", None))
+        scope = Scope(contexts=plan_contexts(self.pipeline, self.event, self.inputs, "", None,
+                                             variables=self.variables))
         try:
             group = render_text(concurrency.group, scope).strip()
             cancel = concurrency.cancel_in_progress
@@ -208,9 +213,10 @@ def _make_keys_unique(jobs: list[ExpandedJob]) -> None:
             jobs[index] = ExpandedJob(**{**job.__dict__, "key": f"{job.key} #{count}"})
 
 
-def expand_jobs(pipeline: Pipeline, event: Event, inputs: dict[str, Any] | None = None) -> list[ExpandedJob]:
+def expand_jobs(pipeline: Pipeline, event: Event, inputs: dict[str, Any] | None = None,
+                variables: dict[str, str] | None = None) -> list[ExpandedJob]:
     """Every job of the graph, matrices expanded, with needs resolved to keys."""
-    planner = _Planner(pipeline, event, inputs or {})
+    planner = _Planner(pipeline, event, inputs or {}, variables or {})
     groups: dict[str, list[ExpandedJob]] = {}
     for job in pipeline.jobs.values():
         groups[job.id] = planner.expand(job)
@@ -258,7 +264,8 @@ def _indirect_ancestors(pipeline: Pipeline, job_id: str) -> list[str]:
 
 
 def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str, Any],
-                  workflow_concurrency: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                  workflow_concurrency: dict[str, Any] | None = None,
+                  variables: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The JSON entries mj_plan_submit_v1 stores, one per expanded job."""
     by_key = {job.key: job for job in jobs}
     by_definition: dict[str, list[str]] = {}
@@ -286,6 +293,11 @@ def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str,
         }
         if definition.working_directory is not None:
             spec["working_directory"] = definition.working_directory
+        # The values of the variables the job reads, as they were when the run was planned.
+        job_variables = {name: variables[name] for name in definition.variables
+                         if variables and name in variables}
+        if job_variables:
+            spec["vars"] = job_variables
         if definition.outputs:
             spec["outputs"] = definition.outputs
         # failure() is true when any ancestor failed, as on GitHub, so the
@@ -323,13 +335,16 @@ def graph_entries(pipeline: Pipeline, jobs: list[ExpandedJob], inputs: dict[str,
     return entries
 
 
-def build_graph(pipeline: Pipeline, event: Event | None = None,
-                inputs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def build_graph(pipeline: Pipeline, event: Event | None = None, inputs: dict[str, Any] | None = None,
+                variables: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One entry per job (matrices expanded), in the JSON shape mj_plan_submit_v1 stores.
 
-    Raises PipelineError when a plan-time expression cannot be evaluated.
+    `variables` are the repository's `vars`. Raises PipelineError when a
+    plan-time expression cannot be evaluated.
     """
     event = event or Event(kind="push", ref="refs/heads/main", commit="0" * 40)
     inputs = inputs or {}
-    concurrency = _Planner(pipeline, event, inputs).workflow_concurrency()
-    return graph_entries(pipeline, expand_jobs(pipeline, event, inputs), inputs, concurrency)
+    variables = variables or {}
+    concurrency = _Planner(pipeline, event, inputs, variables).workflow_concurrency()
+    return graph_entries(pipeline, expand_jobs(pipeline, event, inputs, variables), inputs, concurrency,
+                         variables)

@@ -74,8 +74,12 @@ def needs_changed_files(results: list[ParseResult], event: Event) -> bool:
                for result in results)
 
 
-def plan_run(results: list[ParseResult], event: Event, changed_files: tuple[str, ...] | None) -> Plan:
-    """Match every parsed file against `event` and build the combined graph."""
+def plan_run(results: list[ParseResult], event: Event, changed_files: tuple[str, ...] | None,
+             variables: dict[str, str] | None = None) -> Plan:
+    """Match every parsed file against `event` and build the combined graph.
+
+    `variables` are the repository's `vars` for plan-time expressions.
+    """
     plan = Plan()
     planned: list[tuple[ParseResult, list[dict[str, Any]]]] = []
     for result in results:
@@ -95,7 +99,7 @@ def plan_run(results: list[ParseResult], event: Event, changed_files: tuple[str,
             inputs: dict[str, Any] = {}
             if event.kind in ("manual", "api") and result.triggers.dispatch_inputs is not None:
                 inputs = resolve_inputs(result.triggers.dispatch_inputs, event.inputs, file=result.file)
-            planned.append((result, build_graph(result.pipeline, event, inputs)))
+            planned.append((result, build_graph(result.pipeline, event, inputs, variables)))
         except PipelineValidationError as exc:
             plan.errors.extend(exc.errors)
         except PipelineError as exc:

@@ -329,7 +329,7 @@ class JobExecution:
                                                  listed=event.changed_files)
             if changed is None:
                 await self.system("the changed files are unknown, so path filters match")
-        plan = sources.plan_run(results, event, changed)
+        plan = sources.plan_run(results, event, changed, self.job.context.get("vars"))
         for note in plan.notes:
             await self.system(note)
         if plan.errors:

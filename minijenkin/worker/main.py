@@ -48,6 +48,7 @@ from minijenkin.worker.outputs import load_needs_outputs
 from minijenkin.worker.schedules import sync_schedules
 from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
 from minijenkin.worker.shipper import LogShipper
+from minijenkin.worker.variables import load_variables
 
 logger = logging.getLogger(__name__)
 
@@ -420,6 +421,7 @@ class Worker:
             await load_job_secrets(self.pool, self._keyring, job, self.log_extra)
             await load_needs_outputs(self.pool, job)
             await load_ancestor_statuses(self.pool, job)
+            await load_variables(self.pool, job)
             # Reading the schedules fetches the commit, which a stop must end too.
             await execution.run_unless_stopped(
                 sync_schedules(self.pool, self.data_dir, job, self.log_extra))

@@ -188,6 +188,7 @@ class JobRun:
                                      workflow=str(spec.get("workflow") or "")),
             "minijenkin": minijenkin_context(self.event),
             "inputs": dict(spec.get("inputs") or {}),
+            "vars": dict(spec.get("vars") or {}),
             "matrix": dict(spec.get("matrix") or {}),
             "strategy": dict((spec.get("strategy") or {}).get("context") or STRATEGY_DEFAULT),
             "needs": self.needs.results,

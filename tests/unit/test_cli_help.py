@@ -18,7 +18,7 @@ ROOT = typer.main.get_command(app)
 # Typer's own options of the root command.
 BUILT_IN = {"install_completion", "show_completion", "help"}
 # Commands that never open a database connection.
-WITHOUT_DATABASE = {"", "validate", "exec", "logs", "search", "notify", "repo", "token", "secret",
+WITHOUT_DATABASE = {"", "validate", "exec", "logs", "search", "notify", "repo", "token", "secret", "var",
                     "secret generate-key", "settings"}
 # A numeric option names what it counts in one of these words.
 UNITS = re.compile(r"\b(?:seconds?|MiB|days?|jobs?|process(?:es)?|hits?|attempt|id|port)\b", re.IGNORECASE)
@@ -55,7 +55,7 @@ def test_command_tree_is_complete() -> None:
         "notify add", "notify list", "notify remove", "repo", "repo add", "repo list", "rerun",
         "search", "secret", "secret delete", "secret generate-key", "secret list", "secret rotate-key",
         "secret set", "settings", "show", "status", "token", "token create", "token list", "token revoke",
-        "trigger", "up", "validate", "worker",
+        "trigger", "up", "validate", "var", "var delete", "var list", "var set", "worker",
     ]
 
 

@@ -368,7 +368,7 @@ INVALID_FILES = [
         "jobs:\n  a:\n    if: secrets.TOKEN != ''\n    steps: [{run: x}]\n",
         [
             ".minijenkin.yml:3:9: jobs.a.if: the 'secrets' context is not available here; "
-            'available: github, minijenkin, inputs, matrix, strategy, needs',
+            'available: github, minijenkin, inputs, vars, matrix, strategy, needs',
         ],
         id='context-not-here'),
     pytest.param(

@@ -418,6 +418,28 @@ BEGIN
 END;
 $$;
 
+-- The configuration variables of a running job's repository, for the plan
+-- job to evaluate `${{ vars.NAME }}`. Raises unless the caller holds the
+-- job's lease.
+CREATE OR REPLACE FUNCTION mj_job_variables_v1(p_job_id bigint, p_lease_token uuid)
+RETURNS TABLE (name text, value text)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_repo_id bigint;
+BEGIN
+    SELECT j.repo_id INTO v_repo_id
+    FROM jobs j
+    WHERE j.id = p_job_id AND j.status = 'running' AND j.lease_token = p_lease_token;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % is not running under this lease', p_job_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN QUERY
+        SELECT v.name, v.value FROM repo_variables v WHERE v.repo_id = v_repo_id ORDER BY v.name;
+END;
+$$;
+
 -- Report the end of an attempt. p_status is the attempt's outcome:
 -- succeeded, failed, timed_out, cancelled or skipped (condition false).
 -- Returns 'finished', 'retrying' (queued again after a backoff) or 'stale'

@@ -32,6 +32,7 @@ CREATE OR REPLACE FUNCTION mj_worker_function_names() RETURNS text[]
             'mj_job_needs_outputs_v1',
             'mj_job_outputs_set_v1',
             'mj_job_secrets_v1',
+            'mj_job_variables_v1',
             'mj_logs_flush_v1',
             'mj_plan_submit_v1',
             'mj_schedules_replace_v1',
