@@ -100,9 +100,27 @@ def parse_step(text: str) -> dt.timedelta:
     return int(match.group(1)) * STEP_UNITS[match.group(2)]
 
 
-def _as_utc(value: dt.datetime) -> dt.datetime:
-    # A time without an offset is taken as UTC, the zone the views use.
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+def _as_utc(value: dt.datetime, field: str) -> dt.datetime:
+    """Convert `value` to UTC; a time without an offset is taken as UTC, the zone the views use.
+
+    Raises InvalidInputError naming `field` when the UTC time falls outside
+    the years 1 to 9999 that Python's datetime supports.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidInputError(
+            f"{field}: {value.isoformat()} is outside the years 1 to 9999 in UTC",
+            field=field) from None
+
+
+def _check_not_before_earliest(field: str, value: dt.datetime) -> None:
+    if value < SERIES_EARLIEST:
+        raise InvalidInputError(
+            f"{field}: {value.isoformat()} is before {SERIES_EARLIEST.date().isoformat()}",
+            field=field)
 
 
 def bucket_count(start: dt.datetime, end: dt.datetime, step: dt.timedelta) -> int:
@@ -167,13 +185,15 @@ async def read_series(
 
     if end is None:
         end = await _database_now(conn)
-    end = _as_utc(end)
-    start = _as_utc(start) if start is not None else end - SERIES_RANGE_DEFAULT
+    end = _as_utc(end, "to")
+    if start is None:
+        # Checked before the subtraction, which fails for a `to` near year 1.
+        _check_not_before_earliest("to", end)
+        start = end - SERIES_RANGE_DEFAULT
+    else:
+        start = _as_utc(start, "from")
     for field, value in (("from", start), ("to", end)):
-        if value < SERIES_EARLIEST:
-            raise InvalidInputError(
-                f"{field}: {value.isoformat()} is before {SERIES_EARLIEST.date().isoformat()}",
-                field=field)
+        _check_not_before_earliest(field, value)
     if start >= end:
         raise InvalidInputError(
             f"from: must be earlier than to (from {start.isoformat()}, to {end.isoformat()})",

@@ -240,6 +240,35 @@ def test_timeseries_invalid_parameters_are_422(api_server: ApiServer, params: di
     assert response.json()["detail"].startswith(detail_start), response.json()["detail"]
 
 
+@pytest.mark.parametrize(("params", "field", "detail"), [
+    ({"to": "9999-12-31T23:59:59-14:00"}, "to",
+     "to: 9999-12-31T23:59:59-14:00 is outside the years 1 to 9999 in UTC"),
+    ({"from": "9999-12-31T23:00:00-01:00", "to": "9999-12-31T23:59:59Z"}, "from",
+     "from: 9999-12-31T23:00:00-01:00 is outside the years 1 to 9999 in UTC"),
+    ({"to": "0001-01-01T00:00:00+14:00"}, "to",
+     "to: 0001-01-01T00:00:00+14:00 is outside the years 1 to 9999 in UTC"),
+    ({"to": "0001-01-05T00:00:00Z"}, "to", "to: 0001-01-05T00:00:00+00:00 is before 1970-01-01"),
+])
+def test_timeseries_times_beyond_datetime_range(api_server: ApiServer, params: dict[str, str],
+                                                field: str, detail: str) -> None:
+    with api_server.client() as client:
+        response = client.get("/api/metrics/timeseries", params={"metric": "runs", **params})
+
+    assert response.status_code == 422, response.text
+    assert response.json() == {"detail": detail, "field": field}
+
+
+def test_timeseries_until_year_9999(api_server: ApiServer) -> None:
+    with api_server.client() as client:
+        response = client.get("/api/metrics/timeseries",
+                              params={"metric": "runs", "to": "9999-12-31T23:59:59Z"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["from"] == "9999-12-01T23:59:59Z"
+    assert response.json()["to"] == "9999-12-31T23:59:59Z"
+    assert len(response.json()["points"]) == 31
+
+
 def test_timeseries_step_longer_than_range(api_server: ApiServer) -> None:
     with api_server.client() as client:
         response = client.get("/api/metrics/timeseries",
