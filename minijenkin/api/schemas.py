@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Any, Literal
 
@@ -43,6 +44,13 @@ def validate_git_url(url: str) -> str:
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def reject_nul(value: str) -> str:
+    """Raise ValueError for text with a NUL character, which PostgreSQL cannot store."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
 
 
 class RepoCreate(Model):
@@ -218,6 +226,11 @@ class RunCreate(Model):
         description="Values for the pipeline's `workflow_dispatch` inputs.",
         examples=[{"environment": "staging", "dry_run": True}])
 
+    @field_validator("repo")
+    @classmethod
+    def _check_repo(cls, value: str) -> str:
+        return reject_nul(value)
+
     @field_validator("inputs")
     @classmethod
     def _check_inputs(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +239,11 @@ class RunCreate(Model):
                 raise ValueError(f"invalid input name {name!r}: use letters, digits, '_' and '-'")
             if isinstance(item, str) and len(item) > 65536:
                 raise ValueError(f"input {name!r} is longer than 65536 characters")
+            if isinstance(item, str) and "\x00" in item:
+                raise ValueError(f"input {name!r} must not contain NUL characters")
+            # Python's json module reads NaN and Infinity, which a jsonb column rejects.
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"input {name!r} must be a finite number, not {item}")
         return value
 
 
@@ -295,6 +313,11 @@ class TokenCreate(Model):
     scope: Literal["read", "trigger", "admin"]
     expires_days: int | None = Field(default=None, ge=1, le=3650,
                                      description="Days until the token stops working.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return reject_nul(value)
 
 
 class Token(BaseModel):

@@ -108,6 +108,39 @@ def test_post_runs_rejects_bad_input(api_server: ApiServer, git_repo: GitRepo,
     assert with_nul.json()["field"] == "ref"
 
 
+
+def test_post_runs_rejects_unstorable_values(api_server: ApiServer, db: psycopg.Connection,
+                                             git_repo: GitRepo) -> None:
+    git_repo.commit({"a": "1"}, "First")
+    _register(api_server, git_repo)
+    bodies = {
+        "nul in repo": b'{"repo": "acme/manual\\u0000", "ref": "main"}',
+        "nul in input": b'{"repo": "acme/manual", "ref": "main", "inputs": {"who": "a\\u0000"}}',
+        "nan input": b'{"repo": "acme/manual", "ref": "main", "inputs": {"who": NaN}}',
+        "infinite input": b'{"repo": "acme/manual", "ref": "main", "inputs": {"who": -Infinity}}',
+    }
+
+    with api_server.client() as client:
+        responses = {case: client.post("/api/runs", content=body,
+                                       headers={"Content-Type": "application/json"})
+                     for case, body in bodies.items()}
+
+    assert responses["nul in repo"].status_code == 422
+    assert responses["nul in repo"].json()["detail"] == (
+        "repo: Value error, must not contain NUL characters")
+    assert responses["nul in repo"].json()["field"] == "repo"
+    assert responses["nul in input"].status_code == 422
+    assert responses["nul in input"].json()["detail"] == (
+        "inputs: Value error, input 'who' must not contain NUL characters")
+    assert responses["nul in input"].json()["field"] == "inputs"
+    assert responses["nan input"].status_code == 422
+    assert responses["nan input"].json()["detail"] == (
+        "inputs: Value error, input 'who' must be a finite number, not nan")
+    assert responses["infinite input"].status_code == 422
+    assert responses["infinite input"].json()["detail"] == (
+        "inputs: Value error, input 'who' must be a finite number, not -inf")
+    assert db.execute("SELECT count(*) AS n FROM pipeline_runs").fetchone()["n"] == 0
+
 COMMIT_FORMAT = "give the full commit id, 40 or 64 hex digits (`git rev-parse HEAD` prints it)"
 
 

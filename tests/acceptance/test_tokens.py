@@ -51,6 +51,18 @@ def test_token_api_rejects_unknown_scope(api_server: ApiServer) -> None:
     assert response.json()["field"] == "scope"
 
 
+
+def test_token_api_rejects_nul_in_name(api_server: ApiServer, db: psycopg.Connection) -> None:
+    count_before = db.execute("SELECT count(*) AS n FROM api_tokens").fetchone()["n"]
+
+    with api_server.client() as client:
+        response = client.post("/api/tokens", json={"name": "ci\u0000bot", "scope": "read"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "name: Value error, must not contain NUL characters"
+    assert response.json()["field"] == "name"
+    assert db.execute("SELECT count(*) AS n FROM api_tokens").fetchone()["n"] == count_before
+
 def test_cli_token_create_rejects_unknown_scope(database_url: str, db: psycopg.Connection) -> None:
     env = {**scrubbed_environment(), "MINIJENKIN_DATABASE_URL": database_url, "COLUMNS": "200"}
 
