@@ -75,7 +75,28 @@ def _unparsable_body(request: Request, errors: list[dict]) -> str | None:
             tuple(error.get("loc", ())) == ("body",) for error in errors):
         return (f"the request body must be JSON with Content-Type: application/json, "
                 f"not {content_type}")
+    # Without a Content-Type, FastAPI passes the body on as bytes, which fail
+    # validation as "not an object". A missing body is reported as missing instead.
+    if not content_type and any(
+            tuple(error.get("loc", ())) == ("body",) and error.get("type") != "missing"
+            for error in errors):
+        return ("the request body must be JSON with Content-Type: application/json; "
+                "the request has no Content-Type header")
     return None
+
+
+def _undecodable_body(exc: StarletteHTTPException) -> str | None:
+    """Describe a JSON body that is not Unicode text, or return None for other errors.
+
+    FastAPI rejects such a body with a 400 "There was an error parsing the
+    body" whose cause is the UnicodeDecodeError of json.loads, which accepts
+    UTF-8, UTF-16 and UTF-32.
+    """
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, UnicodeDecodeError):
+        return None
+    return (f"the request body is not valid JSON text: {cause.encoding} cannot decode "
+            f"byte {cause.start}; send JSON encoded as UTF-8")
 
 
 # Responses any operation may send before its route runs (RequestLimits,
@@ -156,6 +177,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        undecodable = _undecodable_body(exc)
+        if undecodable is not None:
+            return JSONResponse({"detail": undecodable}, status_code=400)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 

@@ -376,6 +376,25 @@ API_FAULTS = [
         headers={"Content-Type": "text/plain"},
     ),
     HttpFault(
+        "repo create without content type",
+        "POST",
+        "/api/repos",
+        400,
+        "the request body must be JSON with Content-Type: application/json; "
+        "the request has no Content-Type header",
+        content=b'{"name": "acme/x", "url": "https://example.com/x.git"}',
+    ),
+    HttpFault(
+        "repo create latin-1 body",
+        "POST",
+        "/api/repos",
+        400,
+        "the request body is not valid JSON text: utf-8 cannot decode byte 13; "
+        "send JSON encoded as UTF-8",
+        content=b'{"name": "caf\xe9", "url": "https://example.com/x.git"}',
+        headers={"Content-Type": "application/json"},
+    ),
+    HttpFault(
         "repo create empty body",
         "POST",
         "/api/repos",
