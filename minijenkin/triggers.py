@@ -9,7 +9,9 @@ them against the pipeline's `workflow_dispatch` inputs (types, defaults).
 from __future__ import annotations
 
 import logging
+import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ from minijenkin.remote import GitError, resolve_ref
 logger = logging.getLogger(__name__)
 
 INPUTS_MAX = 50
+INPUT_VALUE_MAX = 65536
+# The input names POST /api/runs accepts (RunCreate in minijenkin/api/schemas.py).
+_INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 REF_MAX = 255
 # A full commit id: SHA-1 (40 hex digits) or SHA-256 (64), as `git rev-parse` prints it.
 _COMMIT_ID = re.compile(r"[0-9a-fA-F]{40}([0-9a-fA-F]{24})?")
@@ -44,6 +49,24 @@ def parse_input_options(options: list[str]) -> dict[str, str]:
     if len(inputs) > INPUTS_MAX:
         raise InvalidInputError(f"at most {INPUTS_MAX} inputs are allowed", field="inputs")
     return inputs
+
+
+def validate_inputs(inputs: Mapping[str, Any]) -> None:
+    """Raise InvalidInputError unless every input has a valid name and a value the run can store."""
+    for name, value in inputs.items():
+        if not _INPUT_NAME.fullmatch(name):
+            raise InvalidInputError(
+                f"invalid input name {name!r}: use letters, digits, '_' and '-', "
+                "starting with a letter or '_', at most 100 characters", field="inputs")
+        if isinstance(value, str) and len(value) > INPUT_VALUE_MAX:
+            raise InvalidInputError(
+                f"input {name!r} is longer than {INPUT_VALUE_MAX} characters", field="inputs")
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInputError(f"input {name!r} must not contain NUL characters",
+                                    field="inputs")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(f"input {name!r} must be a finite number, not {value}",
+                                    field="inputs")
 
 
 def validate_ref(ref: str) -> None:
@@ -79,13 +102,18 @@ async def create_manual_run(
 ) -> dict[str, Any]:
     """Create a `manual` run of `ref`; return the run with its jobs.
 
-    Raises NotFoundError (repository), InvalidInputError (an invalid ref or
-    commit id, or the remote has no such ref) or RemoteError (the remote
-    cannot be read).
+    Raises NotFoundError (repository), InvalidInputError (an invalid
+    repository name, ref, commit id or input, or the remote has no such ref)
+    or RemoteError (the remote cannot be read).
     """
+    if "\x00" in repo_name:
+        raise InvalidInputError(
+            f"invalid repository name {repo_name!r}: it must not contain NUL characters",
+            field="repo")
     validate_ref(ref)
     if commit is not None:
         validate_commit(commit)
+    validate_inputs(inputs)
     repo = await repos.get_repo_by_name(conn, repo_name)
     if commit is not None:
         full_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"

@@ -54,6 +54,36 @@ def test_manual_run_form_starts_run_with_inputs(api_server: ApiServer, db: psyco
     assert db.execute("SELECT count(*) AS n FROM pipeline_runs").fetchone()["n"] == 1
 
 
+
+def test_manual_run_form_rejects_bad_inputs(api_server: ApiServer, db: psycopg.Connection,
+                                            git_repo: GitRepo) -> None:
+    git_repo.commit({"README": "hello"})
+    factories.create_repo(db, "acme/manual", url=git_repo.url)
+    token = create_token(api_server, "trigger")
+    forms = {
+        "name with space": {"repo": "acme/manual", "ref": "main", "inputs": "dry run=true"},
+        "nul in value": {"repo": "acme/manual", "ref": "main", "inputs": "who=a\x00b"},
+        "nul in repo": {"repo": "acme/manual\x00", "ref": "main", "inputs": ""},
+    }
+
+    with sign_in(api_server, token) as session:
+        responses = {case: session.client.post("/runs/new",
+                                               data={"csrf_token": session.csrf_token, **form})
+                     for case, form in forms.items()}
+
+    for response in responses.values():
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "text/html; charset=utf-8"
+        assert 'aria-invalid="true"' in response.text
+    assert ("invalid input name &#39;dry run&#39;: use letters, digits, &#39;_&#39; and "
+            "&#39;-&#39;, starting with a letter or &#39;_&#39;, at most 100 characters"
+            in responses["name with space"].text)
+    assert ("input &#39;who&#39; must not contain NUL characters"
+            in responses["nul in value"].text)
+    assert ("invalid repository name &#39;acme/manual\\x00&#39;: it must not contain NUL "
+            "characters" in responses["nul in repo"].text)
+    assert db.execute("SELECT count(*) AS n FROM pipeline_runs").fetchone()["n"] == 0
+
 def test_manual_run_form_needs_trigger_scope(api_server: ApiServer, db: psycopg.Connection) -> None:
     factories.create_repo(db, "acme/manual")
     with sign_in(api_server, create_token(api_server, "read")) as session:
