@@ -8,6 +8,7 @@ import psycopg
 
 from minijenkin.db import translate_errors
 from minijenkin.errors import ConflictError, NotFoundError
+from minijenkin.secrets import validate_environment
 from minijenkin.sql import QUERIES
 
 MAX_ENVIRONMENT_CHARS = 255
@@ -30,7 +31,11 @@ async def get_environment(conn: psycopg.AsyncConnection, name: str) -> dict[str,
 
 async def put_environment(conn: psycopg.AsyncConnection, *, name: str,
                           requires_approval: bool) -> dict[str, Any]:
-    """Create or update an environment's settings; return the environment."""
+    """Create or update an environment's settings; return the environment.
+
+    Raises InvalidInputError for a name that no job's environment can match.
+    """
+    validate_environment(name, field="name")
     with translate_errors():
         await conn.execute(QUERIES["deploy_environment_put"], {
             "name": name, "requires_approval": requires_approval})

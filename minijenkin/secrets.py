@@ -56,14 +56,19 @@ def validate_secret(name: str, value: str, environment: str | None) -> None:
     validate_environment(environment)
 
 
-def validate_environment(environment: str | None) -> None:
+def validate_environment(environment: str | None, *, field: str = "environment") -> None:
+    """Raise InvalidInputError naming `field` unless a job could deploy to `environment`.
+
+    Pipelines strip the spaces around a job's environment name, so a name
+    with such spaces would never match a job.
+    """
     if environment is None:
         return
     if not 1 <= len(environment) <= ENVIRONMENT_MAX or not environment.isprintable() or \
             environment != environment.strip():
         raise InvalidInputError(
             f"invalid environment {environment!r}: use 1 to {ENVIRONMENT_MAX} printable "
-            "characters without leading or trailing spaces", field="environment")
+            "characters without leading or trailing spaces", field=field)
 
 
 async def set_secret(

@@ -132,6 +132,25 @@ def test_environment_api_rejects_bad_input(api_server: ApiServer) -> None:
     assert "reject" in str(bad_body.json())
 
 
+
+def test_environment_put_rejects_unmatchable_names(api_server: ApiServer,
+                                                   db: psycopg.Connection) -> None:
+    with api_server.client() as client:
+        trailing = client.put("/api/environments/production%20", json={"requires_approval": True})
+        blank = client.put("/api/environments/%20", json={"requires_approval": True})
+        control = client.put("/api/environments/prod%09uction", json={"requires_approval": True})
+
+    assert trailing.status_code == 422
+    assert trailing.json() == {
+        "detail": "invalid environment 'production ': use 1 to 255 printable characters "
+                  "without leading or trailing spaces",
+        "field": "name"}
+    assert blank.status_code == 422
+    assert blank.json()["field"] == "name"
+    assert control.status_code == 422
+    assert control.json()["field"] == "name"
+    assert db.execute("SELECT count(*) AS n FROM environments").fetchone()["n"] == 0
+
 def test_environment_list_shows_holder_and_waiting(
     api_server: ApiServer, db: psycopg.Connection, database_url: str,
 ) -> None:
