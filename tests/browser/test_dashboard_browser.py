@@ -142,6 +142,34 @@ def test_run_page_draws_the_job_graph(api_server: ApiServer, db: psycopg.Connect
     assert browser_page.errors == []
 
 
+
+def test_long_job_name_wraps_within_page(api_server: ApiServer, db: psycopg.Connection,
+                                         browser_page: BrowserPage) -> None:
+    long_name = "integration-" + "x" * 240
+    repo_id = factories.create_repo(db)
+    worker = factories.register_worker(db)
+    run_id = factories.start_run_with_graph(db, repo_id, worker, [
+        factories.job_entry("integration", name=long_name),
+    ])
+    job_id = db.execute("SELECT id FROM jobs WHERE run_id = %s AND key = 'integration'",
+                        (run_id,)).fetchone()["id"]
+    page = browser_page.page
+    overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+    sign_in_browser(page, api_server, create_token(api_server, "read"))
+    page.goto(f"{api_server.url}/runs/{run_id}")
+    expect(page.locator("table.jobs")).to_contain_text(long_name)
+    browser_page.screenshot("run-long-job-name")
+    run_page_overflow = page.evaluate(overflow)
+    page.goto(f"{api_server.url}/jobs/{job_id}")
+    expect(page.locator("h1 .job-name")).to_have_text(long_name)
+    browser_page.screenshot("job-long-job-name")
+    job_page_overflow = page.evaluate(overflow)
+
+    assert run_page_overflow == 0
+    assert job_page_overflow == 0
+    assert browser_page.errors == []
+
 def test_log_viewer_stays_small_on_a_million_lines(
     api_server: ApiServer, db: psycopg.Connection, browser_page: BrowserPage,
 ) -> None:
