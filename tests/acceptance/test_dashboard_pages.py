@@ -116,8 +116,7 @@ def test_run_page_draws_graph_with_matrix_group(api_server: ApiServer,
                             spec={"steps": [], **matrix}),
         factories.job_entry("test (3.12)", ["build"], name="test (3.12)",
                             spec={"steps": [], **matrix}),
-        factories.job_entry("deploy", ["test (3.11)", "test (3.12)"],
-                            spec={"steps": [], "environment": "production"}),
+        deploy_entry("deploy", needs=["test (3.11)", "test (3.12)"]),
     ]
     run_id = factories.start_run_with_graph(db, repo_id, worker, graph)
 
@@ -140,6 +139,7 @@ def test_run_page_draws_graph_with_matrix_group(api_server: ApiServer,
     assert statuses == {"plan": "succeeded", "build": "queued", "test (3.11)": "pending",
                         "test (3.12)": "pending", "deploy": "pending"}
     assert "→ production" in svg
+    assert '<span class="env">→ production</span>' in page
 
 
 def test_job_page_embeds_the_log_tail(api_server: ApiServer, db: psycopg.Connection) -> None:

@@ -61,7 +61,7 @@ SELECT j.id, j.kind, j.key, j.name, j.status, j.attempt, j.exit_code, j.reason, 
        EXISTS (SELECT 1 FROM workers lw
                WHERE lw.status = 'active' AND j.labels <@ lw.labels) AS has_capable_worker,
        j.spec -> 'strategy' ->> 'job' AS matrix_job,
-       j.spec ->> 'environment' AS environment,
+       j.environment,
        coalesce((SELECT array_agg(d.needs_job_id ORDER BY d.needs_job_id)
                  FROM job_dependencies d WHERE d.job_id = j.id), '{}') AS needs_ids
 FROM jobs j
