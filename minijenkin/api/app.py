@@ -47,9 +47,9 @@ API_POOL_MAX = 20
 LEGACY_ENCRYPT_WAIT_SECONDS = 5.0
 # Longest wait for each part of the API to stop. A part still running then
 # is left behind, so that a stuck part cannot keep the process from exiting
-# (and `minijenkin up` from stopping its workers and database). NOTE: the
-# maintenance loops have been seen to ignore their cancel when it came
-# during start-up on a busy machine; why is not known.
+# (and `minijenkin up` from stopping its workers and database). The
+# maintenance loops used to reach this limit when cancelled during
+# start-up; run_loop says why and now stops.
 SHUTDOWN_STEP_SECONDS = 10.0
 
 

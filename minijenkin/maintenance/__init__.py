@@ -75,6 +75,14 @@ async def run_loop(pool: AsyncConnectionPool, loop: Loop) -> None:
                     "action": "maintenance_error", "loop": loop.name, "failures": failures,
                     "error": f"{type(exc).__name__}: {exc}",
                 })
+        # A tick can return normally after a cancel: Python 3.11's
+        # asyncio.wait_for, which psycopg_pool uses to wait for a connection,
+        # drops the cancel when the connection arrives at the same moment.
+        # Without this check the loop would sleep on, and the API's
+        # shutdown would wait for it in vain.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         # With a backlog, the next tick starts at once; each tick is bounded
         # in time, and sleep(0) still lets the process's other tasks run.
         await asyncio.sleep(0 if backlog else loop.interval_seconds)
