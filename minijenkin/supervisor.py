@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -153,6 +155,24 @@ def _install_stop_handlers(server: uvicorn.Server, workers: WorkerProcesses) -> 
         loop.add_signal_handler(sig, request_stop, sig)
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    """Check whether binding `host:port` fails because another socket has that address."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror:
+        return False
+    with socket.socket(family, kind, proto) as probe:
+        # asyncio.create_server, which uvicorn calls, sets SO_REUSEADDR on Unix too, so a port
+        # with only TIME_WAIT connections counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
 async def serve(
     settings: Settings,
     *,
@@ -205,6 +225,14 @@ async def serve(
         announcer = asyncio.create_task(announce())
         try:
             await server.serve()
+        except SystemExit:
+            # uvicorn (0.54) exits with status 3 when it cannot bind, and logs only the OSError.
+            if not server.started and _port_in_use(settings.host, settings.port):
+                logger.error(
+                    f"another program uses port {settings.port} on {settings.host}, so the API "
+                    "cannot listen there. Stop that program, or choose another port with --port "
+                    "or MINIJENKIN_PORT", extra={"action": "api_port_in_use", "port": settings.port})
+            raise
         finally:
             announcer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -291,6 +291,8 @@ def test_up_with_port_in_use_exits(tmp_path: Path) -> None:
     output = log_path.read_text()
     assert code == 3, output
     assert "address already in use" in output
+    assert (f"another program uses port {port} on 127.0.0.1, so the API cannot listen there. "
+            "Stop that program, or choose another port with --port or MINIJENKIN_PORT") in output
     assert "worker stopped" in output
     assert EmbeddedPostgres(data_dir).is_running() is False
 
