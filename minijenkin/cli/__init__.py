@@ -59,13 +59,14 @@ app.command("doctor", epilog=DATABASE_EPILOG)(doctor_command.doctor)
 app.command("settings")(settings_command.settings)
 console = Console(stderr=True)
 
+# Typer renders help text as Rich markup, which drops an unescaped "[...]", so a literal "[" is written "\\[".
 HostOption = Annotated[str | None, typer.Option(
-    "--host", help="Address the API binds to. [env: MINIJENKIN_HOST; default: 127.0.0.1]")]
+    "--host", help="Address the API binds to. \\[env: MINIJENKIN_HOST; default: 127.0.0.1]")]
 PortOption = Annotated[int | None, typer.Option(
-    "--port", min=0, max=65535, help="TCP port of the API. [env: MINIJENKIN_PORT; default: 3000]")]
+    "--port", min=0, max=65535, help="TCP port of the API. \\[env: MINIJENKIN_PORT; default: 3000]")]
 DataDirOption = Annotated[Path | None, typer.Option(
     "--data-dir", help="Directory for the embedded database, mirrors and workspaces. "
-                       "[env: MINIJENKIN_DATA_DIR]")]
+                       "\\[env: MINIJENKIN_DATA_DIR]")]
 
 
 def _version(value: bool) -> None:
@@ -133,11 +134,11 @@ def api(
 @app.command(epilog=SETTINGS_EPILOG)
 def worker(
     concurrency: Annotated[int | None, typer.Option(
-        "--concurrency", min=1, help="Jobs run at once. [env: MINIJENKIN_WORKER_CONCURRENCY; "
+        "--concurrency", min=1, help="Jobs run at once. \\[env: MINIJENKIN_WORKER_CONCURRENCY; "
                                      "default: 4]")] = None,
     labels: Annotated[str | None, typer.Option(
         "--labels", help="Comma-separated labels offered to `runs-on`. "
-                         "[env: MINIJENKIN_WORKER_LABELS]")] = None,
+                         "\\[env: MINIJENKIN_WORKER_LABELS]")] = None,
 ) -> None:
     """Run a worker that claims and runs jobs until SIGTERM (graceful) or a second signal."""
     from minijenkin.runtime import worker_database_url

@@ -16,9 +16,10 @@ from minijenkin.text import quantity
 STATUS_LABEL = {"ok": "[green]ok[/]  ", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
 
 
+# Typer renders help text as Rich markup, which drops an unescaped "[...]", so a literal "[" is written "\\[".
 def doctor(
     data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", help="Directory whose disk space is checked. [env: MINIJENKIN_DATA_DIR; "
+        "--data-dir", help="Directory whose disk space is checked. \\[env: MINIJENKIN_DATA_DIR; "
                            "default: ~/.local/share/minijenkin]")] = None,
     max_clock_skew: Annotated[float, typer.Option(
         "--max-clock-skew", min=0.0,

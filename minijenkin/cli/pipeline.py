@@ -20,9 +20,10 @@ from minijenkin.text import quantity
 
 EventOption = Annotated[str, typer.Option(
     "--event", help=f"Event to plan for: {', '.join(EVENTS)}.")]
+# Typer renders help text as Rich markup, which drops an unescaped "[...]", so a literal "[" is written "\\[".
 RefOption = Annotated[str | None, typer.Option(
     "--ref", help="Full git ref of the event, e.g. refs/heads/main or refs/tags/v1.0. "
-                  "[default: the checked-out branch]")]
+                  "\\[default: the checked-out branch]")]
 InputOption = Annotated[list[str] | None, typer.Option(
     "--input", help="A manual run's input as NAME=VALUE; repeat for several.")]
 
@@ -95,7 +96,7 @@ def _print_graph(console: Console, graph: list[dict[str, Any]]) -> None:
 
 def validate(
     file: Annotated[Path | None, typer.Argument(
-        help=f"Pipeline file or directory to check. [default: {PIPELINE_FILE}, else "
+        help=f"Pipeline file or directory to check. \\[default: {PIPELINE_FILE}, else "
              f"{sources.WORKFLOWS_DIR}/*.yml, in the current directory]")] = None,
     event: EventOption = "push",
     ref: RefOption = None,
@@ -147,7 +148,7 @@ def exec_command(
     jobs: Annotated[int, typer.Option("--jobs", min=1, max=64, help="Jobs run at once.")] = 2,
     data_dir: Annotated[Path | None, typer.Option(
         "--data-dir", help="Directory for the embedded database, snapshots and workspaces "
-                           "(exec uses its own folder inside it). [env: MINIJENKIN_DATA_DIR]")] = None,
+                           "(exec uses its own folder inside it). \\[env: MINIJENKIN_DATA_DIR]")] = None,
 ) -> None:
     """Run the pipeline of a local working tree on this machine, streaming its logs."""
     from minijenkin.cli.common import load_cli_settings

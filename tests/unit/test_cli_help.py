@@ -23,6 +23,8 @@ WITHOUT_DATABASE = {"", "validate", "exec", "logs", "search", "notify", "repo", 
 # A numeric option names what it counts in one of these words.
 UNITS = re.compile(r"\b(?:seconds?|MiB|days?|jobs?|process(?:es)?|hits?|attempt|id|port)\b", re.IGNORECASE)
 VARIABLE = re.compile(r"\b(?:MINIJENKIN_[A-Z_]+|DATABASE_URL)\b")
+# A note such as "[env: MINIJENKIN_PORT; default: 3000]" in an option's help.
+BRACKETED = re.compile(r"\[[^\]]+\]")
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
@@ -114,4 +116,13 @@ def test_options_for_settings_name_their_variable() -> None:
     for (path, flag), variable in options.items():
         [param] = [param for param in COMMANDS[path].params if flag in getattr(param, "opts", [])]
         assert variable in variables
-        assert f"[env: {variable}" in param.help, f"{path} {flag}"
+        assert f"[env: {variable}" in _help(path), f"{path} {flag}"
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS))
+def test_help_keeps_bracketed_notes(path: str) -> None:
+    text = _help(path)
+
+    for param in _options(COMMANDS[path]):
+        for note in BRACKETED.findall((getattr(param, "help", None) or "").replace("\\[", "[")):
+            assert " ".join(note.split()) in text, f"{path} {param.name}"
