@@ -11,6 +11,7 @@ after each attempt and streams the next one.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ import typer
 from httpx_sse import connect_sse
 
 from minijenkin.config import DEFAULT_HOST, DEFAULT_PORT
-from minijenkin.errors import MiniJenkinError, NotFoundError
+from minijenkin.errors import InvalidInputError, MiniJenkinError, NotFoundError
 from minijenkin.logs.render import for_terminal
 from minijenkin.runs import ACTIVE_STATUSES
 
@@ -311,6 +312,12 @@ def search(
     token: TokenOption = None,
 ) -> None:
     """Search job logs; prints one hit per line: repository, job, line number and snippet."""
+    if since is not None:
+        try:
+            dt.datetime.fromisoformat(since)
+        except ValueError:
+            raise InvalidInputError(f"invalid --since {since!r}: use an ISO 8601 date or time, "
+                                    "e.g. 2026-12-01 or 2026-12-01T08:00:00Z") from None
     params: dict[str, str | int] = {"q": query, "limit": limit}
     for name, value in (("repo", repo), ("branch", branch), ("since", since)):
         if value is not None:

@@ -344,6 +344,20 @@ def test_cli_search_notes_truncated_search(api_server: ApiServer, db: psycopg.Co
     assert "only the newest logs were searched" not in complete.stderr
 
 
+def test_cli_search_checks_since(api_server: ApiServer) -> None:
+    word = _cli(api_server, "search", "timeout", "--since", "yesterday")
+    day = _cli(api_server, "search", "timeout", "--since", "2026-12-01")
+    utc = _cli(api_server, "search", "timeout", "--since", "2026-12-01T08:00:00Z")
+
+    assert word.returncode == 1
+    assert word.stderr == ("error: invalid --since 'yesterday': use an ISO 8601 date or time, "
+                           "e.g. 2026-12-01 or 2026-12-01T08:00:00Z\n")
+    assert day.returncode == 0, day.stderr
+    assert day.stderr == "no matching log lines\n"
+    assert utc.returncode == 0, utc.stderr
+    assert utc.stderr == "no matching log lines\n"
+
+
 def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
     """Read one line of the process's stdout, failing after `timeout` seconds."""
     assert process.stdout is not None
