@@ -113,7 +113,8 @@ async def request_poll(conn: psycopg.AsyncConnection, repo_id: int) -> None:
     if await cursor.fetchone() is None:
         await get_repo(conn, repo_id)
         raise ConflictError(
-            f"repository {repo_id} does not poll: set poll_interval_seconds first",
+            f"repository {repo_id} does not poll: set poll_interval_seconds with "
+            f"PATCH /api/repos/{repo_id} first",
             field="poll_interval_seconds")
 
 

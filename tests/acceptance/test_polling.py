@@ -129,7 +129,8 @@ def test_poll_request_for_repository_without_polling_is_409(api_server: ApiServe
 
     assert response.status_code == 409
     assert response.json() == {
-        "detail": f"repository {repo_id} does not poll: set poll_interval_seconds first",
+        "detail": f"repository {repo_id} does not poll: set poll_interval_seconds with "
+                  f"PATCH /api/repos/{repo_id} first",
         "field": "poll_interval_seconds"}
     assert too_fast.status_code == 422
     assert too_fast.json()["field"] == "poll_interval_seconds"
