@@ -150,6 +150,8 @@ async def run_demo(api_url: str, data_dir: Path, console: Console | None = None)
         status = await follow_run(client, run_id, console)
     console.print()
     console.print(f"[bold]demo run {run_id} {status}[/]")
+    console.print(f"  dashboard: {api_url}/runs/{run_id} (sign in at {api_url}/signin with the "
+                  "admin token)", soft_wrap=True)
     console.print(f"  API docs:  {api_url}/docs")
     # Commands are printed without wrapping so that they can be pasted whole.
     console.print(f"  this run:  curl -H \"Authorization: Bearer $(cat {token_file})\" "

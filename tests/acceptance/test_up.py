@@ -156,14 +156,15 @@ def test_worker_stops_when_up_is_killed(tmp_path: Path) -> None:
     assert "worker stopped" in log_path.read_text()
 
 
-def _start_up(data_dir: Path, port: int, log_path: Path, *, workers: int = 1,
+def _start_up(data_dir: Path, port: int, log_path: Path, *, workers: int = 1, demo: bool = False,
               **env: str) -> subprocess.Popen[bytes]:
     """Start `minijenkin up` in a session of its own, with extra variables in `env`."""
     env = {**scrubbed_environment(), "MINIJENKIN_DATA_DIR": str(data_dir), **env}
+    demo_options = ["--demo"] if demo else []
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "minijenkin", "up", "--port", str(port),
-             "--workers", str(workers)],
+             "--workers", str(workers), *demo_options],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -181,6 +182,24 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait()
+
+
+def test_up_demo_points_to_dashboard(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "up.log"
+    process = _start_up(data_dir, port, log_path, demo=True)
+    try:
+        wait_for(lambda: "The API stays up" in log_path.read_text(errors="replace")
+                 or process.poll() is not None, timeout=180, message="the demo run to end")
+        output = log_path.read_text(errors="replace")
+    finally:
+        _stop(process)
+
+    assert "demo run 1 succeeded" in output, output
+    assert f"  dashboard: {url}/runs/1 (sign in at {url}/signin with the admin token)" in output
+    assert f"  admin token for the CLI and the dashboard: {data_dir / 'admin-token'}" in output
 
 
 def test_second_up_on_same_data_dir_is_rejected(tmp_path: Path) -> None:
