@@ -302,7 +302,8 @@ def logs(
 
 def search(
     query: Annotated[str, typer.Argument(
-        help='Words to find, web-search style: "exact phrase", -excluded, or.')],
+        help='Words to find, all of them unless joined by or, web-search style: "exact phrase", '
+             '-excluded, word or word.')],
     repo: Annotated[str | None, typer.Option("--repo", help="Only this repository.")] = None,
     branch: Annotated[str | None, typer.Option("--branch", help="Only runs of this branch.")] = None,
     since: Annotated[str | None, typer.Option(

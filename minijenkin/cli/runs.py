@@ -96,8 +96,11 @@ def approve(
         "--reject", help="Reject the deploy: the job and the jobs that need it are "
                          "skipped.")] = False,
 ) -> None:
-    """Approve a deploy that awaits approval (it then waits for its environment's lock),
-    or reject it with --reject. The decision is recorded under the local user name."""
+    """Approve a deploy that awaits approval, or reject it with --reject.
+
+    An approved deploy then waits for its environment's lock. The decision
+    is recorded under the local user name.
+    """
     by = f"cli:{getpass.getuser()}"
     outcome = run_with_connection(
         lambda conn: deploys.decide(conn, job_id, approve=not reject, by=by))

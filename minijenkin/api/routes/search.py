@@ -27,7 +27,8 @@ async def search(
     _: ReadAccess,
     q: Annotated[str, Query(
         min_length=1, max_length=500,
-        description='Words to find, web-search style: `"exact phrase"`, `-excluded`, `or`.')],
+        description='Words to find, all of them unless joined by `or`, web-search style: '
+                    '`"exact phrase"`, `-excluded`, `word or word`.')],
     repo: Annotated[str | None, Query(max_length=200, description="Repository name.")] = None,
     branch: Annotated[str | None, Query(max_length=255)] = None,
     since: Annotated[dt.datetime | None, Query(
