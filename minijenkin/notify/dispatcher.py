@@ -83,7 +83,10 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    # RFC 9110 delay-seconds is ASCII digits only. str.isdigit() also accepts
+    # characters such as "²" that float() rejects, and a receiver's header
+    # must not crash the delivery.
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)

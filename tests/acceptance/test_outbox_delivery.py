@@ -210,6 +210,36 @@ def test_429_retry_after_honoured(start_api: Callable[..., ApiServer], db: psyco
     assert row["attempts"] == 2
 
 
+def test_429_non_ascii_retry_after_uses_backoff(start_api: Callable[..., ApiServer],
+                                               db: psycopg.Connection,
+                                               start_receiver: Callable[..., Receiver],
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    # "\u00b2" (superscript two) passes str.isdigit() but is not a delay-seconds value.
+    def responder(request: Received) -> Reply:
+        if len(receiver.received()) == 1:
+            return Reply(429, b"rate limited", {"Retry-After": "\u00b2"})
+        return Reply(200)
+
+    receiver = start_receiver(responder)
+    api = start_api()
+    repo_id = create_repo(db)
+    add_target(api, repo_id, kind="webhook", url=f"{receiver.url}/limited")
+
+    with caplog.at_level(logging.INFO, logger="minijenkin.notify.dispatcher"):
+        close_run(db, repo_id, register_worker(db))
+        [row] = wait_for_states(db, "delivered", 1)
+
+    actions = [getattr(record, "action", None) for record in caplog.records]
+    retries = [(record.status_code, record.retry_after) for record in caplog.records
+               if getattr(record, "action", None) == "delivery_retry"]
+    first, second = receiver.received()
+    assert "delivery_error" not in actions
+    assert retries == [(429, None)]
+    # The 0.2 s to 1 s backoff, not the 9 s lease that an attempt which raised leaves behind.
+    assert second.at - first.at < 5.0
+    assert row["attempts"] == 2
+
+
 def test_500s_retried_then_delivered(start_api: Callable[..., ApiServer], db: psycopg.Connection,
                                      start_receiver: Callable[..., Receiver]) -> None:
     def responder(request: Received) -> Reply:

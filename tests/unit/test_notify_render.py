@@ -283,6 +283,11 @@ def test_retry_after_seconds_and_date() -> None:
     assert parse_retry_after(None, now) is None
 
 
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "\uff15", "1.5", "-3", "5s"])
+def test_retry_after_non_ascii_digits_ignored(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
 @pytest.mark.parametrize(("seconds", "text"), [
     (None, "-"), (0.4, "0s"), (59.6, "1m 00s"), (64.5, "1m 04s"), (3725, "1h 02m"),
 ])
