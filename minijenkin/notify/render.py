@@ -82,6 +82,11 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
+def is_header_token(value: str) -> bool:
+    """Return whether `value` is visible ASCII (0x21 to 0x7E), which any HTTP header can carry."""
+    return all("!" <= char <= "~" for char in value)
+
+
 def encode(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -365,6 +370,13 @@ def build_request(
 
     if secret is None:
         raise RenderError(f"the {kind} target has no API token")
+    # Targets stored before tokens were checked may hold a line break or a
+    # non-ASCII character, which httpx cannot send. Its error quotes the
+    # token, and a retry cannot succeed. Forge tokens never contain spaces.
+    if not is_header_token(secret):
+        raise RenderError(f"the {kind} target's API token contains characters other than "
+                          "visible ASCII, which an HTTP header cannot carry; remove the target "
+                          "and add it again with a valid token")
     project = str(options.get("project") or repo_name)
     context = str(options.get("context") or DEFAULT_STATUS_CONTEXT)
     sha = str(payload["commit"]["sha"])

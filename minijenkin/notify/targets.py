@@ -23,6 +23,7 @@ from minijenkin.crypto import Keyring
 from minijenkin.db import translate_errors
 from minijenkin.errors import InvalidInputError, NotFoundError
 from minijenkin.notify import DEPLOY_EVENTS, EVENTS, KINDS, RUN_EVENTS, STATUS_KINDS
+from minijenkin.notify.render import is_header_token
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,11 @@ async def create_target(
     if secret is None and kind in STATUS_KINDS:
         raise InvalidInputError(
             f"{kind} targets need secret: an API token allowed to post commit statuses",
+            field="secret")
+    if secret is not None and kind in STATUS_KINDS and not is_header_token(secret):
+        raise InvalidInputError(
+            f"invalid secret: a {kind} API token is sent in an HTTP header, so it may contain "
+            "only visible ASCII characters (no spaces, line breaks or non-ASCII letters)",
             field="secret")
 
     await repos.get_repo(conn, repo_id)

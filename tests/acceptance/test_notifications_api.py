@@ -126,6 +126,9 @@ def test_list_and_delete_targets(api_server: ApiServer, db: psycopg.Connection) 
     ({"kind": "github-status"}, "secret"),
     ({"kind": "github-status", "secret": "ghp_0123456789", "events": ["deploy.started"]}, "events"),
     ({"kind": "github-status", "secret": "ghp_0123456789", "project": "no-slash"}, "project"),
+    ({"kind": "github-status", "secret": "ghp_0123\n456789"}, "secret"),
+    ({"kind": "gitlab-status", "secret": "glpat-t\u00f6ken123"}, "secret"),
+    ({"kind": "gitlab-status", "secret": "glpat token123"}, "secret"),
     ({"kind": "slack", "url": "https://x.example", "project": "acme/web"}, "project"),
     ({"kind": "slack", "url": "https://x.example", "colour": "red"}, "colour"),
 ])

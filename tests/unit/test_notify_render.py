@@ -230,6 +230,21 @@ def test_github_status_needs_owner_and_name() -> None:
             endpoints=ENDPOINTS)
 
 
+@pytest.mark.parametrize("kind", ["github-status", "gitlab-status"])
+@pytest.mark.parametrize("token", ["glpat-line\nbreak", "glpat-t\u00f6ken", "glpat token"])
+def test_status_token_not_header_safe(kind: str, token: str) -> None:
+    with pytest.raises(RenderError) as raised:
+        build_request(
+            delivery_id=7, kind=kind, event="run.failed", payload=failed_payload(),
+            idempotency_key=KEY, options={"project": "acme/web"}, repo_name="acme/web",
+            url=None, secret=token, endpoints=ENDPOINTS)
+
+    message = str(raised.value)
+    assert message.startswith(f"the {kind} target's API token contains characters other than")
+    assert token not in message
+    assert repr(token) not in message
+
+
 def test_gitlab_status_request() -> None:
     payload = failed_payload()
     payload["event"] = "run.cancelled"
