@@ -355,8 +355,10 @@ class Dispatcher:
             logger.error("notification moved to the dead letter", extra={
                 **extra, "action": "delivery_dead", "error": result.error})
         elif state == "stale":
-            logger.warning("delivery outcome ignored: another dispatcher took over the row "
-                           "after this one's lease ended", extra={**extra, "action": "delivery_stale"})
+            # mj_outbox_report_v1 returns 'stale' for a deleted row too.
+            logger.warning("delivery outcome ignored: the delivery was deleted with its target, "
+                           "or another dispatcher took over the row after this one's lease ended",
+                           extra={**extra, "action": "delivery_stale"})
 
     # -- notifications --------------------------------------------------------
 

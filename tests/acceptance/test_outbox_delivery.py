@@ -292,6 +292,34 @@ def test_slow_receiver_times_out_then_retried(start_api: Callable[..., ApiServer
     assert row["attempts"] == 2
 
 
+def test_target_deleted_mid_delivery_not_resent(start_api: Callable[..., ApiServer],
+                                                db: psycopg.Connection,
+                                                start_receiver: Callable[..., Receiver],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    # The receiver returns 503 after 1 s, so the attempt is in flight when the target is deleted.
+    receiver = start_receiver(lambda request: Reply(503, delay=1.0))
+    api = start_api()
+    repo_id = create_repo(db)
+    target = add_target(api, repo_id, kind="webhook", url=f"{receiver.url}/busy")
+
+    with caplog.at_level(logging.INFO, logger="minijenkin.notify.dispatcher"):
+        close_run(db, repo_id, register_worker(db))
+        receiver.wait_for_requests(1)
+        with api.client() as client:
+            deleted = client.delete(f"/api/repos/{repo_id}/notifications/{target['id']}")
+        stale = wait_for(lambda: [record for record in caplog.records
+                                  if getattr(record, "action", None) == "delivery_stale"],
+                         timeout=10, message="the outcome of the deleted delivery")
+        time.sleep(1.0)
+
+    assert deleted.status_code == 204, deleted.text
+    assert outbox_rows(db) == []
+    assert [record.getMessage() for record in stale] == [
+        "delivery outcome ignored: the delivery was deleted with its target, or another "
+        "dispatcher took over the row after this one's lease ended"]
+    assert len(receiver.received()) == 1
+
+
 def test_permanent_404_dead_lettered(start_api: Callable[..., ApiServer], db: psycopg.Connection,
                                      start_receiver: Callable[..., Receiver]) -> None:
     answer = {"status": 404}
