@@ -18,6 +18,7 @@ wall-clock times.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -29,6 +30,10 @@ FIELD_COUNT = 5
 _GAP_MINUTES_MAX = 48 * 60
 # Candidates examined before giving up (an expression such as "0 0 30 2 *" never matches).
 _CANDIDATES_MAX = 10_000
+# croniter's extensions `H` (hashed, as in Jenkins) and `R` (random), alone or as
+# `R(0-29)` or `R/5`. A random value is drawn anew at every evaluation, so
+# each computed tick would land elsewhere.
+_HASHED_OR_RANDOM = re.compile(r"^[HR](\(|/|$)", re.IGNORECASE)
 
 
 class CronError(ValueError):
@@ -44,6 +49,11 @@ def normalize(expression: str) -> str:
     if len(fields) != FIELD_COUNT:
         raise CronError(f"invalid cron expression {expression!r}: it needs 5 fields "
                         f"(minute hour day-of-month month day-of-week), got {len(fields)}")
+    for field in fields:
+        if any(_HASHED_OR_RANDOM.match(value) for value in field.split(",")):
+            raise CronError(f"invalid cron expression {expression!r}: {field!r} is a hashed (H) "
+                            "or random (R) value, which standard cron does not have. "
+                            "Use numbers, ranges, lists and steps.")
     if not croniter.is_valid(text):
         raise CronError(f"invalid cron expression {expression!r}: expected five fields "
                         "(minute hour day-of-month month day-of-week), e.g. '30 5 * * 1-5'")

@@ -76,6 +76,10 @@ def test_due_tick_without_missed_ticks() -> None:
     ("0 6 * * * *", "it needs 5 fields (minute hour day-of-month month day-of-week), got 6"),
     ("61 6 * * *", "invalid cron expression '61 6 * * *'"),
     ("0 0 30 2 *", "cron expression '0 0 30 2 *' never matches a date"),
+    ("R * * * *", "'R' is a hashed (H) or random (R) value"),
+    ("0 r(0-5) * * *", "'r(0-5)' is a hashed (H) or random (R) value"),
+    ("0 1,R/4 * * *", "'1,R/4' is a hashed (H) or random (R) value"),
+    ("H 6 * * *", "'H' is a hashed (H) or random (R) value"),
 ])
 def test_invalid_expressions_are_rejected(expression: str, message: str) -> None:
     with pytest.raises(cron.CronError) as raised:
@@ -87,6 +91,10 @@ def test_invalid_expressions_are_rejected(expression: str, message: str) -> None
 def test_aliases_and_spacing_are_normalized() -> None:
     assert cron.normalize(" @Daily ") == "@daily"
     assert cron.normalize("0  6 * *\t*") == "0 6 * * *"
+
+
+def test_day_and_month_names_are_accepted() -> None:
+    assert cron.normalize("0 6 * mar-apr thu,fri") == "0 6 * mar-apr thu,fri"
 
 
 def test_unknown_time_zone_is_rejected() -> None:
