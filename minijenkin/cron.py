@@ -108,9 +108,19 @@ def next_tick(expression: str, timezone: str, after: dt.datetime) -> dt.datetime
 def latest_tick(expression: str, timezone: str, at_or_before: dt.datetime) -> dt.datetime | None:
     """The last tick at or before `at_or_before`, or None when there is none within reach."""
     tz = zone(timezone)
-    local = at_or_before.astimezone(tz).replace(tzinfo=None) + dt.timedelta(seconds=1)
+    local = at_or_before.astimezone(tz)
+    naive = local.replace(tzinfo=None)
+    start = naive + dt.timedelta(seconds=1)
+    if local.fold:
+        # In the second pass of a repeated hour, every wall-clock time up to
+        # the end of that hour first occurred in the first pass, so the walk
+        # back starts from the end of the repeated hour.
+        first_offset = naive.replace(tzinfo=tz, fold=0).utcoffset()
+        second_offset = naive.replace(tzinfo=tz, fold=1).utcoffset()
+        assert first_offset is not None and second_offset is not None
+        start += max(first_offset - second_offset, dt.timedelta(0))
     try:
-        candidates = croniter(expression, local)
+        candidates = croniter(expression, start)
         for _ in range(_CANDIDATES_MAX):
             instant = wall_to_instant(candidates.get_prev(dt.datetime), tz)
             if instant <= at_or_before:

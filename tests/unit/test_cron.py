@@ -55,6 +55,22 @@ def test_hourly_ticks_across_the_repeated_hour() -> None:
                          utc(2026, 10, 25, 3, 0), utc(2026, 10, 25, 4, 0)]
 
 
+def test_latest_tick_in_repeated_hour() -> None:
+    # 01:10 UTC on 2026-10-25 is 02:10 winter time in Berlin, during the
+    # second pass of 02:00-03:00. Today's 02:30 already fired at 00:30 UTC.
+    latest = cron.latest_tick("30 2 * * *", BERLIN, utc(2026, 10, 25, 1, 10))
+
+    assert latest == utc(2026, 10, 25, 0, 30)
+
+
+def test_due_tick_after_downtime_ending_in_repeated_hour() -> None:
+    tick, following = cron.due_tick("30 2 * * *", BERLIN, utc(2026, 10, 23, 0, 30),
+                                    utc(2026, 10, 25, 1, 10))
+
+    assert tick == utc(2026, 10, 25, 0, 30)
+    assert following == utc(2026, 10, 26, 1, 30)
+
+
 def test_due_tick_after_downtime_is_the_latest_missed() -> None:
     tick, following = cron.due_tick("0 6 * * *", BERLIN, utc(2026, 12, 1, 5, 0),
                                     utc(2026, 12, 4, 20, 0))
