@@ -7,9 +7,11 @@ an expression uses it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 # Our run events, under the names GitHub Actions gives `github.event_name`.
 GITHUB_EVENT_NAMES = {"push": "push", "tag": "push", "pull_request": "pull_request",
@@ -54,6 +56,8 @@ class Event:
     # scheduler recorded them (trigger.schedule, written by mj_schedule_fire_v1).
     schedule: str | None = None
     schedule_timezone: str | None = None
+    # The forge's address, from the repository's clone URL (GITHUB_SERVER_URL).
+    server_url: str = ""
 
     @classmethod
     def from_context(cls, run: Mapping[str, Any], repo: Mapping[str, Any]) -> Event:
@@ -95,6 +99,7 @@ class Event:
             changed_files=tuple(str(path) for path in changed) if isinstance(changed, list) else None,
             schedule=schedule_cron if isinstance(schedule_cron, str) else None,
             schedule_timezone=schedule_timezone if isinstance(schedule_timezone, str) else None,
+            server_url=server_url(str(repo.get("url") or "")),
         )
 
     @property
@@ -125,6 +130,27 @@ _GITHUB_PULL_REQUEST_ACTIONS = {
 def github_pull_request_action(action: Any) -> Any:
     """Return GitHub's name for a forge's pull request action; other values unchanged."""
     return _GITHUB_PULL_REQUEST_ACTIONS.get(action, action) if isinstance(action, str) else action
+
+
+# git's scp-like syntax for SSH: [user@]host:path, with no scheme.
+_SCP_LIKE_URL = re.compile(r"^(?:[\w.-]+@)?([\w.-]+\.[\w-]+):(?!//)")
+
+
+def server_url(clone_url: str) -> str:
+    """Return the forge's address for a clone URL, e.g. https://gitlab.com, or '' for a local path.
+
+    An SSH URL (git@host:owner/name.git or ssh://) maps to https on its host.
+    """
+    scp_like = _SCP_LIKE_URL.match(clone_url)
+    if scp_like:
+        return f"https://{scp_like.group(1)}"
+    parts = urlsplit(clone_url)
+    if parts.scheme in ("ssh", "git+ssh") and parts.hostname:
+        return f"https://{parts.hostname}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def github_context(event: Event, *, job: str = "", workspace: str = "", attempt: int = 1,
@@ -163,7 +189,12 @@ def github_context(event: Event, *, job: str = "", workspace: str = "", attempt:
         "repository": event.repository,
         "repository_owner": owner,
         "run_id": str(event.run_id),
+        # Mini-Jenkin numbers runs once, across pipelines.
+        "run_number": str(event.run_id),
         "run_attempt": str(attempt),
+        "server_url": event.server_url,
+        # There is no GitHub token here: store one as a secret when a job needs it.
+        "token": "",
         "actor": event.sender or event.author or "",
         "triggering_actor": event.sender or event.author or "",
         "head_ref": str(pull_request.get("head_ref") or "") if pull_request else "",
@@ -204,8 +235,8 @@ def _json_text(value: Any) -> str:
 # `run:` script. Everything else read from `github` or `minijenkin` (branch
 # and tag names, commit messages, pull request titles, user names) is not.
 TRUSTED_GITHUB_KEYS = frozenset({
-    "event_name", "sha", "repository", "repository_owner", "run_id", "run_attempt", "job",
-    "workspace", "ref_type", "workflow",
+    "event_name", "sha", "repository", "repository_owner", "run_id", "run_number", "run_attempt", "job",
+    "workspace", "ref_type", "workflow", "server_url", "token",
 })
 TRUSTED_MINIJENKIN_KEYS = frozenset({"event", "commit", "before", "repository", "run_id"})
 
@@ -231,7 +262,7 @@ ENVIRONMENT_EQUIVALENTS = {
 }
 
 GITHUB_KEYS = ("event_name", "event", "ref", "ref_name", "ref_type", "sha", "repository",
-               "repository_owner", "run_id", "run_attempt", "actor", "triggering_actor", "head_ref",
-               "base_ref", "job", "workspace", "workflow")
+               "repository_owner", "run_id", "run_number", "run_attempt", "actor", "triggering_actor",
+               "head_ref", "base_ref", "job", "workspace", "workflow", "server_url", "token")
 MINIJENKIN_KEYS = ("event", "ref", "ref_name", "branch", "tag", "commit", "before", "message",
                    "author", "sender", "repository", "run_id", "pull_request")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from minijenkin.pipeline.events import GITHUB_EVENT_NAMES, PULL_REQUEST_REF_PREFIXES, ref_parts
+from minijenkin.pipeline.events import GITHUB_EVENT_NAMES, PULL_REQUEST_REF_PREFIXES, ref_parts, server_url
 from minijenkin.queue.client import ClaimedJob
 from minijenkin.worker.steps import runner_arch
 
@@ -46,7 +46,9 @@ def job_environment(
         "GITHUB_EVENT_NAME": github_event,
         "GITHUB_REPOSITORY": repo["name"],
         "GITHUB_RUN_ID": str(run["id"]),
+        "GITHUB_RUN_NUMBER": str(run["id"]),
         "GITHUB_RUN_ATTEMPT": str(job.attempt),
+        "GITHUB_SERVER_URL": server_url(str(repo.get("url") or "")),
         "GITHUB_JOB": str(job.spec.get("job") or job.key),
         "GITHUB_WORKSPACE": str(workspace),
         "GITHUB_ACTOR": sender,

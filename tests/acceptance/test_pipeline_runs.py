@@ -97,6 +97,8 @@ jobs:
         id: version
         run: |
           echo "python ${{ matrix.python }} for $APP on $GITHUB_REF_NAME ($GITHUB_EVENT_NAME)"
+          echo "server [$GITHUB_SERVER_URL] [${{ github.server_url }}]"
+          echo "run ${{ github.run_number }} token [${{ github.token }}]"
           echo "tag=py${{ matrix.python }}" >> "$GITHUB_OUTPUT"
           echo "STAGE=tested" >> "$GITHUB_ENV"
           mkdir -p "$RUNNER_TEMP/bin"
@@ -158,6 +160,8 @@ def test_github_workflow_runs_unchanged(
         ("system", f"actions/checkout@v4: the workspace already holds commit {commit[:12]}"),
         ("system", "▶ Show version"),
         ("stdout", "python 3.12 for demo on main (push)"),
+        ("stdout", "server [] []"),
+        ("stdout", f"run {run['id']} token []"),
         ("system", "▶ Coverage"),
         ("stdout", "coverage for py3.12 after tested"),
         ("system", "▶ In a subdirectory"),

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minijenkin.pipeline.events import server_url
 from minijenkin.pipeline.expressions import (
     ExpressionError,
     Scope,
@@ -394,3 +395,16 @@ def test_nan_is_falsy_and_unequal() -> None:
     assert value("'abc' < 1") is False
     assert is_truthy(math.nan) is False
     assert value("fromJSON('[1]') == fromJSON('[1]')") is False
+
+
+@pytest.mark.parametrize(("clone_url", "expected"), [
+    ("https://github.com/acme/web.git", "https://github.com"),
+    ("http://gitea.local:3000/acme/web.git", "http://gitea.local:3000"),
+    ("https://ci:secret@gitlab.example.com/acme/web.git", "https://gitlab.example.com"),
+    ("git@github.com:acme/web.git", "https://github.com"),
+    ("ssh://git@gitlab.com:2222/acme/web.git", "https://gitlab.com"),
+    ("/srv/git/web.git", ""),
+    ("file:///srv/git/web.git", ""),
+])
+def test_server_url_from_clone_url(clone_url: str, expected: str) -> None:
+    assert server_url(clone_url) == expected

@@ -591,8 +591,8 @@ INVALID_FILES = [
         [
             ".minijenkin.yml:3:15: jobs.a.name: unknown github property 'branch'; expected one of: "
             'event_name, event, ref, ref_name, ref_type, sha, repository, repository_owner, '
-            'run_id, run_attempt, actor, triggering_actor, head_ref, base_ref, job, workspace, '
-            'workflow',
+            'run_id, run_number, run_attempt, actor, triggering_actor, head_ref, base_ref, job, '
+            'workspace, workflow, server_url, token',
         ],
         id='github-unknown'),
     pytest.param(
