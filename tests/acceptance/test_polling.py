@@ -95,6 +95,32 @@ def test_poll_and_webhook_build_each_head_once(api_server: ApiServer, db: psycop
     assert repo["poll_error"] is None
 
 
+def test_push_back_to_built_commit_builds_again(api_server: ApiServer, db: psycopg.Connection,
+                                                git_repo: GitRepo) -> None:
+    first = git_repo.commit({"README.md": "one\n"}, "First")
+    second = git_repo.commit({"README.md": "two\n"}, "Second")
+
+    with api_server.client() as client:
+        created = client.post("/api/repos", json={"name": REPO, "url": git_repo.url,
+                                                  "webhook_secret": SECRET})
+        assert created.status_code == 201, created.text
+        pushed = [_webhook(client, git_repo, first, "0" * 40), _webhook(client, git_repo, second, first)]
+        # A force-push back to the first commit (a rollback), delivered twice
+        # with two delivery ids, then a push forward to the second again.
+        rollback = _webhook(client, git_repo, first, second)
+        rollback_again = _webhook(client, git_repo, first, second)
+        forward = _webhook(client, git_repo, second, first)
+
+    assert [response.status_code for response in pushed] == [201, 201]
+    assert rollback.status_code == 201, rollback.text
+    assert rollback_again.status_code == 200, rollback_again.text
+    assert rollback_again.json()["duplicate"] is True
+    assert rollback_again.json()["run_id"] == rollback.json()["run_id"]
+    assert forward.status_code == 201, forward.text
+    assert [(r["commit_sha"], r["before_sha"]) for r in _runs(db)] == [
+        (first, None), (second, first), (first, second), (second, first)]
+
+
 def test_poll_of_unreachable_repository_records_error(api_server: ApiServer,
                                                       db: psycopg.Connection, tmp_path: Path) -> None:
     missing = (tmp_path / "no-such-repo").as_uri()

@@ -2,7 +2,8 @@
 -- may read.
 
 -- Start a run for a pushed head unless a webhook or a poll already started
--- one for the same (repository, ref, commit). Returns the run's id and
+-- one for the same (repository, ref, commit), or a webhook moved the ref
+-- back to that commit (see below). Returns the run's id and
 -- whether this call created it. Two callers racing on one head serialise on
 -- the ref_heads primary key: the second finds the first's row once it
 -- commits and creates nothing.
@@ -28,13 +29,30 @@ BEGIN
     ON CONFLICT DO NOTHING;
 
     IF NOT FOUND THEN
+        -- Locked first, so that a second delivery of the same push waits
+        -- here and then finds this head as the ref's latest.
         SELECT h.run_id INTO v_run_id
         FROM ref_heads h
-        WHERE h.repo_id = p_repo_id AND h.ref = p_ref AND h.commit_sha = p_commit_sha;
-        run_id := v_run_id;
-        created := false;
-        RETURN NEXT;
-        RETURN;
+        WHERE h.repo_id = p_repo_id AND h.ref = p_ref AND h.commit_sha = p_commit_sha
+        FOR UPDATE;
+        -- A webhook whose `before` is the ref's latest head moved the ref
+        -- back to a commit built earlier (a force-push or a reset, often a
+        -- rollback): a new push, built again. Polls list heads without a
+        -- reliable `before`, so for them a known head stays known.
+        IF p_source = 'webhook' AND p_before_sha IS NOT NULL AND p_before_sha <> p_commit_sha
+           AND p_before_sha = (SELECT latest.commit_sha
+                               FROM ref_heads latest
+                               WHERE latest.repo_id = p_repo_id AND latest.ref = p_ref
+                               ORDER BY latest.created_at DESC
+                               LIMIT 1) THEN
+            UPDATE ref_heads h SET created_at = clock_timestamp(), source = p_source
+            WHERE h.repo_id = p_repo_id AND h.ref = p_ref AND h.commit_sha = p_commit_sha;
+        ELSE
+            run_id := v_run_id;
+            created := false;
+            RETURN NEXT;
+            RETURN;
+        END IF;
     END IF;
 
     v_run_id := mj_run_create_v1(p_repo_id, p_event, p_ref, p_commit_sha, p_before_sha, p_message,
