@@ -227,3 +227,28 @@ def test_rerun_of_active_run_is_rejected(db: psycopg.Connection) -> None:
 
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="is still active"):
         db.execute("SELECT mj_run_rerun_v1(%s, false)", (run_id,))
+
+
+def test_rerun_drops_outputs_of_unclaimed_jobs(db: psycopg.Connection) -> None:
+    planner = register_worker(db)
+    run_id = start_run_with_graph(db, create_repo(db), planner, [
+        job_entry("build"), job_entry("package", ["build"]),
+        job_entry("report", ["package"], condition="always()")])
+    worker_id = register_worker(db)
+    finish(db, claim(db, worker_id)[0])
+    package = claim(db, worker_id)[0]
+    stored = db.execute("SELECT mj_job_outputs_set_v1(%s, %s, '{\"version\": \"1.0\"}') AS stored",
+                        (package["job_id"], package["lease_token"])).fetchone()
+    assert stored == {"stored": True}
+    finish(db, package)
+    finish(db, claim(db, worker_id)[0])
+
+    db.execute("SELECT mj_run_rerun_v1(%s, false)", (run_id,))
+    finish(db, claim(db, worker_id)[0], "failed", 1)
+    report = claim(db, worker_id)
+    outputs = db.execute("SELECT key, outputs FROM mj_job_needs_outputs_v1(%s, %s)",
+                         (report[0]["job_id"], report[0]["lease_token"])).fetchall()
+
+    assert statuses(db, run_id)["package"] == "skipped"
+    assert [job["key"] for job in report] == ["report"]
+    assert outputs == []

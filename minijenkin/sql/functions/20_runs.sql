@@ -313,7 +313,10 @@ BEGIN
         UPDATE jobs
         SET status = 'pending', attempt_base = attempt, exit_code = NULL, reason = NULL,
             queued_at = NULL, started_at = NULL, finished_at = NULL, cancel_requested_at = NULL,
-            worker_id = NULL, lease_token = NULL
+            worker_id = NULL, lease_token = NULL,
+            -- A job that this run skips without a claim must not pass on
+            -- the outputs of the run before.
+            outputs = NULL
         WHERE id IN (SELECT id FROM target);
         GET DIAGNOSTICS v_count = ROW_COUNT;
     END IF;
