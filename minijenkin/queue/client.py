@@ -182,7 +182,7 @@ class QueueClient:
 
     async def store_outputs(self, job: ClaimedJob, outputs: dict[str, str]) -> bool:
         """Store the job's output values; return False when the lease is no longer this attempt's."""
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(QUERIES["job_outputs_set"], {
                 "job_id": job.job_id, "lease_token": job.lease_token, "outputs": Jsonb(outputs),
             })

@@ -11,6 +11,7 @@ import psycopg
 
 from minijenkin.config import Settings, load_settings
 from minijenkin.db import create_pool
+from minijenkin.errors import DatabaseUnavailableError
 from minijenkin.queue.batcher import FinishBatcher
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
 from minijenkin.worker.main import Worker
@@ -290,3 +291,28 @@ def test_worker_claims_after_a_rejected_result(db: psycopg.Connection, database_
     assert [(job.run_id, job.kind) for job in claimed] == [(second, "plan")]
     assert isinstance(result, psycopg.errors.NumericValueOutOfRange)
     assert statuses(db, first)["build"] == "running"
+
+
+def test_store_outputs_times_out(db: psycopg.Connection, database_url: str) -> None:
+    repo_id = create_repo(db)
+    worker_id = register_worker(db)
+    start_run_with_graph(db, repo_id, worker_id, [job_entry("build")])
+    [build] = claim(db, worker_id)
+
+    async def body(client: QueueClient) -> str:
+        client.call_timeout_seconds = 0.5
+        try:
+            await asyncio.wait_for(client.store_outputs(ClaimedJob(**build), {"version": "1.0"}), 10)
+        except DatabaseUnavailableError as exc:
+            return str(exc)
+        except TimeoutError:
+            return "no timeout within 10 s"
+        return "stored"
+
+    with psycopg.connect(database_url) as holder:
+        # Another transaction holds the job's row, so the UPDATE waits.
+        holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (build["job_id"],))
+        outcome = asyncio.run(_with_client(database_url, worker_id, body))
+        holder.rollback()
+
+    assert outcome == "timed out: no response from the database within 0.5 s"
