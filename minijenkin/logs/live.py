@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from minijenkin.db import TRANSIENT_ERRORS, connect_async
 from minijenkin.errors import NotFoundError
 from minijenkin.logs import store
+from minijenkin.runs import ACTIVE_STATUSES
 from minijenkin.sql import QUERIES
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ VIEWER_RECHECK_DISCONNECTED_SECONDS = 0.5
 LISTEN_CHECK_SECONDS = 5.0
 RECONNECT_DELAY_MAX_SECONDS = 5.0
 STREAM_PAGE_LINES = 1000
-_ACTIVE = frozenset({"pending", "queued", "running"})
 
 
 @dataclass(eq=False)
@@ -222,8 +222,9 @@ async def stream_attempt(
                 number = job["attempt"]
             elif hub.closed:
                 return
-            elif job["status"] not in _ACTIVE:
-                # Ended without ever running (cancelled or skipped).
+            elif job["status"] not in ACTIVE_STATUSES:
+                # Ended without ever running (cancelled or skipped). A deploy
+                # parked in waiting or awaiting_approval is still active.
                 yield [StreamEvent("end", {"job_id": job_id, "attempt": 0, "status": job["status"],
                                            "exit_code": None, "reason": job["reason"]})]
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psycopg
@@ -11,6 +12,7 @@ import psycopg
 from tests.support import factories
 from tests.support.api import ApiServer
 from tests.support.dashboard import wait_for_log_partitions
+from tests.support.deploys import acquire, deploy_entry, lock_connection
 from tests.support.logs import read_events, store_lines
 from tests.support.receiver import free_port
 from tests.support.workers import scrubbed_environment
@@ -166,3 +168,33 @@ def test_cli_logs_follows_port_setting(api_server: ApiServer, db: psycopg.Connec
     assert unreachable.stderr.startswith("error: cannot reach the API at http://127.0.0.1:")
     assert "set MINIJENKIN_API_URL" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_stream_waits_while_deploy_awaits_approval(
+    api_server: ApiServer, db: psycopg.Connection, database_url: str,
+) -> None:
+    db.execute("INSERT INTO environments (name, requires_approval) VALUES ('production', true)")
+    worker_id = factories.register_worker(db)
+    factories.start_run_with_graph(db, factories.create_repo(db), worker_id,
+                                   [deploy_entry("deploy")])
+    [job] = factories.claim(db, worker_id, limit=1)
+    with lock_connection(database_url) as conn:
+        assert acquire(conn, job)["outcome"] == "awaiting_approval"
+    events: list[tuple[str, str | None, dict]] = []
+
+    with api_server.client() as client:
+        reader = threading.Thread(target=lambda: events.extend(read_events(client, job["job_id"])))
+        reader.start()
+        # The parked job has no attempt yet, so its stream must wait for one
+        # rather than end at once.
+        reader.join(timeout=2)
+        still_open = reader.is_alive()
+        rejected = client.post(f"/api/jobs/{job['job_id']}/approve", params={"reject": "true"})
+        reader.join(timeout=30)
+
+    assert still_open
+    assert rejected.status_code == 200
+    assert not reader.is_alive()
+    assert events == [("end", None, {
+        "job_id": job["job_id"], "attempt": 0, "status": "skipped", "exit_code": None,
+        "reason": "deploy to production rejected by MINIJENKIN_ADMIN_TOKEN"})]
