@@ -226,6 +226,16 @@
           requestAnimationFrame(() => { const lines = batch; batch = []; appendLines(lines); });
         }
       });
+      source.addEventListener("error", () => {
+        // The browser reconnects to the same URL. Opened before the job
+        // started, that URL names no attempt, so after a retry the server
+        // would resume the new attempt from this attempt's last seq and skip
+        // its first lines. Reopen instead, pinned to the attempt shown.
+        if (!params.has("attempt") && state.attempt >= 1 && !state.finished) {
+          source.close();
+          setTimeout(stream, 1000);
+        }
+      });
       source.addEventListener("end", () => {
         source.close();
         state.finished = true;
