@@ -241,6 +241,10 @@ def follow_job(client: httpx.Client, job_id: int, printer: LinePrinter, err: Tex
     The loop ends only when the job does, as a retry may wait for a backoff
     or a free worker.
     """
+    job = _get_job(client, job_id)
+    if job["attempt"] == 0 and job["status"] in ("waiting", "awaiting_approval"):
+        # Parked for a deploy lock or an approval: the stream stays silent until it starts.
+        err.write(describe_unstarted(job_id, job["status"], None) + "\n")
     end = follow(client, job_id, None, printer, err)
     while True:
         err.write(describe_end(job_id, end) + "\n")

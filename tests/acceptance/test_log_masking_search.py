@@ -480,5 +480,5 @@ def test_cli_follow_waits_for_parked_job(api_server: ApiServer, db: psycopg.Conn
     assert out == ""
     assert err.splitlines() == [
         f"job {job_id} has not started yet: waiting",
-        f"attempt 1 of job {job_id} never started: cancelled (cancelled by a user)",
+        f"job {job_id} never started: cancelled (cancelled by a user)",
     ]
