@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 
 import psycopg
 from fastapi import Request
-from psycopg_pool import PoolTimeout
 
-from minijenkin.errors import DatabaseUnavailableError
+from minijenkin.db import pooled
 
 POOL_WAIT_SECONDS = 10.0
 
@@ -24,15 +23,5 @@ async def db_connection(request: Request) -> AsyncIterator[psycopg.AsyncConnecti
 async def pooled_connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection for one block, for handlers that must not hold one throughout
     (a streaming response would keep it for as long as the client stays)."""
-    pool = request.app.state.pool
-    try:
-        conn = await pool.getconn(timeout=POOL_WAIT_SECONDS)
-    except PoolTimeout as exc:
-        raise DatabaseUnavailableError(
-            f"no database connection became free within {POOL_WAIT_SECONDS:g} s"
-        ) from exc
-    try:
+    async with pooled(request.app.state.pool, wait_seconds=POOL_WAIT_SECONDS) as conn:
         yield conn
-    finally:
-        # putconn rolls back or discards a connection left in a bad state.
-        await pool.putconn(conn)

@@ -7,7 +7,7 @@ connections from here and runs named queries from `minijenkin.sql.QUERIES`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -94,6 +94,25 @@ def create_pool(
         name=application_name,
         reconnect_timeout=300,
     )
+
+
+@contextlib.asynccontextmanager
+async def pooled(pool: AsyncConnectionPool, *,
+                 wait_seconds: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+    """Check out a connection for one block; an exhausted pool raises DatabaseUnavailableError (503).
+
+    `wait_seconds` bounds the wait for a free connection (default: the pool's timeout).
+    """
+    wait = pool.timeout if wait_seconds is None else wait_seconds
+    try:
+        conn = await pool.getconn(timeout=wait)
+    except PoolTimeout as exc:
+        raise DatabaseUnavailableError(f"no database connection became free within {wait:g} s") from exc
+    try:
+        yield conn
+    finally:
+        # putconn rolls back or discards a connection left in a bad state.
+        await pool.putconn(conn)
 
 
 def _translate(exc: psycopg.Error) -> Exception | None:

@@ -22,10 +22,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pg_sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
-from minijenkin.db import TRANSIENT_ERRORS, connect_async
-from minijenkin.errors import DatabaseUnavailableError, NotFoundError
+from minijenkin.db import TRANSIENT_ERRORS, connect_async, pooled
+from minijenkin.errors import NotFoundError
 from minijenkin.logs import store
 from minijenkin.runs import ACTIVE_STATUSES
 from minijenkin.sql import QUERIES
@@ -183,23 +183,8 @@ class StreamEvent:
     seq: int | None = None
 
 
-@contextlib.asynccontextmanager
-async def _connection(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
-    """Check out a pooled connection for reads; an exhausted pool raises DatabaseUnavailableError (503)."""
-    try:
-        conn = await pool.getconn()
-    except PoolTimeout as exc:
-        raise DatabaseUnavailableError(
-            "no database connection became free for the log stream; retry shortly") from exc
-    try:
-        yield conn
-    finally:
-        # putconn rolls back or discards a connection left in a bad state.
-        await pool.putconn(conn)
-
-
 async def _job_state(pool: AsyncConnectionPool, job_id: int) -> dict[str, Any]:
-    async with _connection(pool) as conn:
+    async with pooled(pool) as conn:
         cursor = await conn.execute(QUERIES["log_job_state"], {"job_id": job_id})
         row = await cursor.fetchone()
     if row is None:
@@ -251,7 +236,7 @@ async def stream_attempt(
             # The attempt's status is read before its lines: every line of a
             # finished attempt was committed before the attempt finished, so
             # lines read after seeing it finished are complete.
-            async with _connection(pool) as conn:
+            async with pooled(pool) as conn:
                 info = await store.attempt_info(conn, job_id, number)
                 lines = await store.read_lines(conn, job_id=job_id, attempt=number, day=info.day,
                                                after=after, limit=STREAM_PAGE_LINES)

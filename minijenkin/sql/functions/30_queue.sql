@@ -370,6 +370,25 @@ BEGIN
 END;
 $$;
 
+-- The row of a job running under p_lease_token, for the functions through
+-- which a worker reads what its attempt needs. Raises
+-- object_not_in_prerequisite_state otherwise, which workers read as "the
+-- lease moved on".
+CREATE OR REPLACE FUNCTION mj_job_leased_v1(p_job_id bigint, p_lease_token uuid) RETURNS jobs
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_job jobs%ROWTYPE;
+BEGIN
+    SELECT * INTO v_job FROM jobs j WHERE j.id = p_job_id;
+    IF NOT FOUND OR v_job.status <> 'running' OR v_job.lease_token IS DISTINCT FROM p_lease_token THEN
+        RAISE EXCEPTION 'job % is not running under this lease', p_job_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN v_job;
+END;
+$$;
+
 -- The outputs of the jobs that a running job needs, by job key, those that
 -- finished last coming last (for a matrix, the last one's values win).
 -- Raises unless the caller holds the job's lease.
@@ -378,11 +397,7 @@ RETURNS TABLE (key text, outputs jsonb)
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    PERFORM 1 FROM jobs j WHERE j.id = p_job_id AND j.status = 'running' AND j.lease_token = p_lease_token;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % is not running under this lease', p_job_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
+    PERFORM mj_job_leased_v1(p_job_id, p_lease_token);
     RETURN QUERY
         SELECT n.key, n.outputs
         FROM job_dependencies d
@@ -401,15 +416,8 @@ RETURNS TABLE (key text, status text, continue_on_error boolean)
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    v_run_id bigint;
+    v_run_id bigint := (mj_job_leased_v1(p_job_id, p_lease_token)).run_id;
 BEGIN
-    SELECT j.run_id INTO v_run_id
-    FROM jobs j
-    WHERE j.id = p_job_id AND j.status = 'running' AND j.lease_token = p_lease_token;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % is not running under this lease', p_job_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
     RETURN QUERY
         SELECT a.key, a.status, a.continue_on_error
         FROM jobs a
@@ -426,15 +434,8 @@ RETURNS TABLE (name text, value text)
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    v_repo_id bigint;
+    v_repo_id bigint := (mj_job_leased_v1(p_job_id, p_lease_token)).repo_id;
 BEGIN
-    SELECT j.repo_id INTO v_repo_id
-    FROM jobs j
-    WHERE j.id = p_job_id AND j.status = 'running' AND j.lease_token = p_lease_token;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % is not running under this lease', p_job_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
     RETURN QUERY
         SELECT v.name, v.value FROM repo_variables v WHERE v.repo_id = v_repo_id ORDER BY v.name;
 END;

@@ -208,11 +208,7 @@ DECLARE
     v_trigger jsonb;
     v_environment text;
 BEGIN
-    SELECT * INTO v_job FROM jobs j WHERE j.id = p_job_id;
-    IF NOT FOUND OR v_job.status <> 'running' OR v_job.lease_token IS DISTINCT FROM p_lease_token THEN
-        RAISE EXCEPTION 'job % is not running under this lease', p_job_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
+    v_job := mj_job_leased_v1(p_job_id, p_lease_token);
 
     SELECT pr.trigger INTO v_trigger FROM pipeline_runs pr WHERE pr.id = v_job.run_id;
     IF coalesce((v_trigger -> 'pull_request' ->> 'fork')::boolean, false) THEN
