@@ -49,7 +49,7 @@ LEGACY_ENCRYPT_WAIT_SECONDS = 5.0
 # is left behind, so that a stuck part cannot keep the process from exiting
 # (and `minijenkin up` from stopping its workers and database). The
 # maintenance loops used to reach this limit when cancelled during
-# start-up; run_loop says why and now stops.
+# start-up. run_loop now stops, and its comment explains the cause.
 SHUTDOWN_STEP_SECONDS = 10.0
 
 

@@ -33,7 +33,12 @@ from minijenkin.crypto import Keyring, load_keyring
 from minijenkin.db import TRANSIENT_ERRORS, connect_async, create_pool
 from minijenkin.queue.batcher import FinishBatcher, Pending
 from minijenkin.queue.client import ClaimedJob, FinishItem, QueueClient, RetryPolicy
-from minijenkin.worker.ancestors import load_ancestor_statuses
+from minijenkin.worker.attempt_inputs import (
+    AttemptInputUnavailableError,
+    load_ancestor_statuses,
+    load_needs_outputs,
+    load_variables,
+)
 from minijenkin.worker.deploy_lock import DeployLock, needs_deploy_lock
 from minijenkin.worker.executor import (
     ABANDONED,
@@ -44,11 +49,9 @@ from minijenkin.worker.executor import (
     Outcome,
 )
 from minijenkin.worker.isolation import resolve_run_as, supervisor_gone
-from minijenkin.worker.outputs import load_needs_outputs
 from minijenkin.worker.schedules import sync_schedules
-from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
+from minijenkin.worker.secrets import load_job_secrets
 from minijenkin.worker.shipper import LogShipper
-from minijenkin.worker.variables import load_variables
 
 logger = logging.getLogger(__name__)
 
@@ -426,8 +429,8 @@ class Worker:
             await execution.run_unless_stopped(
                 sync_schedules(self.pool, self.data_dir, job, self.log_extra))
             outcome = await execution.run()
-        except SecretsUnavailableError as exc:
-            outcome = await self._secrets_failed(execution, exc)
+        except AttemptInputUnavailableError as exc:
+            outcome = await self._inputs_failed(execution, exc)
         await self.shipper.flush()
         return outcome
 
@@ -436,12 +439,12 @@ class Worker:
             self.keyring = load_keyring(self.settings.secret_key, self.data_dir)
         return self.keyring
 
-    async def _secrets_failed(self, execution: JobExecution,
-                              exc: SecretsUnavailableError) -> Outcome | None:
+    async def _inputs_failed(self, execution: JobExecution,
+                             exc: AttemptInputUnavailableError) -> Outcome | None:
         if exc.reason is None:
             return None  # the lease moved on: nothing to report
-        logger.error("job cannot get its secrets", extra={
-            **execution.log_extra, "action": "job_secrets_error", "error": exc.reason})
+        logger.error("job cannot read its secrets or other inputs", extra={
+            **execution.log_extra, "action": "job_inputs_error", "error": exc.reason})
         await execution.system(exc.reason)
         return Outcome("failed", None, exc.reason)
 

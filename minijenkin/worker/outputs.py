@@ -4,8 +4,8 @@ The worker of the job evaluates each output's template with the final
 `steps` context and stores the values through mj_job_outputs_set_v1 before
 it reports the end, so they are in place when a dependent job is claimed.
 The worker of a dependent job reads them through mj_job_needs_outputs_v1
-before the job's `if:` is evaluated. As on GitHub, a value that contains a
-secret is not passed on.
+(minijenkin.worker.attempt_inputs) before the job's `if:` is evaluated. As
+on GitHub, a value that contains a secret is not passed on.
 """
 
 from __future__ import annotations
@@ -14,26 +14,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from minijenkin.logs.masking import SecretMasker
 from minijenkin.pipeline.expressions import ExpressionError, Scope, render_text
-from minijenkin.queue.client import ClaimedJob
-from minijenkin.worker.secrets import fetch_for_attempt
 
 # The limit of all of a job's output values together, as JSON (GitHub documents 1 MB for job outputs).
 MAX_OUTPUTS_BYTES = 1024 * 1024
-
-
-async def load_needs_outputs(pool: AsyncConnectionPool, job: ClaimedJob) -> None:
-    """Set job.context["needs_outputs"] to (job key, outputs) pairs, those finished last coming last.
-
-    Raises SecretsUnavailableError as loading secrets does.
-    """
-    if job.kind == "plan" or not job.spec.get("needs_outputs"):
-        return
-    rows = await fetch_for_attempt(pool, job, "job_needs_outputs", "the outputs of the jobs it needs")
-    job.context["needs_outputs"] = [(row["key"], row["outputs"]) for row in rows]
 
 
 def evaluate_outputs(templates: Mapping[str, Any], scope: Scope,

@@ -15,7 +15,8 @@ from minijenkin.crypto import Keyring, generate_key
 from minijenkin.db import create_pool
 from minijenkin.queue.client import ClaimedJob
 from minijenkin.secrets import secret_purpose
-from minijenkin.worker.secrets import SecretsUnavailableError, load_job_secrets
+from minijenkin.worker.attempt_inputs import AttemptInputUnavailableError
+from minijenkin.worker.secrets import load_job_secrets
 from tests.support.factories import claim, create_repo, job_entry, register_worker, submit_plan
 
 KEYRING = Keyring.from_text(generate_key())
@@ -122,7 +123,7 @@ def test_worker_step_reports_a_missing_key(db: psycopg.Connection, database_url:
     job = _claimed(_script_job(db, repo_id))
     other = Keyring.from_text(generate_key())
 
-    with pytest.raises(SecretsUnavailableError) as raised:
+    with pytest.raises(AttemptInputUnavailableError) as raised:
         asyncio.run(_load(database_url, job, other))
 
     assert raised.value.reason == (

@@ -310,7 +310,7 @@ def test_store_outputs_times_out(db: psycopg.Connection, database_url: str) -> N
         return "stored"
 
     with psycopg.connect(database_url) as holder:
-        # Another transaction holds the job's row, so the UPDATE waits.
+        # Another transaction has locked the job's row, so the UPDATE waits.
         holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (build["job_id"],))
         outcome = asyncio.run(_with_client(database_url, worker_id, body))
         holder.rollback()
